@@ -1,0 +1,266 @@
+use crate::error::DecodeError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One request line: an `id` chosen by the client and an operation.
+///
+/// The broker echoes `id` on every frame of the answer, so a client can match
+/// answers to requests; ids need not be unique, but the client libraries
+/// count up from 1.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Request {
+    /// Echoed on every frame of the answer.
+    pub id: u64,
+    /// What to do.
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// The operations of the protocol. On the wire the variant is the `op` field
+/// (`"hello"`, `"open"`, …) and the variant's fields sit beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Op {
+    /// Exchange protocol versions. Optional; must come first when sent.
+    Hello {
+        /// The client's protocol version.
+        version: u32,
+        /// Free-form client name and version, for the log (`iam-pg/0.1.0`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+    },
+    /// Open the session's database connection. Exactly once per connection.
+    Open(OpenParams),
+    /// Run one statement and stream its rows back.
+    Query {
+        /// One SQL statement, with `$1..$n` or `%s` placeholders.
+        sql: String,
+        /// Parameter values, bound as text (see `docs/protocol.md`).
+        #[serde(default)]
+        params: Vec<Value>,
+    },
+    /// Run one statement and answer with the number of rows it affected.
+    Execute {
+        /// One SQL statement, with `$1..$n` or `%s` placeholders.
+        sql: String,
+        /// Parameter values, bound as text.
+        #[serde(default)]
+        params: Vec<Value>,
+    },
+    /// Commit the open transaction (a no-op when none is open).
+    Commit,
+    /// Roll back the open transaction (a no-op when none is open).
+    Rollback,
+    /// Roll back whatever is open and end the session. The broker closes
+    /// the connection after answering.
+    Close,
+    /// Liveness check; answered with `pong`.
+    Ping,
+}
+
+/// Parameters of [`Op::Open`]. Every field has the seed library's default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenParams {
+    /// Database instance: the container is `{db}-db`. Default `czechidm`.
+    #[serde(default = "default_db")]
+    pub db: String,
+    /// Database user to connect as. Default `postgres`.
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Database name inside the instance. Default: the instance name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbname: Option<String>,
+    /// Read-only session (the default). `false` asks for a write session,
+    /// which the policy must grant.
+    #[serde(default = "default_true")]
+    pub readonly: bool,
+    /// Why the session is opened; kept for the audit, required by rules
+    /// with `require_reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn default_db() -> String {
+    crate::DEFAULT_DB.to_owned()
+}
+
+fn default_user() -> String {
+    crate::DEFAULT_DB_USER.to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for OpenParams {
+    fn default() -> Self {
+        OpenParams {
+            db: default_db(),
+            user: default_user(),
+            dbname: None,
+            readonly: true,
+            reason: None,
+        }
+    }
+}
+
+const OPS: &[&str] = &[
+    "hello", "open", "query", "execute", "commit", "rollback", "close", "ping",
+];
+
+impl Request {
+    /// Decodes one line (with or without its trailing newline).
+    ///
+    /// The error says which rule the line broke; [`Request::peek_id`] recovers
+    /// the `id` of a line that did not decode, so the error frame can carry it.
+    pub fn decode(line: &[u8]) -> Result<Request, DecodeError> {
+        let text = std::str::from_utf8(line).map_err(|_| DecodeError::NotUtf8)?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+        let Value::Object(mut map) = value else {
+            return Err(DecodeError::InvalidJson("expected an object".into()));
+        };
+        let id = match map.remove("id") {
+            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+                DecodeError::InvalidField("`id` must be a non-negative integer".into())
+            })?,
+            Some(_) => {
+                return Err(DecodeError::InvalidField(
+                    "`id` must be a non-negative integer".into(),
+                ))
+            }
+            None => return Err(DecodeError::InvalidField("missing field `id`".into())),
+        };
+        match map.get("op") {
+            Some(Value::String(op)) if OPS.contains(&op.as_str()) => {}
+            Some(Value::String(op)) => return Err(DecodeError::UnknownOp(op.clone())),
+            Some(_) => return Err(DecodeError::InvalidField("`op` must be a string".into())),
+            None => return Err(DecodeError::InvalidField("missing field `op`".into())),
+        }
+        let op = serde_json::from_value::<Op>(Value::Object(map))
+            .map_err(|e| DecodeError::InvalidField(e.to_string()))?;
+        Ok(Request { id, op })
+    }
+
+    /// Best-effort `id` of a line that may not decode as a whole.
+    pub fn peek_id(line: &[u8]) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct IdOnly {
+            id: u64,
+        }
+        serde_json::from_slice::<IdOnly>(line).ok().map(|r| r.id)
+    }
+
+    /// Encodes the request as one line, newline included.
+    pub fn encode(&self) -> String {
+        // Serializing plain data into a String cannot fail.
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+}
+
+impl Op {
+    /// The operation's wire name (`"query"`, …), for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Hello { .. } => "hello",
+            Op::Open(_) => "open",
+            Op::Query { .. } => "query",
+            Op::Execute { .. } => "execute",
+            Op::Commit => "commit",
+            Op::Rollback => "rollback",
+            Op::Close => "close",
+            Op::Ping => "ping",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_op() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"id":1,"op":"hello","version":1}"#, "hello"),
+            (r#"{"id":2,"op":"open"}"#, "open"),
+            (r#"{"id":3,"op":"query","sql":"SELECT 1"}"#, "query"),
+            (
+                r#"{"id":4,"op":"execute","sql":"x","params":[1,"a",null]}"#,
+                "execute",
+            ),
+            (r#"{"id":5,"op":"commit"}"#, "commit"),
+            (r#"{"id":6,"op":"rollback"}"#, "rollback"),
+            (r#"{"id":7,"op":"close"}"#, "close"),
+            (r#"{"id":8,"op":"ping"}"#, "ping"),
+        ];
+        for (line, name) in cases {
+            let req = Request::decode(line.as_bytes()).unwrap();
+            assert_eq!(req.op.name(), *name);
+        }
+    }
+
+    #[test]
+    fn open_defaults_follow_the_seed() {
+        let req = Request::decode(br#"{"id":1,"op":"open"}"#).unwrap();
+        assert_eq!(req.op, Op::Open(OpenParams::default()));
+        let Op::Open(p) = req.op else { unreachable!() };
+        assert_eq!(
+            (p.db.as_str(), p.user.as_str(), p.readonly),
+            ("czechidm", "postgres", true)
+        );
+    }
+
+    #[test]
+    fn round_trips() {
+        let req = Request {
+            id: 9,
+            op: Op::Open(OpenParams {
+                db: "bridge".into(),
+                readonly: false,
+                reason: Some("fix".into()),
+                ..OpenParams::default()
+            }),
+        };
+        let line = req.encode();
+        assert!(line.ends_with('\n'));
+        assert_eq!(Request::decode(line.trim_end().as_bytes()).unwrap(), req);
+    }
+
+    #[test]
+    fn rejects_bad_lines_with_a_reason() {
+        assert_eq!(Request::decode(b"\xff\xfe"), Err(DecodeError::NotUtf8));
+        assert!(matches!(
+            Request::decode(b"{"),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            Request::decode(b"[1]"),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            Request::decode(b"{\"op\":\"ping\"}"),
+            Err(DecodeError::InvalidField(_))
+        ));
+        assert!(matches!(
+            Request::decode(br#"{"id":-1,"op":"ping"}"#),
+            Err(DecodeError::InvalidField(_))
+        ));
+        assert_eq!(
+            Request::decode(br#"{"id":1,"op":"drop_everything"}"#),
+            Err(DecodeError::UnknownOp("drop_everything".into()))
+        );
+        assert!(matches!(
+            Request::decode(br#"{"id":1,"op":"query","sql":42}"#),
+            Err(DecodeError::InvalidField(_))
+        ));
+        assert!(matches!(
+            Request::decode(br#"{"id":1,"op":"open","read_only":false}"#),
+            Err(DecodeError::InvalidField(_))
+        ));
+        assert_eq!(Request::peek_id(br#"{"id":7,"op":"nope"}"#), Some(7));
+        assert_eq!(Request::peek_id(b"garbage"), None);
+    }
+}

@@ -1,0 +1,187 @@
+use crate::error::ErrorInfo;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One frame sent by the broker. On the wire the variant is the `type` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to `hello`.
+    Hello {
+        /// Echo of the request id.
+        id: u64,
+        /// The broker's protocol version.
+        version: u32,
+        /// Broker name and version, e.g. `iam-pgbroker/0.1.0`.
+        server: String,
+        /// The broker's hard limit on one request line, in bytes.
+        max_line_bytes: usize,
+    },
+    /// Answer to `open`: the session is ready.
+    Opened(Opened),
+    /// First frame of a `query` answer: the result's columns.
+    Columns {
+        /// Echo of the request id.
+        id: u64,
+        /// Columns in result order.
+        columns: Vec<Column>,
+    },
+    /// A chunk of rows, each an array in column order.
+    Rows {
+        /// Echo of the request id.
+        id: u64,
+        /// The rows of this chunk.
+        rows: Vec<Vec<Value>>,
+    },
+    /// Last frame of `query` and the only frame of `execute`.
+    Done {
+        /// Echo of the request id.
+        id: u64,
+        /// Rows returned (query) or affected (execute).
+        rows: u64,
+        /// The command tag's verb: `SELECT`, `UPDATE`, …
+        command: String,
+    },
+    /// Answer to `commit`, `rollback` and `close`.
+    Ok {
+        /// Echo of the request id.
+        id: u64,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// Echo of the request id.
+        id: u64,
+    },
+    /// The request failed. For `query`, an error may also follow a
+    /// `columns` frame and some `rows` (the statement failed midway).
+    Error {
+        /// Echo of the request id; `null` when the line had no readable id.
+        id: Option<u64>,
+        /// What went wrong.
+        error: ErrorInfo,
+    },
+}
+
+/// Body of the `opened` frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opened {
+    /// Echo of the request id.
+    pub id: u64,
+    /// The broker's session id (also in the audit and in PostgreSQL's
+    /// `application_name`).
+    pub session: String,
+    /// Database instance.
+    pub db: String,
+    /// Database name.
+    pub dbname: String,
+    /// Database user.
+    pub user: String,
+    /// Whether the session is read-only.
+    pub readonly: bool,
+    /// Name of the policy rule that granted the session.
+    pub rule: String,
+    /// Who the broker believes the client is (from the kernel).
+    pub identity: Identity,
+}
+
+/// A peer's identity as the broker read it from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// User id.
+    pub uid: u32,
+    /// User name, when the user database knows it.
+    pub user: Option<String>,
+    /// Primary group id.
+    pub gid: u32,
+    /// Names of all groups (primary and supplementary).
+    pub groups: Vec<String>,
+    /// Process id.
+    pub pid: i32,
+}
+
+/// One result column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name as PostgreSQL reports it.
+    pub name: String,
+    /// PostgreSQL type name (`int8`, `varchar`, `_text` for `text[]`, …).
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+impl Response {
+    /// The request id this frame answers, if any.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            Response::Hello { id, .. }
+            | Response::Columns { id, .. }
+            | Response::Rows { id, .. }
+            | Response::Done { id, .. }
+            | Response::Ok { id }
+            | Response::Pong { id } => Some(*id),
+            Response::Opened(o) => Some(o.id),
+            Response::Error { id, .. } => *id,
+        }
+    }
+
+    /// Encodes the frame as one line, newline included.
+    pub fn encode(&self) -> String {
+        // Serializing plain data (no maps with non-string keys) cannot fail.
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+
+    /// Decodes one frame (with or without the trailing newline).
+    pub fn decode(line: &[u8]) -> Result<Response, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = vec![
+            Response::Columns {
+                id: 3,
+                columns: vec![Column {
+                    name: "n".into(),
+                    type_name: "int8".into(),
+                }],
+            },
+            Response::Rows {
+                id: 3,
+                rows: vec![vec![Value::from(1)], vec![Value::Null]],
+            },
+            Response::Done {
+                id: 3,
+                rows: 2,
+                command: "SELECT".into(),
+            },
+            Response::Error {
+                id: None,
+                error: ErrorInfo {
+                    sqlstate: Some("25006".into()),
+                    ..ErrorInfo::new(ErrorCode::ReadOnly, "cannot execute UPDATE")
+                },
+            },
+        ];
+        for frame in frames {
+            let line = frame.encode();
+            assert_eq!(Response::decode(line.as_bytes()).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn unknown_codes_decode() {
+        let line = br#"{"type":"error","id":1,"error":{"code":"brand_new","message":"x"}}"#;
+        let Response::Error { error, .. } = Response::decode(line).unwrap() else {
+            panic!("not an error frame")
+        };
+        assert_eq!(error.code, ErrorCode::Unknown);
+    }
+}
