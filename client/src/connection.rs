@@ -1,0 +1,584 @@
+use crate::param::{to_values, ToParam};
+use crate::{wire, Error, Row};
+use iam_pgbroker_proto::{
+    Column, Identity, Op, OpenParams, Request, Response, DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSION,
+};
+use serde_json::Value;
+use std::fmt;
+use std::io::{BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Hard limit on one frame from the broker. The broker sends rows in
+/// chunks of about 64 KiB, so a line this long means a broken broker, not a
+/// big result; the limit keeps a runaway line from eating the caller's
+/// memory.
+pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long `Drop` waits for each answer while rolling back and closing.
+const DROP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the broker said about the session when it opened it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The broker's session id (also in the audit and in PostgreSQL's
+    /// `application_name`).
+    pub session: String,
+    /// Database instance (`czechidm`, `bridge`).
+    pub db: String,
+    /// Database name inside the instance.
+    pub dbname: String,
+    /// Database user.
+    pub user: String,
+    /// Whether the session is read-only.
+    pub readonly: bool,
+    /// Name of the policy rule that granted the session.
+    pub rule: String,
+    /// Who the broker believes this process is (read from the kernel).
+    pub identity: Identity,
+    /// The broker's name and version, e.g. `iam-pgbroker/0.1.0`.
+    pub server: String,
+    /// The protocol version the broker speaks.
+    pub protocol_version: u32,
+}
+
+/// An open session with the broker: one logical database connection.
+///
+/// The first statement after open, [`commit`](Connection::commit) or
+/// [`rollback`](Connection::rollback) starts a transaction (read-only unless
+/// the session was opened with `readonly(false)`); nothing is committed
+/// unless `commit` is called. Dropping an unclosed connection rolls back and
+/// closes it (best effort, waiting at most a few seconds).
+///
+/// Parameters are passed as `&[&dyn ToParam]`: `&[]` for none,
+/// `&[&"admin", &3]` for `%s` or `$1`, `$2` placeholders (`%%` is a literal
+/// `%` when there are parameters). See [`ToParam`] for the value mapping.
+///
+/// Manual transaction control, several commits on one connection:
+///
+/// ```no_run
+/// # fn main() -> Result<(), iam_pgconnect::Error> {
+/// let mut db = iam_pgconnect::Config::new()
+///     .user("czechidm")
+///     .readonly(false)
+///     .connect()?;
+/// let result = (|| {
+///     db.execute("INSERT INTO idm_audit_log (msg) VALUES (%s)", &[&"step 1"])?;
+///     db.commit()?;
+///     db.execute(
+///         "UPDATE idm_identity SET modified = now() WHERE username = %s",
+///         &[&"admin"],
+///     )?;
+///     db.commit()
+/// })();
+/// if result.is_err() {
+///     db.rollback()?;
+/// }
+/// db.close()?;
+/// result
+/// # }
+/// ```
+pub struct Connection {
+    reader: BufReader<UnixStream>,
+    next_id: u64,
+    max_line_bytes: usize,
+    info: SessionInfo,
+    /// A `query` whose answer has not been read to the end (a `RowIter`
+    /// that was forgotten); drained before the next request.
+    pending: Option<u64>,
+    /// Why the connection can no longer be used, once it cannot.
+    broken: Option<String>,
+    closed: bool,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("session", &self.info.session)
+            .field("db", &self.info.db)
+            .field("user", &self.info.user)
+            .field("readonly", &self.info.readonly)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The socket before the session is open: `hello` and `open`.
+struct Handshake {
+    reader: BufReader<UnixStream>,
+    next_id: u64,
+}
+
+impl Handshake {
+    fn call(&mut self, op: Op, doing: &str) -> Result<Response, Error> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = Request { id, op }.encode();
+        self.reader
+            .get_mut()
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io(doing, e))?;
+        let frame = wire::read_frame(&mut self.reader, doing)?;
+        match frame {
+            Response::Error { error, .. } => Err(Error::broker(error)),
+            f if f.id() == Some(id) => Ok(f),
+            f => Err(Error::protocol(format!(
+                "answer for request {:?} while {doing} (request {id})",
+                f.id()
+            ))),
+        }
+    }
+}
+
+impl Connection {
+    pub(crate) fn open(
+        path: &Path,
+        params: &OpenParams,
+        client_name: &str,
+        read_timeout: Option<Duration>,
+        write_timeout: Option<Duration>,
+    ) -> Result<Connection, Error> {
+        let stream = UnixStream::connect(path).map_err(|e| Error::connect(path, e))?;
+        stream
+            .set_read_timeout(read_timeout)
+            .and_then(|()| stream.set_write_timeout(write_timeout))
+            .map_err(|e| Error::io("setting socket timeouts", e))?;
+        let mut hs = Handshake {
+            reader: BufReader::new(stream),
+            next_id: 1,
+        };
+        let hello = Op::Hello {
+            version: PROTOCOL_VERSION,
+            client: Some(client_name.to_owned()),
+        };
+        let (server, protocol_version, max_line_bytes) =
+            match hs.call(hello, "saying hello to iam-pgbroker")? {
+                Response::Hello {
+                    version,
+                    server,
+                    max_line_bytes,
+                    ..
+                } => (server, version, max_line_bytes),
+                other => return Err(unexpected(&other, "hello")),
+            };
+        if protocol_version != PROTOCOL_VERSION {
+            return Err(Error::protocol(format!(
+                "{server} speaks protocol version {protocol_version}, \
+                 this client speaks version {PROTOCOL_VERSION}"
+            )));
+        }
+        // After a refused open the broker keeps the connection so that we
+        // can read the error; returning drops (closes) the socket.
+        let opened = match hs.call(Op::Open(params.clone()), "opening the session")? {
+            Response::Opened(o) => o,
+            other => return Err(unexpected(&other, "opened")),
+        };
+        Ok(Connection {
+            reader: hs.reader,
+            next_id: hs.next_id,
+            max_line_bytes: if max_line_bytes == 0 {
+                DEFAULT_MAX_LINE_BYTES
+            } else {
+                max_line_bytes
+            },
+            info: SessionInfo {
+                session: opened.session,
+                db: opened.db,
+                dbname: opened.dbname,
+                user: opened.user,
+                readonly: opened.readonly,
+                rule: opened.rule,
+                identity: opened.identity,
+                server,
+                protocol_version,
+            },
+            pending: None,
+            broken: None,
+            closed: false,
+        })
+    }
+
+    /// What the broker said when it opened the session: session id,
+    /// database, user, mode, the rule that granted it and the identity it
+    /// read from the kernel.
+    pub fn session_info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    /// Runs a statement and returns all its rows.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), iam_pgconnect::Error> {
+    /// let mut db = iam_pgconnect::connect()?;
+    /// let rows = db.query("SELECT count(*) AS total FROM idm_identity", &[])?;
+    /// let total: i64 = rows[0].get("total");
+    ///
+    /// // Parameters always via placeholders, never by formatting SQL:
+    /// let rows = db.query(
+    ///     "SELECT id, username FROM idm_identity WHERE username = %s",
+    ///     &[&"admin"],
+    /// )?;
+    /// for row in &rows {
+    ///     println!("{} {}", row["id"], row["username"]);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn query(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>, Error> {
+        self.query_iter(sql, params)?.collect()
+    }
+
+    /// Runs a statement and yields its rows as they arrive, without holding
+    /// the whole result in memory.
+    ///
+    /// The iterator borrows the connection. Dropping it early reads and
+    /// discards the rest of the answer, so the connection stays usable (for
+    /// a huge result that takes as long as receiving it; a `LIMIT` is
+    /// cheaper). After the last row, [`RowIter::command`] and
+    /// [`RowIter::row_count`] give the command tag's verb and the row count.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), iam_pgconnect::Error> {
+    /// let mut db = iam_pgconnect::connect()?;
+    /// let mut rows = db.query_iter("SELECT username FROM idm_identity ORDER BY 1", &[])?;
+    /// for row in &mut rows {
+    ///     println!("{}", row?.get::<&str>("username"));
+    /// }
+    /// println!("{:?} rows", rows.row_count());
+    /// # Ok(()) }
+    /// ```
+    pub fn query_iter(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<RowIter<'_>, Error> {
+        let op = Op::Query {
+            sql: sql.to_owned(),
+            params: to_values(params),
+        };
+        let id = self.send(op)?;
+        let first = self.recv(id, "reading the answer to query")?;
+        let (columns, done) = match first {
+            Response::Columns { columns, .. } => (columns, None),
+            // A broker may skip the header for a statement without result
+            // columns; the result is the same as an empty one.
+            Response::Done { rows, command, .. } => (Vec::new(), Some(Done { rows, command })),
+            other => return Err(self.violation(&other, "columns")),
+        };
+        let finished = done.is_some();
+        if !finished {
+            self.pending = Some(id);
+        }
+        Ok(RowIter {
+            conn: self,
+            id,
+            columns: columns.into(),
+            chunk: Vec::new().into_iter(),
+            done,
+            finished,
+        })
+    }
+
+    /// Runs a statement and returns the number of rows it affected.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), iam_pgconnect::Error> {
+    /// let mut db = iam_pgconnect::Config::new()
+    ///     .user("czechidm")
+    ///     .readonly(false)
+    ///     .connect()?;
+    /// let affected = db.execute(
+    ///     "UPDATE idm_identity SET modified = now() WHERE username = %s",
+    ///     &[&"admin"],
+    /// )?;
+    /// db.commit()?;
+    /// println!("rows affected: {affected}");
+    /// # Ok(()) }
+    /// ```
+    pub fn execute(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, Error> {
+        let op = Op::Execute {
+            sql: sql.to_owned(),
+            params: to_values(params),
+        };
+        let id = self.send(op)?;
+        match self.recv(id, "reading the answer to execute")? {
+            Response::Done { rows, .. } => Ok(rows),
+            other => Err(self.violation(&other, "done")),
+        }
+    }
+
+    /// Commits the open transaction (nothing happens when none is open).
+    pub fn commit(&mut self) -> Result<(), Error> {
+        self.expect_ok(Op::Commit)
+    }
+
+    /// Rolls back the open transaction (nothing happens when none is open).
+    /// After a database error, roll back to use the session again.
+    pub fn rollback(&mut self) -> Result<(), Error> {
+        self.expect_ok(Op::Rollback)
+    }
+
+    /// Checks that the broker is alive and the session usable.
+    pub fn ping(&mut self) -> Result<(), Error> {
+        let id = self.send(Op::Ping)?;
+        match self.recv(id, "waiting for pong")? {
+            Response::Pong { .. } => Ok(()),
+            other => Err(self.violation(&other, "pong")),
+        }
+    }
+
+    /// Rolls back whatever is open and ends the session.
+    ///
+    /// The socket is closed even when this returns an error.
+    pub fn close(mut self) -> Result<(), Error> {
+        let result = self.expect_ok(Op::Close);
+        self.closed = true;
+        result
+    }
+
+    /// Changes the read timeout (`None`: wait as long as the broker takes).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(timeout.filter(|t| !t.is_zero()))
+            .map_err(|e| Error::io("setting the read timeout", e))
+    }
+
+    fn expect_ok(&mut self, op: Op) -> Result<(), Error> {
+        let name = op.name();
+        let id = self.send(op)?;
+        match self.recv(id, &format!("reading the answer to {name}"))? {
+            Response::Ok { .. } => Ok(()),
+            other => Err(self.violation(&other, "ok")),
+        }
+    }
+
+    /// Sends one request and returns its id.
+    fn send(&mut self, op: Op) -> Result<u64, Error> {
+        if let Some(why) = &self.broken {
+            return Err(Error::closed(why));
+        }
+        if self.pending.is_some() {
+            self.drain()?;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let name = op.name();
+        let line = Request { id, op }.encode();
+        if line.len() > self.max_line_bytes {
+            // Refused here, so the session stays usable; the broker would
+            // answer bad_request anyway.
+            return Err(Error::request(format!(
+                "the {name} request is {} bytes, more than the broker's limit of {} bytes",
+                line.len(),
+                self.max_line_bytes
+            )));
+        }
+        let written = self.reader.get_mut().write_all(line.as_bytes());
+        written.map_err(|e| self.broke(Error::io(&format!("sending {name}"), e)))?;
+        Ok(id)
+    }
+
+    /// Reads the next frame of the answer to `id`. An `error` frame becomes
+    /// `Err`; anything that leaves the socket out of step marks the
+    /// connection broken.
+    fn recv(&mut self, id: u64, doing: &str) -> Result<Response, Error> {
+        let frame = wire::read_frame(&mut self.reader, doing).map_err(|e| self.broke(e))?;
+        match frame {
+            // An error without an id answers whatever we sent last: the
+            // broker could not read the request's id.
+            Response::Error { id: None, error } => Err(Error::broker(error)),
+            Response::Error {
+                id: Some(got),
+                error,
+            } if got == id => Err(Error::broker(error)),
+            f if f.id() == Some(id) => Ok(f),
+            f => Err(self.broke(Error::protocol(format!(
+                "got a {} frame for request {:?} while {doing} (request {id})",
+                frame_type(&f),
+                f.id()
+            )))),
+        }
+    }
+
+    /// Reads and discards the rest of the pending `query` answer.
+    fn drain(&mut self) -> Result<(), Error> {
+        let Some(id) = self.pending else {
+            return Ok(());
+        };
+        loop {
+            match self.recv(id, "discarding the rest of a result") {
+                Ok(Response::Rows { .. }) => {}
+                Ok(Response::Done { .. }) => break,
+                Ok(other) => return Err(self.violation(&other, "rows or done")),
+                Err(e) if e.breaks_connection() => return Err(e),
+                // The statement failed midway: its error frame ends the
+                // answer, and nobody is left to read it.
+                Err(_) => break,
+            }
+        }
+        self.pending = None;
+        Ok(())
+    }
+
+    /// Records that the connection is unusable when `err` says so.
+    fn broke(&mut self, err: Error) -> Error {
+        if err.breaks_connection() && self.broken.is_none() {
+            self.broken = Some(err.message().to_owned());
+            self.pending = None;
+        }
+        err
+    }
+
+    fn violation(&mut self, got: &Response, wanted: &str) -> Error {
+        self.broke(unexpected(got, wanted))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.closed || self.broken.is_some() {
+            return;
+        }
+        if self.pending.is_some() {
+            // A forgotten result still streaming: draining it could take
+            // long. Hanging up makes the broker roll back just the same.
+            return;
+        }
+        // Best effort and bounded: a stuck broker must not hang the caller
+        // (possibly unwinding from a panic). Errors are ignored; the broker
+        // rolls back on disconnect anyway.
+        let stream = self.reader.get_ref();
+        let _ = stream.set_read_timeout(Some(DROP_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(DROP_TIMEOUT));
+        if self.expect_ok(Op::Rollback).is_ok() {
+            let _ = self.expect_ok(Op::Close);
+        }
+        self.closed = true;
+    }
+}
+
+/// The final frame of a query.
+#[derive(Debug, Clone)]
+struct Done {
+    rows: u64,
+    command: String,
+}
+
+/// Rows of a query as they arrive; see [`Connection::query_iter`].
+///
+/// Yields `Err` once if the statement fails midway (after some rows), then
+/// ends. Dropping it before the end discards the rest of the answer.
+pub struct RowIter<'c> {
+    conn: &'c mut Connection,
+    id: u64,
+    columns: Arc<[Column]>,
+    chunk: std::vec::IntoIter<Vec<Value>>,
+    done: Option<Done>,
+    finished: bool,
+}
+
+impl fmt::Debug for RowIter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RowIter")
+            .field("id", &self.id)
+            .field("columns", &self.columns)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowIter<'_> {
+    /// The result's columns, known before the first row (empty for a
+    /// statement that returns no rows, such as `UPDATE` without
+    /// `RETURNING`).
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// The command tag's verb (`SELECT`, `UPDATE`, …), once the iterator
+    /// has returned `None` after a successful statement.
+    pub fn command(&self) -> Option<&str> {
+        self.done.as_ref().map(|d| d.command.as_str())
+    }
+
+    /// Rows returned (or, for `INSERT`/`UPDATE`/`DELETE` without
+    /// `RETURNING`, affected), once the iterator has returned `None` after
+    /// a successful statement.
+    pub fn row_count(&self) -> Option<u64> {
+        self.done.as_ref().map(|d| d.rows)
+    }
+
+    fn fail(&mut self, err: Error) -> Option<Result<Row, Error>> {
+        self.finished = true;
+        if self.conn.pending == Some(self.id) {
+            self.conn.pending = None;
+        }
+        Some(Err(err))
+    }
+}
+
+impl Iterator for RowIter<'_> {
+    type Item = Result<Row, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(values) = self.chunk.next() {
+                if values.len() != self.columns.len() {
+                    let err = Error::protocol(format!(
+                        "a row has {} values for {} columns",
+                        values.len(),
+                        self.columns.len()
+                    ));
+                    let err = self.conn.broke(err);
+                    return self.fail(err);
+                }
+                return Some(Ok(Row::new(Arc::clone(&self.columns), values)));
+            }
+            if self.finished {
+                return None;
+            }
+            match self.conn.recv(self.id, "reading rows") {
+                Ok(Response::Rows { rows, .. }) => self.chunk = rows.into_iter(),
+                Ok(Response::Done { rows, command, .. }) => {
+                    self.done = Some(Done { rows, command });
+                    self.finished = true;
+                    self.conn.pending = None;
+                    return None;
+                }
+                Ok(other) => {
+                    let err = self.conn.violation(&other, "rows or done");
+                    return self.fail(err);
+                }
+                Err(err) => return self.fail(err),
+            }
+        }
+    }
+}
+
+impl Drop for RowIter<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Errors mark the connection broken; the next call reports it.
+            let _ = self.conn.drain();
+        }
+    }
+}
+
+fn frame_type(frame: &Response) -> &'static str {
+    match frame {
+        Response::Hello { .. } => "hello",
+        Response::Opened(_) => "opened",
+        Response::Columns { .. } => "columns",
+        Response::Rows { .. } => "rows",
+        Response::Done { .. } => "done",
+        Response::Ok { .. } => "ok",
+        Response::Pong { .. } => "pong",
+        Response::Error { .. } => "error",
+    }
+}
+
+fn unexpected(got: &Response, wanted: &str) -> Error {
+    Error::protocol(format!(
+        "expected a {wanted} frame, got a {} frame",
+        frame_type(got)
+    ))
+}

@@ -1,0 +1,134 @@
+//! Reading frames: one JSON object per line, with a hard length limit.
+
+use crate::connection::MAX_FRAME_BYTES;
+use crate::Error;
+use iam_pgbroker_proto::Response;
+use std::io::{self, BufRead};
+
+/// Reads one frame. `doing` names what the client was waiting for, for the
+/// error message.
+pub(crate) fn read_frame(reader: &mut impl BufRead, doing: &str) -> Result<Response, Error> {
+    let mut line = Vec::new();
+    match read_line(reader, &mut line, MAX_FRAME_BYTES) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Error::io(
+                doing,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "end of stream"),
+            ))
+        }
+        Err(LineError::TooLong) => {
+            return Err(Error::protocol(format!(
+                "a frame from the broker is longer than {MAX_FRAME_BYTES} bytes"
+            )))
+        }
+        Err(LineError::Io(e)) => return Err(Error::io(doing, e)),
+    }
+    Response::decode(&line).map_err(|e| {
+        let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+        Error::protocol(format!("cannot decode a frame ({e}): {shown}"))
+    })
+}
+
+#[derive(Debug)]
+pub(crate) enum LineError {
+    /// The line grew past the limit before its newline arrived.
+    TooLong,
+    Io(io::Error),
+}
+
+/// Reads up to and including the next `\n` into `buf` (without the `\n`),
+/// refusing lines longer than `limit` bytes before they are buffered whole.
+/// Returns `Ok(false)` at a clean end of stream (nothing read), and an
+/// `UnexpectedEof` error when the stream ends mid-line.
+pub(crate) fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<bool, LineError> {
+    buf.clear();
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(LineError::Io(e)),
+        };
+        if available.is_empty() {
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            return Err(LineError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the stream ended in the middle of a frame",
+            )));
+        }
+        let (taken, complete) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + taken > limit {
+            return Err(LineError::TooLong);
+        }
+        buf.extend_from_slice(&available[..taken]);
+        reader.consume(if complete { taken + 1 } else { taken });
+        if complete {
+            return Ok(true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Cursor};
+
+    #[test]
+    fn splits_lines_across_buffer_refills() {
+        // A tiny buffer forces each line to span several refills.
+        let mut r = BufReader::with_capacity(3, Cursor::new(b"abcdefg\n\nxy\n".to_vec()));
+        let mut buf = Vec::new();
+        assert!(read_line(&mut r, &mut buf, 100).unwrap());
+        assert_eq!(buf, b"abcdefg");
+        assert!(read_line(&mut r, &mut buf, 100).unwrap());
+        assert_eq!(buf, b"");
+        assert!(read_line(&mut r, &mut buf, 100).unwrap());
+        assert_eq!(buf, b"xy");
+        assert!(!read_line(&mut r, &mut buf, 100).unwrap());
+    }
+
+    #[test]
+    fn limit_applies_before_the_newline_arrives() {
+        let mut r = BufReader::with_capacity(4, Cursor::new(vec![b'x'; 1000]));
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_line(&mut r, &mut buf, 10),
+            Err(LineError::TooLong)
+        ));
+        assert!(buf.len() <= 10);
+        // Exactly at the limit is fine.
+        let mut r = Cursor::new(b"0123456789\n".to_vec());
+        assert!(read_line(&mut r, &mut buf, 10).unwrap());
+    }
+
+    #[test]
+    fn end_of_stream_mid_line_is_an_error() {
+        let mut r = Cursor::new(b"{\"type\":".to_vec());
+        let mut buf = Vec::new();
+        match read_line(&mut r, &mut buf, 100) {
+            Err(LineError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_decode_or_say_why() {
+        let mut r = Cursor::new(b"{\"type\":\"pong\",\"id\":4}\nnot json\n".to_vec());
+        assert_eq!(read_frame(&mut r, "x").unwrap(), Response::Pong { id: 4 });
+        let err = read_frame(&mut r, "x").unwrap_err();
+        assert!(err.message().contains("not json"), "{err}");
+        assert!(err.is_closed());
+        let err = read_frame(&mut r, "waiting for pong").unwrap_err();
+        assert!(err.is_unavailable());
+        assert!(err.message().contains("waiting for pong"), "{err}");
+    }
+}
