@@ -1,1 +1,16 @@
-fn main() {}
+//! `iam-pg`: a psql-like command-line client for iam-pgbroker.
+//!
+//! Parses the arguments and hands over to [`run::main`]; see `iam-pg --help`.
+
+mod args;
+mod output;
+mod run;
+mod script;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // clap exits with status 2 on a usage error, which is ours too.
+    run::main(args::Args::parse())
+}
