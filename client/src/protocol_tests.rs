@@ -397,3 +397,12 @@ fn a_silent_broker_times_out_and_drop_does_not_hang() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(ops(&broker.requests()), ["hello", "open", "execute"]);
 }
+
+#[test]
+fn errors_and_connections_can_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send>() {}
+    send_sync::<Error>();
+    send::<crate::Connection>();
+    send_sync::<crate::Row>();
+}
