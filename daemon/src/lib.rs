@@ -1,1 +1,27 @@
-//! Broker (stub).
+//! iam-pgbroker: a local, privileged broker that gives unprivileged programs
+//! on an IAM appliance safe, audited access to the PostgreSQL databases that
+//! run there in Docker containers.
+//!
+//! The flow of a session: a client connects to the Unix socket; the broker
+//! reads its identity from the kernel ([`peer`]); the client opens a session
+//! and the [`policy`] decides; the container is resolved through Docker
+//! ([`docker`]); the password is read ([`secrets`]); a [`session`] connects
+//! to PostgreSQL and runs the client's statements in a transaction the
+//! broker owns. [`server::run`] is the whole service; `main.rs` only parses
+//! arguments and sets up logging.
+#![warn(missing_docs)]
+
+pub mod broker;
+pub mod config;
+pub mod conn;
+pub mod docker;
+pub mod error;
+pub mod frame;
+pub mod listener;
+mod ops;
+pub mod peer;
+pub mod policy;
+pub mod secrets;
+pub mod server;
+pub mod session;
+pub mod types;

@@ -1,1 +1,9 @@
+//! Integration tests: the real broker binary, real PostgreSQL containers
+//! of the development appliance, real Unix sockets and real other OS users.
 
+mod bad_input;
+mod faults;
+mod params;
+mod read;
+mod types;
+mod write;

@@ -1,0 +1,55 @@
+//! The state every client connection shares: the live configuration, the
+//! Docker resolver and the password provider.
+
+use crate::config::Config;
+use crate::docker::ContainerResolver;
+use crate::secrets::PwfileProvider;
+use std::sync::{Arc, RwLock};
+
+/// Shared broker state.
+pub struct Broker {
+    config: RwLock<Arc<Config>>,
+    resolver: ContainerResolver,
+}
+
+impl Broker {
+    /// A broker serving `config`.
+    pub fn new(config: Config) -> Broker {
+        let resolver = ContainerResolver::new(&config.docker.socket, config.docker.timeout);
+        Broker {
+            config: RwLock::new(Arc::new(config)),
+            resolver,
+        }
+    }
+
+    /// The configuration in force now. A session keeps the snapshot it was
+    /// opened with.
+    pub fn config(&self) -> Arc<Config> {
+        // A poisoned lock only means a panic elsewhere while swapping an Arc;
+        // the Arc inside is still whole.
+        match self.config.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the configuration for sessions opened from now on.
+    pub fn replace_config(&self, config: Config) {
+        let mut guard = match self.config.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(config);
+    }
+
+    /// The container resolver.
+    pub fn resolver(&self) -> &ContainerResolver {
+        &self.resolver
+    }
+
+    /// The password provider for a configuration snapshot.
+    pub fn passwords(config: &Arc<Config>) -> PwfileProvider {
+        let config = config.clone();
+        PwfileProvider::new(move |db, user| config.pwfile(db, user))
+    }
+}

@@ -1,0 +1,600 @@
+//! Configuration: the TOML file, its `policy.d` drop-ins, defaults that match
+//! the appliance, and validation with file and line in every error.
+//!
+//! Loading is two steps, as in pgdog: deserialize into
+//! `#[serde(deny_unknown_fields)]` structs (syntax, unknown keys and wrong
+//! types fail here, with toml's line and column), then [`Config::validate`]
+//! for what a type cannot say. A caller swaps the live config only when both
+//! succeed.
+
+use crate::policy::{Policy, Rule, RuleMode};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default location of the main configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/iam-pgbroker/config.toml";
+
+/// Why the configuration could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema. toml's own
+    /// message carries the line and column.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error (with line and column).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending table or key.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration of a running broker.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The main file this was loaded from.
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[docker]`.
+    pub docker: DockerConfig,
+    /// `[database]` with its per-instance overrides.
+    pub database: DatabaseConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// Rules from the main file and the drop-ins, in load order.
+    pub policy: Policy,
+    /// The drop-in files that were read, in order.
+    pub dropins: Vec<PathBuf>,
+}
+
+/// `[server]`: the listening socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Path of the Unix socket.
+    pub socket: PathBuf,
+    /// Permission bits of the socket file.
+    pub socket_mode: u32,
+    /// Group that owns the socket file (members may connect; the policy
+    /// decides what they get). `None` keeps the broker's own group.
+    pub socket_group: Option<String>,
+    /// Folder of policy drop-ins. Relative paths are relative to the folder
+    /// of the main file.
+    pub policy_dir: PathBuf,
+    /// How long shutdown waits for sessions to roll back and close.
+    #[serde(with = "duration_ms", rename = "shutdown_grace_ms")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            socket: PathBuf::from(iam_pgbroker_proto::DEFAULT_SOCKET_PATH),
+            socket_mode: 0o660,
+            socket_group: None,
+            policy_dir: PathBuf::from("policy.d"),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[docker]`: how containers are found.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// Path of the Docker Engine's socket.
+    pub socket: PathBuf,
+    /// Container name pattern; `{db}` is the instance name.
+    pub container: String,
+    /// Network whose address is used. `None`: the container's only network
+    /// (several networks without this setting is an error, never a guess).
+    pub network: Option<String>,
+    /// Timeout of one Docker API call.
+    #[serde(with = "duration_ms", rename = "timeout_ms")]
+    pub timeout: Duration,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            socket: PathBuf::from("/var/run/docker.sock"),
+            container: "{db}-db".into(),
+            network: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[database]`: defaults for every instance, and `[database.instance.NAME]`
+/// overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Pwfile pattern; `{db}` and `{user}` are substituted.
+    pub pwfile: String,
+    /// PostgreSQL port inside the container.
+    pub port: u16,
+    /// Database name pattern; `{db}` is the instance name.
+    pub dbname: String,
+    /// Timeout of the connection to PostgreSQL (TCP + authentication).
+    #[serde(with = "duration_ms", rename = "connect_timeout_ms")]
+    pub connect_timeout: Duration,
+    /// Per-instance overrides, keyed by instance name.
+    pub instance: BTreeMap<String, InstanceOverride>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            pwfile: "/data/volumes/{db}-db/secrets/{user}.pwfile".into(),
+            port: 5432,
+            dbname: "{db}".into(),
+            connect_timeout: Duration::from_secs(5),
+            instance: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[database.instance.NAME]`: what differs for one instance.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceOverride {
+    /// Container name (no pattern).
+    pub container: Option<String>,
+    /// Network name.
+    pub network: Option<String>,
+    /// Pwfile pattern (`{user}` substituted).
+    pub pwfile: Option<String>,
+    /// Port.
+    pub port: Option<u16>,
+    /// Default database name.
+    pub dbname: Option<String>,
+}
+
+/// `[limits]`: what protects everyone else from one client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Hard limit on one request line, in bytes.
+    pub max_line_bytes: usize,
+    /// Rows per `rows` frame.
+    pub rows_per_chunk: usize,
+    /// Soft limit on the size of one `rows` frame, in bytes.
+    pub chunk_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_line_bytes: iam_pgbroker_proto::DEFAULT_MAX_LINE_BYTES,
+            rows_per_chunk: iam_pgbroker_proto::DEFAULT_ROWS_PER_CHUNK,
+            chunk_bytes: iam_pgbroker_proto::DEFAULT_CHUNK_BYTES,
+        }
+    }
+}
+
+/// A resolved instance: where to find its container and secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceTarget {
+    /// Instance name (`czechidm`).
+    pub db: String,
+    /// Container name (`czechidm-db`).
+    pub container: String,
+    /// Network to take the address from.
+    pub network: Option<String>,
+    /// Port.
+    pub port: u16,
+    /// Database name to connect to.
+    pub dbname: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MainFile {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    docker: DockerConfig,
+    #[serde(default)]
+    database: DatabaseConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RuleFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DropinFile {
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RuleFile>>,
+}
+
+/// One `[[rule]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    name: Option<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    uids: Vec<u32>,
+    #[serde(default)]
+    groups: Vec<String>,
+    dbs: Vec<String>,
+    db_users: Vec<String>,
+    mode: RuleMode,
+}
+
+impl Config {
+    /// Loads the main file and every `*.toml` drop-in of the policy folder
+    /// (in name order, like `sudoers.d`), then validates the whole.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = read(path)?;
+        let main: MainFile = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut rules = Vec::new();
+        collect_rules(path, &text, main.rule, &mut rules)?;
+
+        let policy_dir = if main.server.policy_dir.is_absolute() {
+            main.server.policy_dir.clone()
+        } else {
+            path.parent()
+                .unwrap_or(Path::new("/"))
+                .join(&main.server.policy_dir)
+        };
+        let dropins = list_dropins(&policy_dir)?;
+        for dropin in &dropins {
+            let text = read(dropin)?;
+            let file: DropinFile = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: dropin.clone(),
+                source,
+            })?;
+            collect_rules(dropin, &text, file.rule, &mut rules)?;
+        }
+
+        let config = Config {
+            path: path.to_owned(),
+            server: main.server,
+            docker: main.docker,
+            database: main.database,
+            limits: main.limits,
+            policy: Policy::new(rules),
+            dropins,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: ranges, patterns, duplicate rule names.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: self.path.clone(),
+            line: 0,
+            message,
+        };
+        if self.server.socket_mode > 0o777 {
+            return Err(invalid(format!(
+                "server.socket_mode {:#o} is not a permission mode (at most 0o777)",
+                self.server.socket_mode
+            )));
+        }
+        if !self.docker.container.contains("{db}") {
+            return Err(invalid(format!(
+                "docker.container {:?} must contain {{db}}",
+                self.docker.container
+            )));
+        }
+        if !self.database.pwfile.contains("{user}") {
+            return Err(invalid(format!(
+                "database.pwfile {:?} must contain {{user}}",
+                self.database.pwfile
+            )));
+        }
+        if self.limits.max_line_bytes < 1024 {
+            return Err(invalid(
+                "limits.max_line_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.limits.rows_per_chunk == 0 || self.limits.chunk_bytes == 0 {
+            return Err(invalid(
+                "limits.rows_per_chunk and limits.chunk_bytes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where instance `db` lives, and which database name to use when the
+    /// client names none.
+    pub fn target(&self, db: &str, dbname: Option<&str>) -> InstanceTarget {
+        let over = self.database.instance.get(db).cloned().unwrap_or_default();
+        InstanceTarget {
+            db: db.to_owned(),
+            container: over
+                .container
+                .unwrap_or_else(|| self.docker.container.replace("{db}", db)),
+            network: over.network.or_else(|| self.docker.network.clone()),
+            port: over.port.unwrap_or(self.database.port),
+            dbname: dbname.map(str::to_owned).unwrap_or_else(|| {
+                over.dbname
+                    .unwrap_or_else(|| self.database.dbname.replace("{db}", db))
+            }),
+        }
+    }
+
+    /// Path of the pwfile holding `user`'s password on instance `db`.
+    pub fn pwfile(&self, db: &str, user: &str) -> PathBuf {
+        let pattern = self
+            .database
+            .instance
+            .get(db)
+            .and_then(|o| o.pwfile.as_deref())
+            .unwrap_or(&self.database.pwfile);
+        PathBuf::from(pattern.replace("{db}", db).replace("{user}", user))
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn list_dropins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // No drop-in folder is a valid setup: all rules are in the main file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ConfigError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Like sudoers.d: editor backups and hidden files are not policy.
+        if name.starts_with('.') || !name.ends_with(".toml") {
+            continue;
+        }
+        files.push(path);
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn collect_rules(
+    path: &Path,
+    text: &str,
+    raw: Vec<toml::Spanned<RuleFile>>,
+    out: &mut Vec<Rule>,
+) -> Result<(), ConfigError> {
+    for spanned in raw {
+        let line = line_of(text, spanned.span().start);
+        let r = spanned.into_inner();
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let name = r.name.unwrap_or_else(|| {
+            format!(
+                "{}:{line}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )
+        });
+        if r.users.is_empty() && r.uids.is_empty() && r.groups.is_empty() {
+            return Err(invalid(format!(
+                "rule {name:?} matches nobody: give users, uids or groups"
+            )));
+        }
+        if r.dbs.is_empty() || r.db_users.is_empty() {
+            return Err(invalid(format!(
+                "rule {name:?} grants nothing: dbs and db_users must not be empty (\"*\" means all)"
+            )));
+        }
+        for value in r
+            .users
+            .iter()
+            .chain(&r.groups)
+            .chain(&r.dbs)
+            .chain(&r.db_users)
+        {
+            if value.is_empty() || value.chars().any(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "rule {name:?}: {value:?} is not a valid name"
+                )));
+            }
+        }
+        if out.iter().any(|existing: &Rule| existing.name == name) {
+            return Err(invalid(format!("rule name {name:?} is used twice")));
+        }
+        out.push(Rule {
+            name,
+            source: format!("{}:{line}", path.display()),
+            users: r.users,
+            uids: r.uids,
+            groups: r.groups,
+            dbs: r.dbs,
+            db_users: r.db_users,
+            mode: r.mode,
+        });
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|before| before.bytes().filter(|b| *b == b'\n').count() + 1)
+        .unwrap_or(1)
+}
+
+mod duration_ms {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("iam-pgbroker-config-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn empty_file_gives_appliance_defaults() {
+        let dir = tempdir("empty");
+        let path = write(&dir, "config.toml", "");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            config.server.socket,
+            Path::new("/run/iam-pgbroker/pgbroker.sock")
+        );
+        assert_eq!(config.docker.socket, Path::new("/var/run/docker.sock"));
+        let t = config.target("czechidm", None);
+        assert_eq!(
+            (t.container.as_str(), t.port, t.dbname.as_str()),
+            ("czechidm-db", 5432, "czechidm")
+        );
+        assert_eq!(
+            config.pwfile("bridge", "postgres"),
+            Path::new("/data/volumes/bridge-db/secrets/postgres.pwfile")
+        );
+        assert!(config.policy.rules().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_name_file_and_line() {
+        let dir = tempdir("unknown");
+        let path = write(
+            &dir,
+            "config.toml",
+            "[server]\nsocket = \"/x\"\nsokcet_mode = 1\n",
+        );
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("sokcet_mode"), "{err}");
+    }
+
+    #[test]
+    fn bad_mode_names_the_line() {
+        let dir = tempdir("badmode");
+        let text =
+            "\n[[rule]]\nusers = [\"a\"]\ndbs = [\"*\"]\ndb_users = [\"*\"]\nmode = \"admin\"\n";
+        let path = write(&dir, "config.toml", text);
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("line 6"), "{err}");
+    }
+
+    #[test]
+    fn rule_matching_nobody_is_refused_with_its_line() {
+        let dir = tempdir("nobody");
+        let text = "[server]\n\n[[rule]]\nname = \"x\"\ndbs = [\"*\"]\ndb_users = [\"*\"]\nmode = \"read\"\n";
+        let path = write(&dir, "config.toml", text);
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with("matches nobody: give users, uids or groups"),
+            "{err}"
+        );
+        assert!(err.contains("config.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn dropins_are_read_in_name_order_and_backups_skipped() {
+        let dir = tempdir("dropins");
+        let path = write(
+            &dir,
+            "config.toml",
+            "[[rule]]\nname = \"main\"\nusers = [\"root\"]\ndbs = [\"*\"]\ndb_users = [\"*\"]\nmode = \"write\"\n",
+        );
+        let rule = |n: &str| {
+            format!("[[rule]]\nname = \"{n}\"\nuids = [1]\ndbs = [\"a\"]\ndb_users = [\"b\"]\nmode = \"read\"\n")
+        };
+        write(&dir, "policy.d/20-b.toml", &rule("b"));
+        write(&dir, "policy.d/10-a.toml", &rule("a"));
+        write(&dir, "policy.d/10-a.toml~", &rule("backup"));
+        write(&dir, "policy.d/.hidden.toml", &rule("hidden"));
+        let config = Config::load(&path).unwrap();
+        let names: Vec<_> = config
+            .policy
+            .rules()
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["main", "a", "b"]);
+        let bad = write(&dir, "policy.d/30-c.toml", &rule("a"));
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&bad.display().to_string()) && err.contains("used twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn instance_overrides_apply() {
+        let dir = tempdir("override");
+        let text = "[docker]\ncontainer = \"dev-{db}-db\"\n[database.instance.bridge]\ndbname = \"bridge_main\"\nport = 6543\npwfile = \"/s/{user}.pw\"\n";
+        let path = write(&dir, "config.toml", text);
+        let config = Config::load(&path).unwrap();
+        let t = config.target("bridge", None);
+        assert_eq!(
+            (t.container.as_str(), t.port, t.dbname.as_str()),
+            ("dev-bridge-db", 6543, "bridge_main")
+        );
+        assert_eq!(config.target("bridge", Some("other")).dbname, "other");
+        assert_eq!(config.pwfile("bridge", "bridge"), Path::new("/s/bridge.pw"));
+        assert_eq!(config.target("czechidm", None).container, "dev-czechidm-db");
+    }
+}

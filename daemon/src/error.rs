@@ -1,0 +1,147 @@
+//! What can go wrong while serving a request, and how each failure maps to
+//! the protocol's stable error codes.
+
+use crate::docker::DockerError;
+use crate::secrets::SecretError;
+use iam_pgbroker_proto::{ErrorCode, ErrorInfo};
+
+/// A request that could not be served. The cause is kept (`source()`), and
+/// [`RequestError::to_wire`] turns it into the client's error frame.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The policy refused.
+    #[error("{0}")]
+    Denied(String),
+    /// Malformed or out-of-order request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The SQL guard refused the statement.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A write in a read-only session, caught before PostgreSQL saw it.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// The container could not be resolved.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The password could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// Connecting to PostgreSQL failed.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// `container (address:port) as user`.
+        target: String,
+        /// Cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// PostgreSQL reported an error, or the connection to it broke.
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    /// Commit of a transaction that an earlier error aborted.
+    #[error(
+        "the transaction was aborted by an earlier error and has been rolled back, not committed"
+    )]
+    Aborted,
+    /// The session's server connection is gone.
+    #[error("the database connection was lost; open a new session")]
+    ConnectionLost,
+    /// A configured limit was reached.
+    #[error("{0}")]
+    Limit(String),
+    /// A broker bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RequestError {
+    /// The error frame's body.
+    pub fn to_wire(&self) -> ErrorInfo {
+        match self {
+            RequestError::Denied(m) => ErrorInfo::new(ErrorCode::Denied, m.clone()),
+            RequestError::BadRequest(m) => ErrorInfo::new(ErrorCode::BadRequest, m.clone()),
+            RequestError::Forbidden(m) => ErrorInfo::new(ErrorCode::ForbiddenStatement, m.clone()),
+            RequestError::ReadOnly(m) => ErrorInfo {
+                // psycopg2's ReadOnlySqlTransaction: what tools already catch.
+                sqlstate: Some("25006".into()),
+                ..ErrorInfo::new(ErrorCode::ReadOnly, m.clone())
+            },
+            RequestError::Docker(e) => {
+                let code = match e {
+                    DockerError::NoSuchContainer { .. } => ErrorCode::NotFound,
+                    _ => ErrorCode::Unavailable,
+                };
+                ErrorInfo::new(code, e.to_string())
+            }
+            RequestError::Secret(e) => ErrorInfo::new(ErrorCode::Secret, e.to_string()),
+            RequestError::Connect { target, source } => match source.as_db_error() {
+                Some(db) => ErrorInfo {
+                    sqlstate: Some(db.code().code().to_owned()),
+                    detail: db.detail().map(str::to_owned),
+                    hint: db.hint().map(str::to_owned),
+                    ..ErrorInfo::new(
+                        ErrorCode::Database,
+                        format!("cannot connect to {target}: {}", db.message()),
+                    )
+                },
+                None => ErrorInfo::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot connect to {target}: {}", display_chain(source)),
+                ),
+            },
+            RequestError::Postgres(e) => postgres_error(e),
+            RequestError::Aborted => ErrorInfo {
+                // in_failed_sql_transaction: what PostgreSQL says about
+                // statements in such a transaction.
+                sqlstate: Some("25P02".into()),
+                ..ErrorInfo::new(ErrorCode::Database, self.to_string())
+            },
+            RequestError::ConnectionLost => {
+                ErrorInfo::new(ErrorCode::Unavailable, self.to_string())
+            }
+            RequestError::Limit(m) => ErrorInfo::new(ErrorCode::Limit, m.clone()),
+            RequestError::Internal(m) => ErrorInfo::new(ErrorCode::Internal, m.clone()),
+        }
+    }
+}
+
+fn postgres_error(e: &tokio_postgres::Error) -> ErrorInfo {
+    match e.as_db_error() {
+        Some(db) => {
+            let sqlstate = db.code().code();
+            let code = if sqlstate == "25006" {
+                ErrorCode::ReadOnly
+            } else {
+                ErrorCode::Database
+            };
+            ErrorInfo {
+                sqlstate: Some(sqlstate.to_owned()),
+                detail: db.detail().map(str::to_owned),
+                hint: db.hint().map(str::to_owned),
+                ..ErrorInfo::new(code, db.message().to_owned())
+            }
+        }
+        None if e.is_closed() => ErrorInfo::new(
+            ErrorCode::Unavailable,
+            "the database connection was lost; open a new session",
+        ),
+        None => ErrorInfo::new(ErrorCode::Unavailable, display_chain(e)),
+    }
+}
+
+/// An error with its causes, `a: b: c`, for errors whose `Display` hides
+/// the interesting part in `source()`.
+pub fn display_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = cause.source();
+    }
+    s
+}

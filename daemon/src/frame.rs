@@ -1,0 +1,178 @@
+//! Reading request lines with a hard size limit, and writing response
+//! frames.
+//!
+//! As in mini-redis's `Connection`: every read is bounded, and "incomplete"
+//! (no newline yet) is not "invalid" (too long).
+
+use iam_pgbroker_proto::Response;
+use std::io;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+
+/// Why no line could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// The line is longer than the limit; the connection must be closed,
+    /// since the rest of it cannot be told from the next request.
+    #[error("request line exceeds {max} bytes")]
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// Reading from the socket failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Splits a byte stream into `\n`-terminated lines of at most `max` bytes
+/// (newline included). Cancel-safe: a partial line stays buffered.
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already searched for a newline.
+    scanned: usize,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// A reader with the given line limit.
+    pub fn new(inner: R, max: usize) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::with_capacity(8 * 1024),
+            scanned: 0,
+            max,
+        }
+    }
+
+    /// The next line without its newline; `None` at end of stream. A partial
+    /// last line (the peer closed mid-line) is dropped: it was never a
+    /// complete request.
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, LineError> {
+        loop {
+            if let Some(pos) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
+                let end = self.scanned + pos;
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                self.scanned = 0;
+                return Ok(Some(line));
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() >= self.max {
+                return Err(LineError::TooLong { max: self.max });
+            }
+            // Read no more than the limit allows, so a flood of bytes
+            // without a newline cannot grow the buffer past it.
+            let room = (self.max - self.buf.len()).min(64 * 1024);
+            let start = self.buf.len();
+            self.buf.resize(start + room, 0);
+            let n = match self.inner.read(&mut self.buf[start..]).await {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e.into());
+                }
+            };
+            self.buf.truncate(start + n);
+            if n == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads and drops input until end of stream or `limit` bytes.
+    pub async fn discard_until_eof(&mut self, limit: usize) -> io::Result<()> {
+        self.buf.clear();
+        self.scanned = 0;
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut seen = 0usize;
+        while seen < limit {
+            let n = self.inner.read(&mut scratch).await?;
+            if n == 0 {
+                break;
+            }
+            seen += n;
+        }
+        Ok(())
+    }
+
+    /// Whether part of a line is waiting for its newline.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+}
+
+/// Writes frames, buffered; `flush` at the end of every answer.
+pub struct FrameWriter<W: AsyncWrite + Unpin> {
+    inner: BufWriter<W>,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    /// A writer over `inner`.
+    pub fn new(inner: W) -> Self {
+        FrameWriter {
+            inner: BufWriter::with_capacity(64 * 1024, inner),
+        }
+    }
+
+    /// Queues one frame.
+    pub async fn send(&mut self, frame: &Response) -> io::Result<()> {
+        self.inner.write_all(frame.encode().as_bytes()).await
+    }
+
+    /// Queues bytes that already form complete frames.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.write_all(bytes).await
+    }
+
+    /// Sends everything queued and closes the writing half (the client
+    /// reads end of stream after the last frame).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.flush().await?;
+        self.inner.shutdown().await
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn splits_lines_and_keeps_partials() {
+        let data: &[u8] = b"{\"a\":1}\n\n{\"b\":2}\npartial";
+        let mut r = LineReader::new(data, 1024);
+        assert_eq!(r.next_line().await.unwrap().unwrap(), b"{\"a\":1}");
+        assert_eq!(r.next_line().await.unwrap().unwrap(), b"");
+        assert_eq!(r.next_line().await.unwrap().unwrap(), b"{\"b\":2}");
+        assert!(r.next_line().await.unwrap().is_none());
+        assert!(r.has_partial());
+    }
+
+    #[tokio::test]
+    async fn limit_counts_the_newline() {
+        let ok = [b'x'; 9].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let mut r = LineReader::new(&ok[..], 10);
+        assert_eq!(r.next_line().await.unwrap().unwrap().len(), 9);
+        let long = [b'x'; 10].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let mut r = LineReader::new(&long[..], 10);
+        assert!(matches!(
+            r.next_line().await,
+            Err(LineError::TooLong { max: 10 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_flood_without_newline_stops_at_the_limit() {
+        let flood = vec![b'a'; 5 * 1024 * 1024];
+        let mut r = LineReader::new(&flood[..], 1024 * 1024);
+        assert!(matches!(
+            r.next_line().await,
+            Err(LineError::TooLong { .. })
+        ));
+        assert!(r.buf.len() <= 1024 * 1024);
+    }
+}

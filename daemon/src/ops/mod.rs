@@ -1,0 +1,97 @@
+//! The protocol's operations, one file each (`open.rs`, `statement.rs`,
+//! `transaction.rs`); `hello` and `ping` are one-liners here.
+
+mod open;
+mod statement;
+mod transaction;
+
+use crate::conn::{ClientConnection, Next};
+use crate::error::RequestError;
+use iam_pgbroker_proto::{Op, Request, Response, PROTOCOL_VERSION};
+
+/// Runs one request and queues its answer.
+pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
+    let id = request.id;
+    let result = match request.op {
+        Op::Hello { .. } => {
+            let frame = Response::Hello {
+                id,
+                version: PROTOCOL_VERSION,
+                server: concat!("iam-pgbroker/", env!("CARGO_PKG_VERSION")).into(),
+                max_line_bytes: conn.broker.config().limits.max_line_bytes,
+            };
+            send(conn, &frame).await
+        }
+        Op::Ping => send(conn, &Response::Pong { id }).await,
+        Op::Open(params) => open::open(conn, id, params).await,
+        Op::Query { sql, params } => statement::query(conn, id, &sql, &params).await,
+        Op::Execute { sql, params } => statement::execute(conn, id, &sql, &params).await,
+        Op::Commit => transaction::commit(conn, id).await,
+        Op::Rollback => transaction::rollback(conn, id).await,
+        Op::Close => transaction::close(conn, id).await,
+    };
+    match result {
+        Ok(next) => next,
+        Err(Reply::Error(e)) => {
+            let info = e.to_wire();
+            tracing::info!(op = "request", code = %info.code, message = %info.message, "request failed");
+            match conn
+                .out
+                .send(&Response::Error {
+                    id: Some(id),
+                    error: info,
+                })
+                .await
+            {
+                Ok(()) => Next::Continue,
+                Err(_) => Next::Close,
+            }
+        }
+        Err(Reply::ClientGone) => Next::Close,
+    }
+}
+
+/// How an operation failed.
+pub enum Reply {
+    /// Answer with this error.
+    Error(RequestError),
+    /// The client cannot be written to.
+    ClientGone,
+}
+
+impl From<RequestError> for Reply {
+    fn from(e: RequestError) -> Self {
+        Reply::Error(e)
+    }
+}
+
+impl From<crate::docker::DockerError> for Reply {
+    fn from(e: crate::docker::DockerError) -> Self {
+        Reply::Error(e.into())
+    }
+}
+
+impl From<crate::secrets::SecretError> for Reply {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        Reply::Error(e.into())
+    }
+}
+
+async fn send(conn: &mut ClientConnection, frame: &Response) -> Result<Next, Reply> {
+    conn.out
+        .send(frame)
+        .await
+        .map(|()| Next::Continue)
+        .map_err(|_| Reply::ClientGone)
+}
+
+/// The open session, or the error for a statement sent before `open`.
+fn session_of(
+    session: &mut Option<crate::conn::OpenSession>,
+) -> Result<&mut crate::conn::OpenSession, Reply> {
+    session.as_mut().ok_or_else(|| {
+        Reply::Error(RequestError::BadRequest(
+            "no session is open: send `open` first".into(),
+        ))
+    })
+}

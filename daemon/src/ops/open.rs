@@ -1,0 +1,210 @@
+//! `open`: policy, container address, password, PostgreSQL connection.
+
+use super::{send, Reply};
+use crate::broker::Broker;
+use crate::conn::{ClientConnection, Next, OpenSession};
+use crate::error::RequestError;
+use crate::policy::{Access, PolicyDecision};
+use crate::secrets::PasswordProvider;
+use crate::session::{ChunkLimits, ServerTarget, Session};
+use iam_pgbroker_proto::{OpenParams, Opened, Response};
+use tracing::{info, warn};
+
+/// Longest `reason` kept, in characters.
+const MAX_REASON_CHARS: usize = 1000;
+
+pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> Result<Next, Reply> {
+    if conn.session.is_some() {
+        return Err(RequestError::BadRequest(
+            "a session is already open on this connection; close it first".into(),
+        )
+        .into());
+    }
+    // Instance and user names become container names and file paths: only
+    // plain names, never anything that could walk out of the secrets folder.
+    check_name("db", &params.db)?;
+    check_name("user", &params.user)?;
+    if let Some(dbname) = &params.dbname {
+        if dbname.is_empty() || dbname.len() > 63 || dbname.contains('\0') {
+            return Err(RequestError::BadRequest(
+                "dbname must be 1 to 63 bytes without NUL".into(),
+            )
+            .into());
+        }
+    }
+    if params
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(RequestError::BadRequest(format!(
+            "reason is longer than {MAX_REASON_CHARS} characters"
+        ))
+        .into());
+    }
+
+    let config = conn.broker.config();
+    let access = Access {
+        db: &params.db,
+        db_user: &params.user,
+        write: !params.readonly,
+    };
+    let rule = match config.policy.decide(&conn.peer, access) {
+        PolicyDecision::Allow { rule } => rule,
+        PolicyDecision::Deny { reason } => {
+            warn!(
+                uid = conn.peer.uid,
+                gid = conn.peer.gid,
+                pid = conn.peer.pid,
+                db = %params.db,
+                db_user = %params.user,
+                write = !params.readonly,
+                "session refused by policy"
+            );
+            return Err(RequestError::Denied(reason).into());
+        }
+    };
+
+    let instance = config.target(&params.db, params.dbname.as_deref());
+    let addr = conn.broker.resolver().resolve(&instance).await?;
+    let password = Broker::passwords(&config).password(&params.db, &params.user)?;
+    let target = ServerTarget {
+        container: instance.container.clone(),
+        addr,
+        port: instance.port,
+        dbname: instance.dbname.clone(),
+        user: params.user.clone(),
+    };
+    let session_id = new_session_id();
+    let app_name = application_name(&session_id, &conn.peer);
+    let chunks = ChunkLimits {
+        rows: config.limits.rows_per_chunk,
+        bytes: config.limits.chunk_bytes,
+    };
+    let session = Session::connect(
+        &target,
+        &password,
+        &app_name,
+        params.readonly,
+        config.database.connect_timeout,
+        chunks,
+    )
+    .await?;
+    info!(
+        session = %session_id,
+        db = %params.db,
+        dbname = %target.dbname,
+        db_user = %params.user,
+        container = %target.container,
+        addr = %target.addr,
+        readonly = params.readonly,
+        rule = %rule,
+        reason = params.reason.as_deref().unwrap_or(""),
+        "session opened"
+    );
+    let opened = Response::Opened(Opened {
+        id,
+        session: session_id.clone(),
+        db: params.db.clone(),
+        dbname: target.dbname.clone(),
+        user: params.user.clone(),
+        readonly: params.readonly,
+        rule,
+        identity: conn.peer.to_wire(),
+    });
+    conn.session = Some(OpenSession {
+        id: session_id,
+        db: params.db,
+        user: params.user,
+        session,
+    });
+    send(conn, &opened).await
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), RequestError> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && !value.starts_with(['.', '-'])
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !value.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestError::BadRequest(format!(
+            "{field} {value:?} is not a valid name (letters, digits, '_', '-', '.'; at most 63)"
+        )))
+    }
+}
+
+/// 16 hex digits from the kernel's random source.
+fn new_session_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
+    if !filled {
+        // No /dev/urandom (a very odd sandbox): time and pid still make a
+        // unique id on this host.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        bytes = (nanos ^ (std::process::id() as u64) << 48).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `pgbroker <session> <user>(<uid>) pid <pid>`, cut to PostgreSQL's 63
+/// bytes, so `pg_stat_activity` and the server log name the caller.
+fn application_name(session: &str, peer: &crate::peer::PeerIdentity) -> String {
+    let mut name = format!(
+        "pgbroker {session} {}({}) pid {}",
+        peer.user.as_deref().unwrap_or("?"),
+        peer.uid,
+        peer.pid
+    );
+    if name.len() > 63 {
+        let mut cut = 63;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_are_refused() {
+        for bad in [
+            "",
+            "..",
+            "../etc",
+            "a/b",
+            "-x",
+            ".hidden",
+            "a b",
+            "a..b",
+            &"x".repeat(64),
+        ] {
+            assert!(check_name("user", bad).is_err(), "{bad:?}");
+        }
+        for good in ["postgres", "czechidm", "bridge", "iam_reader", "a-b.c"] {
+            assert!(check_name("user", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn session_ids_are_hex_and_differ() {
+        let (a, b) = (new_session_id(), new_session_id());
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

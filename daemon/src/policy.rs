@@ -1,0 +1,292 @@
+//! Deny-by-default policy: which OS identities may open which database
+//! instance, as which database user, in which mode.
+//!
+//! The shape is PostgreSQL's `peer` authentication with `pg_ident.conf`: an
+//! OS identity *may connect as* a database identity. A grant, never an
+//! equivalence.
+
+use crate::peer::PeerIdentity;
+use serde::Deserialize;
+use std::fmt;
+
+/// What a rule allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// Read-only sessions.
+    Read,
+    /// Read-only sessions, and read-write sessions when the client asks.
+    Write,
+}
+
+impl fmt::Display for RuleMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuleMode::Read => "read",
+            RuleMode::Write => "write",
+        })
+    }
+}
+
+/// One grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The rule's name (given, or `file:line`).
+    pub name: String,
+    /// Where it was written, `file:line`.
+    pub source: String,
+    /// OS user names it matches.
+    pub users: Vec<String>,
+    /// Numeric uids it matches.
+    pub uids: Vec<u32>,
+    /// OS group names it matches (primary or supplementary).
+    pub groups: Vec<String>,
+    /// Database instances it grants (`*`: all).
+    pub dbs: Vec<String>,
+    /// Database users it grants (`*`: all).
+    pub db_users: Vec<String>,
+    /// Mode it grants.
+    pub mode: RuleMode,
+}
+
+impl Rule {
+    /// Whether this rule is about `peer`.
+    pub fn matches(&self, peer: &PeerIdentity) -> bool {
+        self.uids.contains(&peer.uid)
+            || peer
+                .user
+                .as_deref()
+                .is_some_and(|u| self.users.iter().any(|r| r == u))
+            || peer
+                .groups
+                .iter()
+                .filter_map(|g| g.name.as_deref())
+                .any(|g| self.groups.iter().any(|r| r == g))
+    }
+
+    fn grants(&self, db: &str, db_user: &str) -> bool {
+        let any = |list: &[String], value: &str| list.iter().any(|v| v == "*" || v == value);
+        any(&self.dbs, db) && any(&self.db_users, db_user)
+    }
+}
+
+/// What the policy is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    /// Database instance.
+    pub db: &'a str,
+    /// Database user.
+    pub db_user: &'a str,
+    /// Whether a read-write session is asked for.
+    pub write: bool,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyDecision {
+    /// Granted by the named rule.
+    Allow {
+        /// The first rule that grants the access.
+        rule: String,
+    },
+    /// Refused; the reason is safe to show the client.
+    Deny {
+        /// Why, in one line.
+        reason: String,
+    },
+}
+
+/// The ordered set of rules.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// A policy from rules in load order.
+    pub fn new(rules: Vec<Rule>) -> Policy {
+        Policy { rules }
+    }
+
+    /// The rules in load order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Decides whether `peer` may have `access`. Deny unless a rule grants it.
+    pub fn decide(&self, peer: &PeerIdentity, access: Access<'_>) -> PolicyDecision {
+        let mut read_only_grant: Option<&Rule> = None;
+        for rule in self.rules.iter().filter(|r| r.matches(peer)) {
+            if !rule.grants(access.db, access.db_user) {
+                continue;
+            }
+            if access.write && rule.mode == RuleMode::Read {
+                read_only_grant.get_or_insert(rule);
+                continue;
+            }
+            return PolicyDecision::Allow {
+                rule: rule.name.clone(),
+            };
+        }
+        let mode = if access.write { "write" } else { "read" };
+        let who = peer.describe();
+        let reason = match read_only_grant {
+            Some(rule) => format!(
+                "{who} may not write to {} as {}: rule {:?} grants read only",
+                access.db, access.db_user, rule.name
+            ),
+            None => format!(
+                "{who} may not open {} as {} ({mode}): no rule grants it",
+                access.db, access.db_user
+            ),
+        };
+        PolicyDecision::Deny { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::GroupInfo;
+
+    fn peer(uid: u32, user: &str, groups: &[&str]) -> PeerIdentity {
+        PeerIdentity {
+            uid,
+            gid: uid,
+            pid: 42,
+            user: Some(user.into()),
+            groups: groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| GroupInfo {
+                    gid: 5000 + i as u32,
+                    name: Some((*g).into()),
+                })
+                .collect(),
+        }
+    }
+
+    fn rule(
+        name: &str,
+        users: &[&str],
+        groups: &[&str],
+        dbs: &[&str],
+        db_users: &[&str],
+        mode: RuleMode,
+    ) -> Rule {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
+        Rule {
+            name: name.into(),
+            source: "test:1".into(),
+            users: v(users),
+            uids: vec![],
+            groups: v(groups),
+            dbs: v(dbs),
+            db_users: v(db_users),
+            mode,
+        }
+    }
+
+    fn access<'a>(db: &'a str, db_user: &'a str, write: bool) -> Access<'a> {
+        Access { db, db_user, write }
+    }
+
+    #[test]
+    fn deny_by_default() {
+        let policy = Policy::default();
+        let d = policy.decide(
+            &peer(1001, "alice", &[]),
+            access("czechidm", "postgres", false),
+        );
+        assert_eq!(
+            d,
+            PolicyDecision::Deny {
+                reason:
+                    "uid 1001 (alice) may not open czechidm as postgres (read): no rule grants it"
+                        .into()
+            }
+        );
+    }
+
+    #[test]
+    fn read_rule_does_not_grant_write() {
+        let policy = Policy::new(vec![rule(
+            "r",
+            &["alice"],
+            &[],
+            &["czechidm"],
+            &["*"],
+            RuleMode::Read,
+        )]);
+        let alice = peer(1001, "alice", &[]);
+        assert!(matches!(
+            policy.decide(&alice, access("czechidm", "postgres", false)),
+            PolicyDecision::Allow { .. }
+        ));
+        let PolicyDecision::Deny { reason } =
+            policy.decide(&alice, access("czechidm", "postgres", true))
+        else {
+            panic!("write granted by a read rule")
+        };
+        assert!(reason.contains("grants read only"), "{reason}");
+        assert!(matches!(
+            policy.decide(&alice, access("bridge", "postgres", false)),
+            PolicyDecision::Deny { .. }
+        ));
+    }
+
+    #[test]
+    fn groups_uids_and_wildcards() {
+        let mut by_uid = rule("u", &[], &[], &["*"], &["bridge"], RuleMode::Write);
+        by_uid.uids = vec![7];
+        let policy = Policy::new(vec![
+            rule(
+                "ops",
+                &[],
+                &["ops"],
+                &["czechidm"],
+                &["postgres"],
+                RuleMode::Read,
+            ),
+            by_uid,
+        ]);
+        let op = peer(1002, "bob", &["users", "ops"]);
+        assert_eq!(
+            policy.decide(&op, access("czechidm", "postgres", false)),
+            PolicyDecision::Allow { rule: "ops".into() }
+        );
+        assert!(matches!(
+            policy.decide(&op, access("czechidm", "czechidm", false)),
+            PolicyDecision::Deny { .. }
+        ));
+        let seven = peer(7, "svc", &[]);
+        assert_eq!(
+            policy.decide(&seven, access("anything", "bridge", true)),
+            PolicyDecision::Allow { rule: "u".into() }
+        );
+    }
+
+    #[test]
+    fn a_later_write_rule_wins_over_an_earlier_read_rule() {
+        let policy = Policy::new(vec![
+            rule("r", &["alice"], &[], &["*"], &["*"], RuleMode::Read),
+            rule(
+                "w",
+                &["alice"],
+                &[],
+                &["czechidm"],
+                &["czechidm"],
+                RuleMode::Write,
+            ),
+        ]);
+        let alice = peer(1001, "alice", &[]);
+        assert_eq!(
+            policy.decide(&alice, access("czechidm", "czechidm", true)),
+            PolicyDecision::Allow { rule: "w".into() }
+        );
+        assert_eq!(
+            policy.decide(&alice, access("czechidm", "czechidm", false)),
+            PolicyDecision::Allow { rule: "r".into() }
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! The accept loop and graceful shutdown.
+//!
+//! Shutdown as in mini-redis: a broadcast channel tells every connection to
+//! stop; each connection holds a clone of an mpsc sender, so when the
+//! receiver sees all senders dropped, every connection has finished (and
+//! rolled back what it had open).
+
+use crate::broker::Broker;
+use crate::conn;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{error, info, warn};
+
+/// Serves `listener` until `shutdown` completes, then waits up to `grace`
+/// for connections to roll back and close.
+pub async fn run(
+    listener: UnixListener,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    // Tells connections to stop.
+    let (notify_shutdown, _) = broadcast::channel::<()>(1);
+    // Dropped by each connection when it is done.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let broker = broker.clone();
+                    let stop = notify_shutdown.subscribe();
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        conn::serve(stream, broker, stop).await;
+                        drop(done);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning, and
+                    // keep serving the connections we have.
+                    error!(cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown => info!("shutting down: rolling back open transactions"),
+    }
+    drop(notify_shutdown);
+    drop(done_tx);
+    if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "sessions still busy after the grace period; exiting anyway (the database rolls back what they had open)"
+        );
+    }
+}

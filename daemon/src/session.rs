@@ -1,0 +1,415 @@
+//! A client's database session: one PostgreSQL connection and the
+//! transaction the broker drives on it.
+//!
+//! Semantics follow psycopg2: the first statement after open, commit or
+//! rollback starts a transaction — `BEGIN READ ONLY` unless a write session
+//! was granted; `commit`/`rollback` end it; closing, a vanished client or
+//! shutdown roll back. Nothing is committed that the client did not commit.
+
+use crate::error::RequestError;
+use crate::frame::FrameWriter;
+use crate::secrets::Password;
+use crate::types::{is_supported, write_cell, write_json_str, RawCell, TextParam};
+use futures_util::{pin_mut, TryStreamExt};
+use iam_pgbroker_proto::{Column, Response};
+use serde_json::Value;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+use tracing::debug;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    /// Container name, for messages.
+    pub container: String,
+    /// Container address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Database name.
+    pub dbname: String,
+    /// Database user.
+    pub user: String,
+}
+
+impl std::fmt::Display for ServerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}:{}) database {} as {}",
+            self.container, self.addr, self.port, self.dbname, self.user
+        )
+    }
+}
+
+/// Chunking of `rows` frames.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkLimits {
+    /// Rows per frame.
+    pub rows: usize,
+    /// Bytes after which a frame is sent whatever its row count.
+    pub bytes: usize,
+}
+
+/// Why a query or execute did not finish normally.
+#[derive(Debug)]
+pub enum Failure {
+    /// The request failed; the caller sends this as an error frame.
+    Request(RequestError),
+    /// Writing to the client failed: the client is gone.
+    Client(std::io::Error),
+}
+
+impl From<RequestError> for Failure {
+    fn from(e: RequestError) -> Self {
+        Failure::Request(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Txn {
+    /// No transaction open: the next statement begins one.
+    Idle,
+    /// A transaction is open and healthy.
+    Open,
+    /// A statement failed: PostgreSQL has aborted the transaction and
+    /// ignores everything until it is rolled back.
+    Failed,
+}
+
+/// An open database session.
+pub struct Session {
+    client: Client,
+    connection: JoinHandle<()>,
+    readonly: bool,
+    txn: Txn,
+    chunks: ChunkLimits,
+}
+
+impl Session {
+    /// Connects to `target` with `password`, naming the connection
+    /// `application_name` so PostgreSQL's own logs show who it serves.
+    pub async fn connect(
+        target: &ServerTarget,
+        password: &Password,
+        application_name: &str,
+        readonly: bool,
+        connect_timeout: Duration,
+        chunks: ChunkLimits,
+    ) -> Result<Session, RequestError> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .hostaddr(target.addr)
+            .port(target.port)
+            .user(&target.user)
+            .password(password.expose())
+            .dbname(&target.dbname)
+            .application_name(application_name)
+            .connect_timeout(connect_timeout);
+        let connect = config.connect(NoTls);
+        let (client, connection) = match tokio::time::timeout(connect_timeout, connect).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(source)) => {
+                return Err(RequestError::Connect {
+                    target: target.to_string(),
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(RequestError::Limit(format!(
+                    "connecting to {target} took longer than {} ms",
+                    connect_timeout.as_millis()
+                )))
+            }
+        };
+        let connection = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(cause = %e, "database connection ended with an error");
+            }
+        });
+        Ok(Session {
+            client,
+            connection,
+            readonly,
+            txn: Txn::Idle,
+            chunks,
+        })
+    }
+
+    /// Whether the session is read-only.
+    pub fn readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// Whether a transaction is open (healthy or failed).
+    pub fn in_transaction(&self) -> bool {
+        self.txn != Txn::Idle
+    }
+
+    async fn begin_if_idle(&mut self) -> Result<(), RequestError> {
+        if self.txn == Txn::Idle {
+            let begin = if self.readonly {
+                "BEGIN READ ONLY"
+            } else {
+                "BEGIN READ WRITE"
+            };
+            self.client.batch_execute(begin).await?;
+            self.txn = Txn::Open;
+        }
+        Ok(())
+    }
+
+    /// Records that a statement failed inside the transaction.
+    fn failed(&mut self, e: tokio_postgres::Error) -> RequestError {
+        if self.txn == Txn::Open {
+            self.txn = Txn::Failed;
+        }
+        RequestError::Postgres(e)
+    }
+
+    async fn prepare(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<(tokio_postgres::Statement, Vec<TextParam>), RequestError> {
+        let sql = iam_pgbroker_sql::convert_placeholders(sql, params.len())
+            .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+        if self.client.is_closed() {
+            return Err(RequestError::ConnectionLost);
+        }
+        self.begin_if_idle().await?;
+        let statement = match self.client.prepare(&sql).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.failed(e)),
+        };
+        if statement.params().len() != params.len() {
+            return Err(RequestError::BadRequest(format!(
+                "statement has {} parameters but {} values were given",
+                statement.params().len(),
+                params.len()
+            )));
+        }
+        Ok((statement, params.iter().map(TextParam::from_json).collect()))
+    }
+
+    /// Runs one statement and streams its result: a `columns` frame, `rows`
+    /// chunks, and a `done` frame. On a request error, frames already sent
+    /// stay sent; the caller follows them with the error frame.
+    pub async fn query<W: AsyncWrite + Unpin>(
+        &mut self,
+        id: u64,
+        sql: &str,
+        params: &[Value],
+        out: &mut FrameWriter<W>,
+    ) -> Result<u64, Failure> {
+        let (statement, params) = self.prepare(sql, params).await?;
+        let types: Vec<_> = statement
+            .columns()
+            .iter()
+            .map(|c| c.type_().clone())
+            .collect();
+        if let Some(c) = statement
+            .columns()
+            .iter()
+            .find(|c| !is_supported(c.type_()))
+        {
+            return Err(RequestError::BadRequest(format!(
+                "column {:?} has type {}, which the broker cannot send as JSON; cast it, e.g. {}::text",
+                c.name(),
+                c.type_().name(),
+                c.name()
+            ))
+            .into());
+        }
+        let columns = statement
+            .columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_owned(),
+                type_name: c.type_().name().to_owned(),
+            })
+            .collect();
+        let stream = match self.client.query_raw(&statement, params.iter()).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.failed(e).into()),
+        };
+        out.send(&Response::Columns { id, columns })
+            .await
+            .map_err(Failure::Client)?;
+
+        pin_mut!(stream);
+        let prefix = format!("{{\"type\":\"rows\",\"id\":{id},\"rows\":[");
+        let mut chunk: Vec<u8> = Vec::with_capacity(self.chunks.bytes + 1024);
+        let mut in_chunk = 0usize;
+        let mut total = 0u64;
+        loop {
+            let row = match stream.try_next().await {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => {
+                    // Rows already sent are the client's; the error frame
+                    // that follows tells it the result is incomplete.
+                    flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+                    return Err(self.failed(e).into());
+                }
+            };
+            if in_chunk == 0 {
+                chunk.extend_from_slice(prefix.as_bytes());
+            } else {
+                chunk.push(b',');
+            }
+            chunk.push(b'[');
+            for (i, ty) in types.iter().enumerate() {
+                if i > 0 {
+                    chunk.push(b',');
+                }
+                let cell: RawCell<'_> = row.try_get(i).map_err(|e| self.failed(e))?;
+                write_cell(&mut chunk, ty, cell.0)
+                    .map_err(|e| RequestError::Internal(e.to_string()))?;
+            }
+            chunk.push(b']');
+            in_chunk += 1;
+            total += 1;
+            if in_chunk >= self.chunks.rows || chunk.len() >= self.chunks.bytes {
+                flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+            }
+        }
+        flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+        // An UPDATE without RETURNING sends no rows; its count is the
+        // number of rows it affected.
+        let count = stream.rows_affected().unwrap_or(total);
+        send_done(out, id, count, sql).await?;
+        Ok(count)
+    }
+
+    /// Runs one statement and answers with the rows it affected.
+    pub async fn execute<W: AsyncWrite + Unpin>(
+        &mut self,
+        id: u64,
+        sql: &str,
+        params: &[Value],
+        out: &mut FrameWriter<W>,
+    ) -> Result<u64, Failure> {
+        let (statement, params) = self.prepare(sql, params).await?;
+        let count = match self.client.execute_raw(&statement, params.iter()).await {
+            Ok(n) => n,
+            Err(e) => return Err(self.failed(e).into()),
+        };
+        send_done(out, id, count, sql).await?;
+        Ok(count)
+    }
+
+    /// Commits the open transaction. A transaction that a failed statement
+    /// aborted cannot commit: it is rolled back and the client told so.
+    pub async fn commit(&mut self) -> Result<(), RequestError> {
+        match self.txn {
+            Txn::Idle => Ok(()),
+            Txn::Open => {
+                self.txn = Txn::Idle;
+                self.client.batch_execute("COMMIT").await?;
+                Ok(())
+            }
+            Txn::Failed => {
+                self.rollback().await?;
+                Err(RequestError::Aborted)
+            }
+        }
+    }
+
+    /// Rolls back the open transaction, if any.
+    pub async fn rollback(&mut self) -> Result<(), RequestError> {
+        if self.txn != Txn::Idle {
+            self.txn = Txn::Idle;
+            if self.client.is_closed() {
+                // The server has dropped the connection, and with it the
+                // transaction: nothing was committed.
+                return Err(RequestError::ConnectionLost);
+            }
+            self.client.batch_execute("ROLLBACK").await?;
+        }
+        Ok(())
+    }
+
+    /// Rolls back what is open and ends the session.
+    pub async fn close(mut self) -> Result<(), RequestError> {
+        let result = self.rollback().await;
+        drop(self.client);
+        // The connection task ends once the client handle is gone (it sends
+        // Terminate); don't wait on a server that does not answer.
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.connection).await;
+        self.connection.abort();
+        result
+    }
+}
+
+async fn flush_chunk<W: AsyncWrite + Unpin>(
+    out: &mut FrameWriter<W>,
+    chunk: &mut Vec<u8>,
+    in_chunk: &mut usize,
+) -> Result<(), Failure> {
+    if *in_chunk == 0 {
+        return Ok(());
+    }
+    chunk.extend_from_slice(b"]}\n");
+    out.send_raw(chunk).await.map_err(Failure::Client)?;
+    chunk.clear();
+    *in_chunk = 0;
+    Ok(())
+}
+
+async fn send_done<W: AsyncWrite + Unpin>(
+    out: &mut FrameWriter<W>,
+    id: u64,
+    rows: u64,
+    sql: &str,
+) -> Result<(), Failure> {
+    let mut line = Vec::with_capacity(64);
+    let _ = write!(
+        line,
+        "{{\"type\":\"done\",\"id\":{id},\"rows\":{rows},\"command\":"
+    );
+    write_json_str(&mut line, &command_verb(sql));
+    line.extend_from_slice(b"}\n");
+    out.send_raw(&line).await.map_err(Failure::Client)
+}
+
+/// The statement's leading keyword (`SELECT`, `UPDATE`, …), skipping
+/// whitespace, comments and opening parentheses.
+pub fn command_verb(sql: &str) -> String {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(after) = trimmed.strip_prefix("--") {
+            rest = after.split_once('\n').map(|(_, r)| r).unwrap_or("");
+        } else if let Some(after) = trimmed.strip_prefix("/*") {
+            rest = after.split_once("*/").map(|(_, r)| r).unwrap_or("");
+        } else {
+            rest = trimmed;
+            break;
+        }
+    }
+    rest.chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_verb;
+
+    #[test]
+    fn verbs() {
+        assert_eq!(command_verb("select 1"), "SELECT");
+        assert_eq!(
+            command_verb("  -- hi\n /* x */ (Update t set a=1"),
+            "UPDATE"
+        );
+        assert_eq!(command_verb("WITH x AS (SELECT 1) SELECT * FROM x"), "WITH");
+        assert_eq!(command_verb(""), "");
+    }
+}

@@ -1,0 +1,724 @@
+//! PostgreSQL values (binary wire format) to JSON, and JSON parameters to
+//! PostgreSQL text.
+//!
+//! Results are written straight into the outgoing frame buffer, one cell at
+//! a time, without building a `serde_json::Value` per cell: the broker's
+//! memory then depends on the chunk size, not on the result. The mapping is
+//! the table in DESIGN.md; a type not in it is refused up front, before any
+//! row is sent, with a hint to cast it.
+
+use bytes::BytesMut;
+use serde_json::Value;
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+use tokio_postgres::types::{Format, FromSql, IsNull, Kind, ToSql, Type};
+
+/// A value that does not decode as its type claims (a broker bug or a
+/// server we do not understand).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode a value of type {type_name}: {problem}")]
+pub struct DecodeError {
+    type_name: String,
+    problem: &'static str,
+}
+
+fn bad(ty: &Type, problem: &'static str) -> DecodeError {
+    DecodeError {
+        type_name: ty.name().to_owned(),
+        problem,
+    }
+}
+
+/// Whether values of `ty` can be sent as JSON.
+pub fn is_supported(ty: &Type) -> bool {
+    match ty.kind() {
+        Kind::Array(elem) => is_supported(elem),
+        Kind::Enum(_) => true,
+        Kind::Domain(base) => is_supported(base),
+        _ => {
+            matches!(
+                *ty,
+                Type::BOOL
+                    | Type::INT2
+                    | Type::INT4
+                    | Type::INT8
+                    | Type::OID
+                    | Type::FLOAT4
+                    | Type::FLOAT8
+                    | Type::NUMERIC
+                    | Type::TEXT
+                    | Type::VARCHAR
+                    | Type::BPCHAR
+                    | Type::NAME
+                    | Type::CHAR
+                    | Type::UNKNOWN
+                    | Type::UUID
+                    | Type::BYTEA
+                    | Type::DATE
+                    | Type::TIME
+                    | Type::TIMETZ
+                    | Type::TIMESTAMP
+                    | Type::TIMESTAMPTZ
+                    | Type::INTERVAL
+                    | Type::JSON
+                    | Type::JSONB
+            ) || ty.name() == "citext"
+        }
+    }
+}
+
+/// A cell as PostgreSQL sent it: the raw bytes of any type, or NULL.
+pub struct RawCell<'a>(pub Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for RawCell<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(RawCell(Some(raw)))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(RawCell(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// Appends the JSON form of one cell to `out`.
+pub fn write_cell(out: &mut Vec<u8>, ty: &Type, raw: Option<&[u8]>) -> Result<(), DecodeError> {
+    let Some(raw) = raw else {
+        out.extend_from_slice(b"null");
+        return Ok(());
+    };
+    match ty.kind() {
+        Kind::Array(elem) => return write_array(out, ty, elem, raw),
+        Kind::Enum(_) => return write_str(out, ty, raw),
+        Kind::Domain(base) => return write_cell(out, base, Some(raw)),
+        _ => {}
+    }
+    match *ty {
+        Type::BOOL => match raw {
+            [0] => out.extend_from_slice(b"false"),
+            [_] => out.extend_from_slice(b"true"),
+            _ => return Err(bad(ty, "bool is not one byte")),
+        },
+        Type::INT2 => write_display(out, i16::from_be_bytes(fixed(ty, raw)?)),
+        Type::INT4 => write_display(out, i32::from_be_bytes(fixed(ty, raw)?)),
+        Type::INT8 => write_display(out, i64::from_be_bytes(fixed(ty, raw)?)),
+        Type::OID => write_display(out, u32::from_be_bytes(fixed(ty, raw)?)),
+        Type::FLOAT4 => {
+            let v = f32::from_be_bytes(fixed(ty, raw)?);
+            write_float(
+                out,
+                v.is_nan(),
+                v.is_infinite(),
+                v.is_sign_negative(),
+                || serde_json::to_string(&v).unwrap_or_default(),
+            )
+        }
+        Type::FLOAT8 => {
+            let v = f64::from_be_bytes(fixed(ty, raw)?);
+            write_float(
+                out,
+                v.is_nan(),
+                v.is_infinite(),
+                v.is_sign_negative(),
+                || serde_json::to_string(&v).unwrap_or_default(),
+            )
+        }
+        Type::NUMERIC => {
+            let text = numeric_to_string(raw).ok_or_else(|| bad(ty, "malformed numeric"))?;
+            write_json_str(out, &text);
+        }
+        Type::UUID => {
+            let b: [u8; 16] = fixed(ty, raw)?;
+            let mut s = String::with_capacity(36);
+            for (i, byte) in b.iter().enumerate() {
+                if matches!(i, 4 | 6 | 8 | 10) {
+                    s.push('-');
+                }
+                let _ = write!(s, "{byte:02x}");
+            }
+            write_json_str(out, &s);
+        }
+        Type::BYTEA => {
+            out.extend_from_slice(b"\"\\\\x");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for byte in raw {
+                out.push(HEX[(byte >> 4) as usize]);
+                out.push(HEX[(byte & 15) as usize]);
+            }
+            out.push(b'"');
+        }
+        Type::DATE => {
+            let days = i32::from_be_bytes(fixed(ty, raw)?);
+            write_json_str(out, &format_date(days));
+        }
+        Type::TIME => {
+            let micros = i64::from_be_bytes(fixed(ty, raw)?);
+            write_json_str(out, &format_time(micros));
+        }
+        Type::TIMETZ => {
+            if raw.len() != 12 {
+                return Err(bad(ty, "timetz is not 12 bytes"));
+            }
+            let micros = i64::from_be_bytes(fixed(ty, &raw[..8])?);
+            // PostgreSQL stores the zone as seconds *west* of UTC.
+            let west = i32::from_be_bytes(fixed(ty, &raw[8..])?);
+            let mut s = format_time(micros);
+            push_offset(&mut s, -west);
+            write_json_str(out, &s);
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let micros = i64::from_be_bytes(fixed(ty, raw)?);
+            let s = format_timestamp(micros, *ty == Type::TIMESTAMPTZ);
+            write_json_str(out, &s);
+        }
+        Type::INTERVAL => {
+            if raw.len() != 16 {
+                return Err(bad(ty, "interval is not 16 bytes"));
+            }
+            let micros = i64::from_be_bytes(fixed(ty, &raw[..8])?);
+            let days = i32::from_be_bytes(fixed(ty, &raw[8..12])?);
+            let months = i32::from_be_bytes(fixed(ty, &raw[12..])?);
+            write_json_str(out, &format_interval(months, days, micros));
+        }
+        Type::JSON => write_json_verbatim(out, ty, raw)?,
+        Type::JSONB => match raw.split_first() {
+            Some((1, text)) => write_json_verbatim(out, ty, text)?,
+            _ => return Err(bad(ty, "unknown jsonb version")),
+        },
+        Type::CHAR => {
+            // "char" is one byte; non-ASCII bytes are shown as PostgreSQL's
+            // text output does, as an octal escape.
+            match raw {
+                [b] if b.is_ascii() => write_json_str(out, &(*b as char).to_string()),
+                [b] => write_json_str(out, &format!("\\{b:03o}")),
+                _ => write_json_str(out, ""),
+            }
+        }
+        _ if is_supported(ty) => write_str(out, ty, raw)?,
+        _ => return Err(bad(ty, "type is not supported")),
+    }
+    Ok(())
+}
+
+fn fixed<const N: usize>(ty: &Type, raw: &[u8]) -> Result<[u8; N], DecodeError> {
+    raw.try_into().map_err(|_| bad(ty, "wrong length"))
+}
+
+fn write_display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(out, "{v}");
+}
+
+fn write_float(
+    out: &mut Vec<u8>,
+    nan: bool,
+    inf: bool,
+    negative: bool,
+    finite: impl FnOnce() -> String,
+) {
+    // JSON has no NaN or infinities: they travel as PostgreSQL spells them.
+    if nan {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if inf && negative {
+        out.extend_from_slice(b"\"-Infinity\"");
+    } else if inf {
+        out.extend_from_slice(b"\"Infinity\"");
+    } else {
+        out.extend_from_slice(finite().as_bytes());
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, ty: &Type, raw: &[u8]) -> Result<(), DecodeError> {
+    let s = std::str::from_utf8(raw).map_err(|_| bad(ty, "text is not UTF-8"))?;
+    write_json_str(out, s);
+    Ok(())
+}
+
+/// Appends `s` as a JSON string.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// PostgreSQL has validated json/jsonb text, so it is copied as it is. The
+/// one change: raw newlines, carriage returns and tabs (possible only as
+/// whitespace between tokens, since JSON strings escape them) become spaces,
+/// because a frame must stay on one line.
+fn write_json_verbatim(out: &mut Vec<u8>, ty: &Type, text: &[u8]) -> Result<(), DecodeError> {
+    if std::str::from_utf8(text).is_err() {
+        return Err(bad(ty, "json is not UTF-8"));
+    }
+    out.extend(text.iter().map(|b| match b {
+        b'\n' | b'\r' | b'\t' => b' ',
+        b => *b,
+    }));
+    Ok(())
+}
+
+fn write_array(out: &mut Vec<u8>, ty: &Type, elem: &Type, raw: &[u8]) -> Result<(), DecodeError> {
+    let mut r = Reader { raw, pos: 0 };
+    let ndim = r.i32(ty)?;
+    let _has_null = r.i32(ty)?;
+    let _elem_oid = r.i32(ty)?;
+    if !(0..=6).contains(&ndim) {
+        return Err(bad(ty, "array has an impossible number of dimensions"));
+    }
+    let mut dims = Vec::with_capacity(ndim as usize);
+    for _ in 0..ndim {
+        let len = r.i32(ty)?;
+        let _lower = r.i32(ty)?;
+        if len < 0 {
+            return Err(bad(ty, "array dimension is negative"));
+        }
+        dims.push(len as usize);
+    }
+    if dims.is_empty() {
+        out.extend_from_slice(b"[]");
+        return Ok(());
+    }
+    write_dims(out, ty, elem, &dims, &mut r)
+}
+
+fn write_dims(
+    out: &mut Vec<u8>,
+    ty: &Type,
+    elem: &Type,
+    dims: &[usize],
+    r: &mut Reader<'_>,
+) -> Result<(), DecodeError> {
+    out.push(b'[');
+    for i in 0..dims[0] {
+        if i > 0 {
+            out.push(b',');
+        }
+        if dims.len() > 1 {
+            write_dims(out, ty, elem, &dims[1..], r)?;
+        } else {
+            let len = r.i32(ty)?;
+            let cell = if len < 0 {
+                None
+            } else {
+                Some(r.take(ty, len as usize)?)
+            };
+            write_cell(out, elem, cell)?;
+        }
+    }
+    out.push(b']');
+    Ok(())
+}
+
+struct Reader<'a> {
+    raw: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, ty: &Type, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.raw.len())
+            .ok_or_else(|| bad(ty, "array is truncated"))?;
+        let slice = &self.raw[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn i32(&mut self, ty: &Type) -> Result<i32, DecodeError> {
+        Ok(i32::from_be_bytes(fixed(ty, self.take(ty, 4)?)?))
+    }
+}
+
+/// PostgreSQL's binary numeric (base-10000 digits) as exact decimal text,
+/// the way `numeric_out` prints it.
+fn numeric_to_string(raw: &[u8]) -> Option<String> {
+    let word = |i: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(
+            raw.get(i * 2..i * 2 + 2)?.try_into().ok()?,
+        ))
+    };
+    let ndigits = word(0)? as usize;
+    let weight = word(1)? as i16 as i32;
+    let sign = word(2)?;
+    let dscale = word(3)? as usize;
+    match sign {
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        0x0000 | 0x4000 => {}
+        _ => return None,
+    }
+    let mut digits = Vec::with_capacity(ndigits);
+    for i in 0..ndigits {
+        let d = word(4 + i)?;
+        if d > 9999 {
+            return None;
+        }
+        digits.push(d);
+    }
+    let digit = |i: i32| -> u16 {
+        if i < 0 {
+            0
+        } else {
+            digits.get(i as usize).copied().unwrap_or(0)
+        }
+    };
+    let mut s = String::with_capacity(ndigits * 4 + dscale + 2);
+    if sign == 0x4000 {
+        s.push('-');
+    }
+    if weight < 0 {
+        s.push('0');
+    } else {
+        for i in 0..=weight {
+            if i == 0 {
+                let _ = write!(s, "{}", digit(i));
+            } else {
+                let _ = write!(s, "{:04}", digit(i));
+            }
+        }
+    }
+    if dscale > 0 {
+        s.push('.');
+        let start = s.len();
+        let mut i = weight + 1;
+        while s.len() - start < dscale {
+            let _ = write!(s, "{:04}", digit(i));
+            i += 1;
+        }
+        s.truncate(start + dscale);
+    }
+    Some(s)
+}
+
+/// Days since 2000-01-01 to `YYYY-MM-DD`.
+fn format_date(days: i32) -> String {
+    match days {
+        i32::MAX => "infinity".into(),
+        i32::MIN => "-infinity".into(),
+        _ => {
+            let (y, m, d) = civil_from_days(days as i64 + DAYS_1970_TO_2000);
+            format_ymd(y, m, d)
+        }
+    }
+}
+
+const DAYS_1970_TO_2000: i64 = 10_957;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+fn format_ymd(y: i64, m: u32, d: u32) -> String {
+    if (0..=9999).contains(&y) {
+        format!("{y:04}-{m:02}-{d:02}")
+    } else {
+        // ISO 8601's expanded years; year 0 is 1 BC (astronomical numbering).
+        format!("{y:+05}-{m:02}-{d:02}")
+    }
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to a date of
+/// the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Microseconds since midnight to `HH:MM:SS[.ffffff]`.
+fn format_time(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let mut s = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    push_fraction(&mut s, frac);
+    s
+}
+
+/// Appends `.ffffff` without trailing zeros, as PostgreSQL prints it.
+fn push_fraction(s: &mut String, frac: i64) {
+    if frac != 0 {
+        let digits = format!("{frac:06}");
+        s.push('.');
+        s.push_str(digits.trim_end_matches('0'));
+    }
+}
+
+fn push_offset(s: &mut String, east_secs: i32) {
+    let sign = if east_secs < 0 { '-' } else { '+' };
+    let a = east_secs.unsigned_abs();
+    let _ = write!(s, "{sign}{:02}:{:02}", a / 3600, a / 60 % 60);
+    if a % 60 != 0 {
+        let _ = write!(s, ":{:02}", a % 60);
+    }
+}
+
+/// Microseconds since 2000-01-01 00:00 to ISO 8601 (`T` between date and
+/// time; timestamptz in UTC with `+00:00`).
+fn format_timestamp(micros: i64, with_zone: bool) -> String {
+    match micros {
+        i64::MAX => return "infinity".into(),
+        i64::MIN => return "-infinity".into(),
+        _ => {}
+    }
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let in_day = micros.rem_euclid(MICROS_PER_DAY);
+    let (y, m, d) = civil_from_days(days + DAYS_1970_TO_2000);
+    let mut s = format_ymd(y, m, d);
+    s.push('T');
+    s.push_str(&format_time(in_day));
+    if with_zone {
+        s.push_str("+00:00");
+    }
+    s
+}
+
+/// An interval as an ISO 8601 duration, field signs as PostgreSQL's
+/// `IntervalStyle = iso_8601` prints them (`P1Y2M3DT4H5M6.5S`, `PT0S`).
+fn format_interval(months: i32, days: i32, micros: i64) -> String {
+    if months == 0 && days == 0 && micros == 0 {
+        return "PT0S".into();
+    }
+    let mut s = String::from("P");
+    let (years, months) = (months / 12, months % 12);
+    for (v, unit) in [
+        (years as i64, 'Y'),
+        (months as i64, 'M'),
+        (days as i64, 'D'),
+    ] {
+        if v != 0 {
+            let _ = write!(s, "{v}{unit}");
+        }
+    }
+    if micros != 0 {
+        s.push('T');
+        let negative = micros < 0;
+        let a = micros.unsigned_abs();
+        let (h, m, sec, frac) = (
+            a / 3_600_000_000,
+            a / 60_000_000 % 60,
+            a / 1_000_000 % 60,
+            a % 1_000_000,
+        );
+        let sign = if negative { "-" } else { "" };
+        if h != 0 {
+            let _ = write!(s, "{sign}{h}H");
+        }
+        if m != 0 {
+            let _ = write!(s, "{sign}{m}M");
+        }
+        if sec != 0 || frac != 0 {
+            let _ = write!(s, "{sign}{sec}");
+            push_fraction(&mut s, frac as i64);
+            s.push('S');
+        }
+    }
+    s
+}
+
+/// A JSON parameter bound as text, so PostgreSQL parses it by the
+/// parameter's type — psycopg2's literal binding, without string splicing.
+#[derive(Debug)]
+pub struct TextParam(Option<String>);
+
+impl TextParam {
+    /// The text form of a JSON value: strings as they are, numbers and
+    /// booleans as written, arrays as PostgreSQL array literals, objects as
+    /// JSON text, null as SQL NULL.
+    pub fn from_json(value: &Value) -> TextParam {
+        TextParam(match value {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Array(items) => Some(array_literal(items)),
+            other => Some(other.to_string()),
+        })
+    }
+}
+
+fn array_literal(items: &[Value]) -> String {
+    let mut s = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        match item {
+            Value::Null => s.push_str("NULL"),
+            Value::Array(inner) => s.push_str(&array_literal(inner)),
+            Value::String(text) => quote_element(&mut s, text),
+            Value::Object(_) => quote_element(&mut s, &item.to_string()),
+            other => s.push_str(&other.to_string()),
+        }
+    }
+    s.push('}');
+    s
+}
+
+fn quote_element(s: &mut String, text: &str) {
+    s.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+}
+
+impl ToSql for TextParam {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match &self.0 {
+            None => Ok(IsNull::Yes),
+            Some(s) => {
+                out.extend_from_slice(s.as_bytes());
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _: &Type) -> Format {
+        Format::Text
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(ty: &Type, raw: &[u8]) -> String {
+        let mut out = Vec::new();
+        write_cell(&mut out, ty, Some(raw)).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn numeric(weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for w in [digits.len() as u16, weight as u16, sign, dscale] {
+            v.extend_from_slice(&w.to_be_bytes());
+        }
+        for d in digits {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn numerics_are_exact() {
+        assert_eq!(
+            cell(&Type::NUMERIC, &numeric(0, 0, 2, &[12, 3400])),
+            "\"12.34\""
+        );
+        assert_eq!(
+            cell(&Type::NUMERIC, &numeric(1, 0x4000, 0, &[1, 0])),
+            "\"-10000\""
+        );
+        assert_eq!(
+            cell(&Type::NUMERIC, &numeric(-2, 0, 6, &[1200])),
+            "\"0.000012\""
+        );
+        assert_eq!(cell(&Type::NUMERIC, &numeric(0, 0, 0, &[])), "\"0\"");
+        assert_eq!(cell(&Type::NUMERIC, &numeric(0, 0, 3, &[])), "\"0.000\"");
+        assert_eq!(cell(&Type::NUMERIC, &numeric(0, 0xC000, 0, &[])), "\"NaN\"");
+        assert_eq!(
+            cell(&Type::NUMERIC, &numeric(2, 0, 1, &[12, 3456, 7890, 1000])),
+            "\"1234567890.1\""
+        );
+    }
+
+    #[test]
+    fn dates_and_times() {
+        assert_eq!(format_date(0), "2000-01-01");
+        assert_eq!(format_date(-1), "1999-12-31");
+        assert_eq!(format_date(9190), "2025-02-28");
+        assert_eq!(format_date(i32::MAX), "infinity");
+        assert_eq!(
+            format_timestamp(86_400_000_000 + 3_723_500_000, true),
+            "2000-01-02T01:02:03.5+00:00"
+        );
+        assert_eq!(format_timestamp(-1, false), "1999-12-31T23:59:59.999999");
+        assert_eq!(format_time(45_296_000_001), "12:34:56.000001");
+        assert_eq!(format_interval(14, 3, 14_706_500_000), "P1Y2M3DT4H5M6.5S");
+        assert_eq!(format_interval(0, 0, -90_000_000), "PT-1M-30S");
+        assert_eq!(format_interval(0, 0, 0), "PT0S");
+        let mut s = String::new();
+        push_offset(&mut s, 3600 + 1800);
+        assert_eq!(s, "+01:30");
+    }
+
+    #[test]
+    fn floats_and_specials() {
+        assert_eq!(cell(&Type::FLOAT8, &0.1f64.to_be_bytes()), "0.1");
+        assert_eq!(cell(&Type::FLOAT4, &0.1f32.to_be_bytes()), "0.1");
+        assert_eq!(cell(&Type::FLOAT8, &f64::NAN.to_be_bytes()), "\"NaN\"");
+        assert_eq!(
+            cell(&Type::FLOAT8, &f64::NEG_INFINITY.to_be_bytes()),
+            "\"-Infinity\""
+        );
+    }
+
+    #[test]
+    fn bytea_uuid_json_and_arrays() {
+        assert_eq!(cell(&Type::BYTEA, &[0xde, 0xad, 0x01]), r#""\\xdead01""#);
+        let uuid: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            cell(&Type::UUID, &uuid),
+            "\"00010203-0405-0607-0809-0a0b0c0d0e0f\""
+        );
+        assert_eq!(cell(&Type::JSON, b"{\"a\":\n [1,\t2]}"), "{\"a\":  [1, 2]}");
+        assert_eq!(cell(&Type::JSONB, b"\x01{\"a\": 1}"), "{\"a\": 1}");
+        // int4[] {{1,NULL},{3,4}}
+        let mut raw = Vec::new();
+        for v in [2i32, 1, 23, 2, 1, 2, 1] {
+            raw.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [Some(1i32), None, Some(3), Some(4)] {
+            match v {
+                Some(v) => {
+                    raw.extend_from_slice(&4i32.to_be_bytes());
+                    raw.extend_from_slice(&v.to_be_bytes());
+                }
+                None => raw.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        assert_eq!(cell(&Type::INT4_ARRAY, &raw), "[[1,null],[3,4]]");
+        let mut out = Vec::new();
+        assert!(write_cell(&mut out, &Type::INT4_ARRAY, Some(&raw[..10])).is_err());
+    }
+
+    #[test]
+    fn params_become_postgres_text() {
+        let text = |v: Value| TextParam::from_json(&v).0;
+        assert_eq!(text(serde_json::json!(null)), None);
+        assert_eq!(text(serde_json::json!("admin")), Some("admin".into()));
+        assert_eq!(text(serde_json::json!(42)), Some("42".into()));
+        assert_eq!(text(serde_json::json!(true)), Some("true".into()));
+        assert_eq!(
+            text(serde_json::json!([1, null, "a\"b", [2]])),
+            Some(r#"{1,NULL,"a\"b",{2}}"#.into())
+        );
+        assert_eq!(text(serde_json::json!({"k": 1})), Some(r#"{"k":1}"#.into()));
+    }
+
+    #[test]
+    fn unsupported_types_are_named() {
+        assert!(!is_supported(&Type::TS_VECTOR));
+        assert!(!is_supported(&Type::POINT_ARRAY));
+        assert!(is_supported(&Type::TEXT_ARRAY));
+    }
+}
