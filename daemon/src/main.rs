@@ -2,6 +2,7 @@ use clap::{Parser, Subcommand};
 use iam_pgbroker::broker::Broker;
 use iam_pgbroker::config::{Config, DEFAULT_CONFIG_PATH};
 use iam_pgbroker::{listener, server};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +31,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal; journald and log files
+        // get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

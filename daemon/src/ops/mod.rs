@@ -12,6 +12,7 @@ use iam_pgbroker_proto::{Op, Request, Response, PROTOCOL_VERSION};
 /// Runs one request and queues its answer.
 pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
     let id = request.id;
+    let op = request.op.name();
     let result = match request.op {
         Op::Hello { .. } => {
             let frame = Response::Hello {
@@ -34,7 +35,7 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         Ok(next) => next,
         Err(Reply::Error(e)) => {
             let info = e.to_wire();
-            tracing::info!(op = "request", code = %info.code, message = %info.message, "request failed");
+            tracing::info!(op, code = %info.code, message = %info.message, "request failed");
             match conn
                 .out
                 .send(&Response::Error {
