@@ -229,6 +229,21 @@ fn scanner_errors() {
     assert!(matches!(err("SELECT %s\0", 1), PlaceholderError::Scan(_)));
 }
 
+/// The placeholder trick a caller might try: a second statement in the text
+/// survives conversion and is then refused by the guard, and a value can
+/// never become SQL because it is bound, not spliced.
+#[test]
+fn conversion_then_guard() {
+    use iam_pgbroker_sql::{Mode, SqlGuard};
+    let guard = SqlGuard::new();
+    let sql = ok("SELECT %s; UPDATE t SET a = 1", 1);
+    assert!(guard.check(&sql, Mode::Read).is_err());
+    let sql = ok("SELECT * FROM t WHERE a = %s -- '; DROP TABLE t; --", 1);
+    assert_eq!(guard.check(&sql, Mode::Read).unwrap().kind, "SELECT");
+    let sql = ok("SELECT '%s'' ; COMMIT; --', %s", 1);
+    assert_eq!(guard.check(&sql, Mode::Read).unwrap().kind, "SELECT");
+}
+
 // --- property test ---------------------------------------------------------------
 
 /// The texts of the scanner's literal, quoted-identifier and comment tokens.
