@@ -141,6 +141,13 @@ pub struct DatabaseConfig {
     /// Timeout of the connection to PostgreSQL (TCP + authentication).
     #[serde(with = "duration_ms", rename = "connect_timeout_ms")]
     pub connect_timeout: Duration,
+    /// `statement_timeout` of every session (PostgreSQL cancels a statement
+    /// that runs longer). 0 disables it. A rule may override it.
+    pub statement_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout`: PostgreSQL ends a session
+    /// whose transaction stays open and idle longer (and rolls it back).
+    /// 0 disables it. A rule may override it.
+    pub idle_in_transaction_timeout_ms: u64,
     /// Per-instance overrides, keyed by instance name.
     pub instance: BTreeMap<String, InstanceOverride>,
 }
@@ -152,6 +159,8 @@ impl Default for DatabaseConfig {
             port: 5432,
             dbname: "{db}".into(),
             connect_timeout: Duration::from_secs(5),
+            statement_timeout_ms: 60_000,
+            idle_in_transaction_timeout_ms: 600_000,
             instance: BTreeMap::new(),
         }
     }
@@ -246,6 +255,13 @@ struct RuleFile {
     dbs: Vec<String>,
     db_users: Vec<String>,
     mode: RuleMode,
+    #[serde(default)]
+    ddl: bool,
+    #[serde(default)]
+    require_reason: bool,
+    db_role: Option<String>,
+    statement_timeout_ms: Option<u64>,
+    idle_in_transaction_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -439,6 +455,18 @@ fn collect_rules(
                 )));
             }
         }
+        if r.ddl && r.mode != RuleMode::Write {
+            return Err(invalid(format!(
+                "rule {name:?}: ddl = true needs mode = \"write\""
+            )));
+        }
+        if let Some(role) = &r.db_role {
+            if !is_plain_identifier(role) {
+                return Err(invalid(format!(
+                    "rule {name:?}: db_role {role:?} is not a plain role name (letters, digits, '_', '$')"
+                )));
+            }
+        }
         if out.iter().any(|existing: &Rule| existing.name == name) {
             return Err(invalid(format!("rule name {name:?} is used twice")));
         }
@@ -451,9 +479,25 @@ fn collect_rules(
             dbs: r.dbs,
             db_users: r.db_users,
             mode: r.mode,
+            ddl: r.ddl,
+            require_reason: r.require_reason,
+            db_role: r.db_role,
+            statement_timeout_ms: r.statement_timeout_ms,
+            idle_in_transaction_timeout_ms: r.idle_in_transaction_timeout_ms,
         });
     }
     Ok(())
+}
+
+/// A role name the broker can quote safely and an administrator can read:
+/// what PostgreSQL accepts unquoted, any case.
+fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        && name.len() <= 63
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

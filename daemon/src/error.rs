@@ -18,6 +18,10 @@ pub enum RequestError {
     /// The SQL guard refused the statement.
     #[error("{0}")]
     Forbidden(String),
+    /// PostgreSQL's grammar rejects the statement (found by the guard,
+    /// which parses with it; nothing was sent).
+    #[error("{0}")]
+    Syntax(String),
     /// A write in a read-only session, caught before PostgreSQL saw it.
     #[error("{0}")]
     ReadOnly(String),
@@ -62,6 +66,10 @@ impl RequestError {
             RequestError::Denied(m) => ErrorInfo::new(ErrorCode::Denied, m.clone()),
             RequestError::BadRequest(m) => ErrorInfo::new(ErrorCode::BadRequest, m.clone()),
             RequestError::Forbidden(m) => ErrorInfo::new(ErrorCode::ForbiddenStatement, m.clone()),
+            RequestError::Syntax(m) => ErrorInfo {
+                sqlstate: Some("42601".into()),
+                ..ErrorInfo::new(ErrorCode::Database, m.clone())
+            },
             RequestError::ReadOnly(m) => ErrorInfo {
                 // psycopg2's ReadOnlySqlTransaction: what tools already catch.
                 sqlstate: Some("25006".into()),

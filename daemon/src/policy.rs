@@ -47,6 +47,18 @@ pub struct Rule {
     pub db_users: Vec<String>,
     /// Mode it grants.
     pub mode: RuleMode,
+    /// Write sessions may also change the schema (CREATE, ALTER, DROP, …).
+    pub ddl: bool,
+    /// A session must give a reason (kept for the audit).
+    pub require_reason: bool,
+    /// Role the broker switches to (`SET ROLE`) right after connecting, so
+    /// PostgreSQL's own privileges bound the session.
+    pub db_role: Option<String>,
+    /// Statement timeout for sessions under this rule, overriding the
+    /// configured default.
+    pub statement_timeout_ms: Option<u64>,
+    /// Idle-in-transaction timeout for sessions under this rule.
+    pub idle_in_transaction_timeout_ms: Option<u64>,
 }
 
 impl Rule {
@@ -84,11 +96,8 @@ pub struct Access<'a> {
 /// The policy's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyDecision {
-    /// Granted by the named rule.
-    Allow {
-        /// The first rule that grants the access.
-        rule: String,
-    },
+    /// Granted by this rule (the first that grants the access).
+    Allow(Box<Rule>),
     /// Refused; the reason is safe to show the client.
     Deny {
         /// Why, in one line.
@@ -124,9 +133,7 @@ impl Policy {
                 read_only_grant.get_or_insert(rule);
                 continue;
             }
-            return PolicyDecision::Allow {
-                rule: rule.name.clone(),
-            };
+            return PolicyDecision::Allow(Box::new(rule.clone()));
         }
         let mode = if access.write { "write" } else { "read" };
         let who = peer.describe();
@@ -184,6 +191,18 @@ mod tests {
             dbs: v(dbs),
             db_users: v(db_users),
             mode,
+            ddl: false,
+            require_reason: false,
+            db_role: None,
+            statement_timeout_ms: None,
+            idle_in_transaction_timeout_ms: None,
+        }
+    }
+
+    fn granted_by(decision: PolicyDecision) -> Option<String> {
+        match decision {
+            PolicyDecision::Allow(rule) => Some(rule.name),
+            PolicyDecision::Deny { .. } => None,
         }
     }
 
@@ -252,8 +271,8 @@ mod tests {
         ]);
         let op = peer(1002, "bob", &["users", "ops"]);
         assert_eq!(
-            policy.decide(&op, access("czechidm", "postgres", false)),
-            PolicyDecision::Allow { rule: "ops".into() }
+            granted_by(policy.decide(&op, access("czechidm", "postgres", false))).as_deref(),
+            Some("ops")
         );
         assert!(matches!(
             policy.decide(&op, access("czechidm", "czechidm", false)),
@@ -261,8 +280,8 @@ mod tests {
         ));
         let seven = peer(7, "svc", &[]);
         assert_eq!(
-            policy.decide(&seven, access("anything", "bridge", true)),
-            PolicyDecision::Allow { rule: "u".into() }
+            granted_by(policy.decide(&seven, access("anything", "bridge", true))).as_deref(),
+            Some("u")
         );
     }
 
@@ -281,12 +300,12 @@ mod tests {
         ]);
         let alice = peer(1001, "alice", &[]);
         assert_eq!(
-            policy.decide(&alice, access("czechidm", "czechidm", true)),
-            PolicyDecision::Allow { rule: "w".into() }
+            granted_by(policy.decide(&alice, access("czechidm", "czechidm", true))).as_deref(),
+            Some("w")
         );
         assert_eq!(
-            policy.decide(&alice, access("czechidm", "czechidm", false)),
-            PolicyDecision::Allow { rule: "r".into() }
+            granted_by(policy.decide(&alice, access("czechidm", "czechidm", false))).as_deref(),
+            Some("r")
         );
     }
 }

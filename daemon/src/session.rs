@@ -12,6 +12,7 @@ use crate::secrets::Password;
 use crate::types::{is_supported, write_cell, write_json_str, RawCell, TextParam};
 use futures_util::{pin_mut, TryStreamExt};
 use iam_pgbroker_proto::{Column, Response};
+use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
 use serde_json::Value;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -44,6 +45,25 @@ impl std::fmt::Display for ServerTarget {
             self.container, self.addr, self.port, self.dbname, self.user
         )
     }
+}
+
+/// What a session may do, fixed at open from the granting rule.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Read-only (the default) or read-write.
+    pub readonly: bool,
+    /// Write sessions may change the schema.
+    pub ddl: bool,
+    /// Role to `SET ROLE` to right after connecting.
+    pub db_role: Option<String>,
+    /// `statement_timeout`, ms (0: none).
+    pub statement_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout`, ms (0: none).
+    pub idle_in_transaction_timeout_ms: u64,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Chunking of results.
+    pub chunks: ChunkLimits,
 }
 
 /// Chunking of `rows` frames.
@@ -86,8 +106,10 @@ pub struct Session {
     client: Client,
     connection: JoinHandle<()>,
     readonly: bool,
+    mode: Mode,
     txn: Txn,
     chunks: ChunkLimits,
+    guard: SqlGuard,
 }
 
 impl Session {
@@ -97,11 +119,16 @@ impl Session {
         target: &ServerTarget,
         password: &Password,
         application_name: &str,
-        readonly: bool,
-        connect_timeout: Duration,
-        chunks: ChunkLimits,
+        settings: &SessionSettings,
     ) -> Result<Session, RequestError> {
+        let connect_timeout = settings.connect_timeout;
         let mut config = tokio_postgres::Config::new();
+        // Timeouts are startup options: the session starts with them, and
+        // the guard refuses every way of changing them (SET, set_config).
+        config.options(format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            settings.statement_timeout_ms, settings.idle_in_transaction_timeout_ms
+        ));
         config
             .hostaddr(target.addr)
             .port(target.port)
@@ -131,12 +158,32 @@ impl Session {
                 debug!(cause = %e, "database connection ended with an error");
             }
         });
+        if let Some(role) = &settings.db_role {
+            // The one guarantee PostgreSQL itself gives: a role without
+            // write privileges. The guard refuses SET ROLE/RESET ROLE, so
+            // the client cannot switch back.
+            let set_role = format!("SET ROLE \"{}\"", role.replace('"', "\"\""));
+            if let Err(source) = client.batch_execute(&set_role).await {
+                connection.abort();
+                return Err(RequestError::Connect {
+                    target: format!("{target} (SET ROLE {role})"),
+                    source,
+                });
+            }
+        }
+        let mode = if settings.readonly {
+            Mode::Read
+        } else {
+            Mode::Write { ddl: settings.ddl }
+        };
         Ok(Session {
             client,
             connection,
-            readonly,
+            readonly: settings.readonly,
+            mode,
             txn: Txn::Idle,
-            chunks,
+            chunks: settings.chunks,
+            guard: SqlGuard::new(),
         })
     }
 
@@ -171,13 +218,20 @@ impl Session {
         RequestError::Postgres(e)
     }
 
+    /// Converts placeholders, checks the statement with the guard (nothing
+    /// reaches PostgreSQL when it refuses), begins the transaction if none
+    /// is open, and prepares the statement.
     async fn prepare(
         &mut self,
         sql: &str,
         params: &[Value],
-    ) -> Result<(tokio_postgres::Statement, Vec<TextParam>), RequestError> {
+    ) -> Result<(tokio_postgres::Statement, Vec<TextParam>, Verdict), RequestError> {
         let sql = iam_pgbroker_sql::convert_placeholders(sql, params.len())
             .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+        let verdict = self
+            .guard
+            .check(&sql, self.mode)
+            .map_err(|r| refusal(r, self.mode))?;
         if self.client.is_closed() {
             return Err(RequestError::ConnectionLost);
         }
@@ -193,7 +247,11 @@ impl Session {
                 params.len()
             )));
         }
-        Ok((statement, params.iter().map(TextParam::from_json).collect()))
+        Ok((
+            statement,
+            params.iter().map(TextParam::from_json).collect(),
+            verdict,
+        ))
     }
 
     /// Runs one statement and streams its result: a `columns` frame, `rows`
@@ -206,7 +264,7 @@ impl Session {
         params: &[Value],
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
-        let (statement, params) = self.prepare(sql, params).await?;
+        let (statement, params, verdict) = self.prepare(sql, params).await?;
         let types: Vec<_> = statement
             .columns()
             .iter()
@@ -282,7 +340,7 @@ impl Session {
         // An UPDATE without RETURNING sends no rows; its count is the
         // number of rows it affected.
         let count = stream.rows_affected().unwrap_or(total);
-        send_done(out, id, count, sql).await?;
+        send_done(out, id, count, verdict.kind).await?;
         Ok(count)
     }
 
@@ -294,12 +352,12 @@ impl Session {
         params: &[Value],
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
-        let (statement, params) = self.prepare(sql, params).await?;
+        let (statement, params, verdict) = self.prepare(sql, params).await?;
         let count = match self.client.execute_raw(&statement, params.iter()).await {
             Ok(n) => n,
             Err(e) => return Err(self.failed(e).into()),
         };
-        send_done(out, id, count, sql).await?;
+        send_done(out, id, count, verdict.kind).await?;
         Ok(count)
     }
 
@@ -365,51 +423,30 @@ async fn send_done<W: AsyncWrite + Unpin>(
     out: &mut FrameWriter<W>,
     id: u64,
     rows: u64,
-    sql: &str,
+    command: &str,
 ) -> Result<(), Failure> {
     let mut line = Vec::with_capacity(64);
     let _ = write!(
         line,
         "{{\"type\":\"done\",\"id\":{id},\"rows\":{rows},\"command\":"
     );
-    write_json_str(&mut line, &command_verb(sql));
+    write_json_str(&mut line, command);
     line.extend_from_slice(b"}\n");
     out.send_raw(&line).await.map_err(Failure::Client)
 }
 
-/// The statement's leading keyword (`SELECT`, `UPDATE`, …), skipping
-/// whitespace, comments and opening parentheses.
-pub fn command_verb(sql: &str) -> String {
-    let mut rest = sql;
-    loop {
-        let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
-        if let Some(after) = trimmed.strip_prefix("--") {
-            rest = after.split_once('\n').map(|(_, r)| r).unwrap_or("");
-        } else if let Some(after) = trimmed.strip_prefix("/*") {
-            rest = after.split_once("*/").map(|(_, r)| r).unwrap_or("");
-        } else {
-            rest = trimmed;
-            break;
+/// The guard's refusal as the client's error: a write in a read session is
+/// what PostgreSQL would say (25006, psycopg2's ReadOnlySqlTransaction); a
+/// syntax error is PostgreSQL's 42601; the rest is `forbidden_statement`.
+fn refusal(r: Refusal, mode: Mode) -> RequestError {
+    match r.kind() {
+        RefusalKind::NeedsWrite | RefusalKind::NeedsDdl if mode == Mode::Read => {
+            RequestError::ReadOnly(format!(
+                "cannot execute {} in a read-only session",
+                r.what()
+            ))
         }
-    }
-    rest.chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_uppercase()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::command_verb;
-
-    #[test]
-    fn verbs() {
-        assert_eq!(command_verb("select 1"), "SELECT");
-        assert_eq!(
-            command_verb("  -- hi\n /* x */ (Update t set a=1"),
-            "UPDATE"
-        );
-        assert_eq!(command_verb("WITH x AS (SELECT 1) SELECT * FROM x"), "WITH");
-        assert_eq!(command_verb(""), "");
+        RefusalKind::Syntax => RequestError::Syntax(r.to_string()),
+        _ => RequestError::Forbidden(r.to_string()),
     }
 }

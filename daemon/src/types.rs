@@ -62,6 +62,12 @@ pub fn is_supported(ty: &Type) -> bool {
                     | Type::INTERVAL
                     | Type::JSON
                     | Type::JSONB
+                    | Type::XID
+                    | Type::CID
+                    | Type::XID8
+                    | Type::INET
+                    | Type::CIDR
+                    | Type::MACADDR
             ) || ty.name() == "citext"
         }
     }
@@ -105,7 +111,24 @@ pub fn write_cell(out: &mut Vec<u8>, ty: &Type, raw: Option<&[u8]>) -> Result<()
         Type::INT2 => write_display(out, i16::from_be_bytes(fixed(ty, raw)?)),
         Type::INT4 => write_display(out, i32::from_be_bytes(fixed(ty, raw)?)),
         Type::INT8 => write_display(out, i64::from_be_bytes(fixed(ty, raw)?)),
-        Type::OID => write_display(out, u32::from_be_bytes(fixed(ty, raw)?)),
+        Type::OID | Type::XID | Type::CID => {
+            write_display(out, u32::from_be_bytes(fixed(ty, raw)?))
+        }
+        Type::XID8 => write_display(out, u64::from_be_bytes(fixed(ty, raw)?)),
+        Type::INET | Type::CIDR => {
+            let text = inet_to_string(raw, *ty == Type::CIDR)
+                .ok_or_else(|| bad(ty, "malformed address"))?;
+            write_json_str(out, &text);
+        }
+        Type::MACADDR => {
+            let b: [u8; 6] = fixed(ty, raw)?;
+            let text = b
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            write_json_str(out, &text);
+        }
         Type::FLOAT4 => {
             let v = f32::from_be_bytes(fixed(ty, raw)?);
             write_float(
@@ -392,6 +415,34 @@ fn numeric_to_string(raw: &[u8]) -> Option<String> {
         s.truncate(start + dscale);
     }
     Some(s)
+}
+
+/// inet/cidr as PostgreSQL prints them: `addr` (inet with a full mask) or
+/// `addr/bits`.
+fn inet_to_string(raw: &[u8], cidr: bool) -> Option<String> {
+    let (&family, rest) = raw.split_first()?;
+    let (&bits, rest) = rest.split_first()?;
+    let (_is_cidr, rest) = rest.split_first()?;
+    let (&len, addr) = rest.split_first()?;
+    if addr.len() != len as usize {
+        return None;
+    }
+    let (text, full) = match family {
+        2 => (
+            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(addr).ok()?).to_string(),
+            32,
+        ),
+        3 => (
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(addr).ok()?).to_string(),
+            128,
+        ),
+        _ => return None,
+    };
+    Some(if cidr || bits != full {
+        format!("{text}/{bits}")
+    } else {
+        text
+    })
 }
 
 /// Days since 2000-01-01 to `YYYY-MM-DD`.

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod faults;
+mod guard;
 mod params;
 mod read;
 mod types;

@@ -123,6 +123,17 @@ fn each_type_maps_as_documented() {
             "_jsonb",
         ),
         ("SELECT ARRAY[1.50::numeric]", json!(["1.50"]), "_numeric"),
+        // Beyond the design's table, for catalog views (pg_stat_activity):
+        ("SELECT '192.168.1.5'::inet", json!("192.168.1.5"), "inet"),
+        ("SELECT '10.1.0.0/16'::inet", json!("10.1.0.0/16"), "inet"),
+        ("SELECT '10.1.0.0/16'::cidr", json!("10.1.0.0/16"), "cidr"),
+        ("SELECT '2001:db8::1'::inet", json!("2001:db8::1"), "inet"),
+        (
+            "SELECT '08:00:2b:01:02:03'::macaddr",
+            json!("08:00:2b:01:02:03"),
+            "macaddr",
+        ),
+        ("SELECT '42'::xid", json!(42), "xid"),
     ];
     for (sql, expected, type_name) in cases {
         let (columns, value) = one(&mut raw, sql);

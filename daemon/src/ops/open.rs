@@ -6,7 +6,7 @@ use crate::conn::{ClientConnection, Next, OpenSession};
 use crate::error::RequestError;
 use crate::policy::{Access, PolicyDecision};
 use crate::secrets::PasswordProvider;
-use crate::session::{ChunkLimits, ServerTarget, Session};
+use crate::session::{ChunkLimits, ServerTarget, Session, SessionSettings};
 use iam_pgbroker_proto::{OpenParams, Opened, Response};
 use tracing::{info, warn};
 
@@ -50,7 +50,7 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         write: !params.readonly,
     };
     let rule = match config.policy.decide(&conn.peer, access) {
-        PolicyDecision::Allow { rule } => rule,
+        PolicyDecision::Allow(rule) => rule,
         PolicyDecision::Deny { reason } => {
             warn!(
                 uid = conn.peer.uid,
@@ -65,6 +65,15 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         }
     };
 
+    if rule.require_reason && params.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        warn!(uid = conn.peer.uid, db = %params.db, rule = %rule.name, "session refused: no reason given");
+        return Err(RequestError::Denied(format!(
+            "rule {:?} requires a reason for sessions on {} as {}: give one (iam-pg --reason, reason=...)",
+            rule.name, params.db, params.user
+        ))
+        .into());
+    }
+
     let instance = config.target(&params.db, params.dbname.as_deref());
     let addr = conn.broker.resolver().resolve(&instance).await?;
     let password = Broker::passwords(&config).password(&params.db, &params.user)?;
@@ -77,19 +86,23 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
     };
     let session_id = new_session_id();
     let app_name = application_name(&session_id, &conn.peer);
-    let chunks = ChunkLimits {
-        rows: config.limits.rows_per_chunk,
-        bytes: config.limits.chunk_bytes,
+    let settings = SessionSettings {
+        readonly: params.readonly,
+        ddl: rule.ddl,
+        db_role: rule.db_role.clone(),
+        statement_timeout_ms: rule
+            .statement_timeout_ms
+            .unwrap_or(config.database.statement_timeout_ms),
+        idle_in_transaction_timeout_ms: rule
+            .idle_in_transaction_timeout_ms
+            .unwrap_or(config.database.idle_in_transaction_timeout_ms),
+        connect_timeout: config.database.connect_timeout,
+        chunks: ChunkLimits {
+            rows: config.limits.rows_per_chunk,
+            bytes: config.limits.chunk_bytes,
+        },
     };
-    let session = Session::connect(
-        &target,
-        &password,
-        &app_name,
-        params.readonly,
-        config.database.connect_timeout,
-        chunks,
-    )
-    .await?;
+    let session = Session::connect(&target, &password, &app_name, &settings).await?;
     info!(
         session = %session_id,
         db = %params.db,
@@ -98,7 +111,8 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         container = %target.container,
         addr = %target.addr,
         readonly = params.readonly,
-        rule = %rule,
+        rule = %rule.name,
+        db_role = rule.db_role.as_deref().unwrap_or(""),
         reason = params.reason.as_deref().unwrap_or(""),
         "session opened"
     );
@@ -109,7 +123,7 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         dbname: target.dbname.clone(),
         user: params.user.clone(),
         readonly: params.readonly,
-        rule,
+        rule: rule.name.clone(),
         identity: conn.peer.to_wire(),
     });
     conn.session = Some(OpenSession {
