@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::docker::ContainerResolver;
+use crate::pool::Pool;
 use crate::secrets::PwfileProvider;
 use std::sync::{Arc, RwLock};
 
@@ -10,15 +11,18 @@ use std::sync::{Arc, RwLock};
 pub struct Broker {
     config: RwLock<Arc<Config>>,
     resolver: ContainerResolver,
+    pool: Arc<Pool>,
 }
 
 impl Broker {
     /// A broker serving `config`.
     pub fn new(config: Config) -> Broker {
         let resolver = ContainerResolver::new(&config.docker.socket, config.docker.timeout);
+        let pool = Arc::new(Pool::new(config.pool.limits()));
         Broker {
             config: RwLock::new(Arc::new(config)),
             resolver,
+            pool,
         }
     }
 
@@ -39,7 +43,13 @@ impl Broker {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        self.pool.set_limits(config.pool.limits());
         *guard = Arc::new(config);
+    }
+
+    /// The pool of warm server connections.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 
     /// The container resolver.

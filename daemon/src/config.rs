@@ -63,6 +63,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `[limits]`.
     pub limits: LimitsConfig,
+    /// `[pool]`.
+    pub pool: PoolConfig,
     /// Rules from the main file and the drop-ins, in load order.
     pub policy: Policy,
     /// The drop-in files that were read, in order.
@@ -204,6 +206,42 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[pool]`: warm server connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Idle connections kept per target (address, database, user, role).
+    /// 0 disables pooling: every session connects afresh.
+    pub max_idle_per_target: usize,
+    /// An idle connection is closed after this long.
+    #[serde(with = "duration_ms", rename = "idle_timeout_ms")]
+    pub idle_timeout: Duration,
+    /// A connection is closed instead of reused after this long.
+    #[serde(with = "duration_ms", rename = "max_lifetime_ms")]
+    pub max_lifetime: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_target: 16,
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The pool's limits.
+    pub fn limits(&self) -> crate::pool::PoolLimits {
+        crate::pool::PoolLimits {
+            max_idle_per_key: self.max_idle_per_target,
+            idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
+        }
+    }
+}
+
 /// A resolved instance: where to find its container and secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceTarget {
@@ -230,6 +268,8 @@ struct MainFile {
     database: DatabaseConfig,
     #[serde(default)]
     limits: LimitsConfig,
+    #[serde(default)]
+    pool: PoolConfig,
     #[serde(default)]
     rule: Vec<toml::Spanned<RuleFile>>,
 }
@@ -299,6 +339,7 @@ impl Config {
             docker: main.docker,
             database: main.database,
             limits: main.limits,
+            pool: main.pool,
             policy: Policy::new(rules),
             dropins,
         };

@@ -21,6 +21,7 @@ pub mod listener;
 mod ops;
 pub mod peer;
 pub mod policy;
+pub mod pool;
 pub mod secrets;
 pub mod server;
 pub mod session;

@@ -27,6 +27,18 @@ pub async fn run(
     // Dropped by each connection when it is done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
 
+    // Idle server connections past their timeout are closed in the
+    // background, so an idle broker holds no stale backends.
+    let reaper = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                broker.pool().reap(None);
+            }
+        })
+    };
     let accept = async {
         loop {
             match listener.accept().await {
@@ -52,6 +64,7 @@ pub async fn run(
         _ = accept => {}
         _ = shutdown => info!("shutting down: rolling back open transactions"),
     }
+    reaper.abort();
     drop(notify_shutdown);
     drop(done_tx);
     if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {

@@ -8,6 +8,7 @@
 
 use crate::error::RequestError;
 use crate::frame::FrameWriter;
+use crate::pool::{Pool, PoolKey, ServerConn, RESET_SQL};
 use crate::secrets::Password;
 use crate::types::{is_supported, write_cell, write_json_str, RawCell, TextParam};
 use futures_util::{pin_mut, TryStreamExt};
@@ -16,9 +17,9 @@ use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
 use serde_json::Value;
 use std::io::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
-use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tracing::debug;
 
@@ -90,6 +91,15 @@ impl From<RequestError> for Failure {
     }
 }
 
+/// A statement ready to run.
+struct Prepared {
+    statement: tokio_postgres::Statement,
+    params: Vec<TextParam>,
+    verdict: Verdict,
+    /// The text PostgreSQL sees (placeholders converted).
+    sql: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Txn {
     /// No transaction open: the next statement begins one.
@@ -103,8 +113,10 @@ enum Txn {
 
 /// An open database session.
 pub struct Session {
-    client: Client,
-    connection: JoinHandle<()>,
+    /// The server connection; `None` only after `close` took it.
+    conn: Option<ServerConn>,
+    key: PoolKey,
+    pool: Arc<Pool>,
     readonly: bool,
     mode: Mode,
     txn: Txn,
@@ -113,78 +125,68 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects to `target` with `password`, naming the connection
-    /// `application_name` so PostgreSQL's own logs show who it serves.
-    pub async fn connect(
+    /// Opens a session on `target`: a warm pooled connection when one
+    /// matches, else a new one authenticated with `password`. The
+    /// connection is named `application_name`, so PostgreSQL's own logs
+    /// show who it serves.
+    pub async fn open(
         target: &ServerTarget,
         password: &Password,
         application_name: &str,
         settings: &SessionSettings,
+        pool: Arc<Pool>,
     ) -> Result<Session, RequestError> {
-        let connect_timeout = settings.connect_timeout;
-        let mut config = tokio_postgres::Config::new();
-        // Timeouts are startup options: the session starts with them, and
-        // the guard refuses every way of changing them (SET, set_config).
-        config.options(format!(
-            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
-            settings.statement_timeout_ms, settings.idle_in_transaction_timeout_ms
-        ));
-        config
-            .hostaddr(target.addr)
-            .port(target.port)
-            .user(&target.user)
-            .password(password.expose())
-            .dbname(&target.dbname)
-            .application_name(application_name)
-            .connect_timeout(connect_timeout);
-        let connect = config.connect(NoTls);
-        let (client, connection) = match tokio::time::timeout(connect_timeout, connect).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(source)) => {
-                return Err(RequestError::Connect {
-                    target: target.to_string(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(RequestError::Limit(format!(
-                    "connecting to {target} took longer than {} ms",
-                    connect_timeout.as_millis()
-                )))
-            }
+        let key = PoolKey {
+            addr: target.addr,
+            port: target.port,
+            dbname: target.dbname.clone(),
+            user: target.user.clone(),
+            db_role: settings.db_role.clone(),
+            statement_timeout_ms: settings.statement_timeout_ms,
+            idle_in_transaction_timeout_ms: settings.idle_in_transaction_timeout_ms,
+            password_hash: PoolKey::hash_password(password.expose()),
         };
-        let connection = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(cause = %e, "database connection ended with an error");
+        let conn = match pool.take(&key) {
+            Some(conn) => {
+                // The name belongs to the session, not the connection.
+                let set = format!(
+                    "SET application_name = '{}'",
+                    application_name.replace('\'', "''")
+                );
+                match conn.client.batch_execute(&set).await {
+                    Ok(()) => conn,
+                    Err(e) => {
+                        debug!(cause = %e, "a pooled connection failed; connecting afresh");
+                        conn.discard();
+                        connect(target, password, application_name, settings).await?
+                    }
+                }
             }
-        });
-        if let Some(role) = &settings.db_role {
-            // The one guarantee PostgreSQL itself gives: a role without
-            // write privileges. The guard refuses SET ROLE/RESET ROLE, so
-            // the client cannot switch back.
-            let set_role = format!("SET ROLE \"{}\"", role.replace('"', "\"\""));
-            if let Err(source) = client.batch_execute(&set_role).await {
-                connection.abort();
-                return Err(RequestError::Connect {
-                    target: format!("{target} (SET ROLE {role})"),
-                    source,
-                });
-            }
-        }
+            None => connect(target, password, application_name, settings).await?,
+        };
         let mode = if settings.readonly {
             Mode::Read
         } else {
             Mode::Write { ddl: settings.ddl }
         };
         Ok(Session {
-            client,
-            connection,
+            conn: Some(conn),
+            key,
+            pool,
             readonly: settings.readonly,
             mode,
             txn: Txn::Idle,
             chunks: settings.chunks,
             guard: SqlGuard::new(),
         })
+    }
+
+    fn conn(&mut self) -> Result<&mut ServerConn, RequestError> {
+        self.conn.as_mut().ok_or(RequestError::ConnectionLost)
+    }
+
+    fn client(&mut self) -> Result<&Client, RequestError> {
+        Ok(&self.conn()?.client)
     }
 
     /// Whether the session is read-only.
@@ -204,7 +206,7 @@ impl Session {
             } else {
                 "BEGIN READ WRITE"
             };
-            self.client.batch_execute(begin).await?;
+            self.client()?.batch_execute(begin).await?;
             self.txn = Txn::Open;
         }
         Ok(())
@@ -221,22 +223,18 @@ impl Session {
     /// Converts placeholders, checks the statement with the guard (nothing
     /// reaches PostgreSQL when it refuses), begins the transaction if none
     /// is open, and prepares the statement.
-    async fn prepare(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<(tokio_postgres::Statement, Vec<TextParam>, Verdict), RequestError> {
+    async fn prepare(&mut self, sql: &str, params: &[Value]) -> Result<Prepared, RequestError> {
         let sql = iam_pgbroker_sql::convert_placeholders(sql, params.len())
             .map_err(|e| RequestError::BadRequest(e.to_string()))?;
         let verdict = self
             .guard
             .check(&sql, self.mode)
             .map_err(|r| refusal(r, self.mode))?;
-        if self.client.is_closed() {
+        if self.client()?.is_closed() {
             return Err(RequestError::ConnectionLost);
         }
         self.begin_if_idle().await?;
-        let statement = match self.client.prepare(&sql).await {
+        let statement = match self.conn()?.prepare(&sql).await {
             Ok(s) => s,
             Err(e) => return Err(self.failed(e)),
         };
@@ -247,11 +245,21 @@ impl Session {
                 params.len()
             )));
         }
-        Ok((
+        Ok(Prepared {
             statement,
-            params.iter().map(TextParam::from_json).collect(),
+            params: params.iter().map(TextParam::from_json).collect(),
             verdict,
-        ))
+            sql: sql.into_owned(),
+        })
+    }
+
+    /// A statement failed on the server: the transaction is aborted, and a
+    /// cached plan may be stale (after a schema change), so forget it.
+    fn statement_failed(&mut self, sql: &str, e: tokio_postgres::Error) -> RequestError {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.forget(sql);
+        }
+        self.failed(e)
     }
 
     /// Runs one statement and streams its result: a `columns` frame, `rows`
@@ -264,7 +272,12 @@ impl Session {
         params: &[Value],
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
-        let (statement, params, verdict) = self.prepare(sql, params).await?;
+        let Prepared {
+            statement,
+            params,
+            verdict,
+            sql,
+        } = self.prepare(sql, params).await?;
         let types: Vec<_> = statement
             .columns()
             .iter()
@@ -291,9 +304,9 @@ impl Session {
                 type_name: c.type_().name().to_owned(),
             })
             .collect();
-        let stream = match self.client.query_raw(&statement, params.iter()).await {
+        let stream = match self.client()?.query_raw(&statement, params.iter()).await {
             Ok(s) => s,
-            Err(e) => return Err(self.failed(e).into()),
+            Err(e) => return Err(self.statement_failed(&sql, e).into()),
         };
         out.send(&Response::Columns { id, columns })
             .await
@@ -352,10 +365,15 @@ impl Session {
         params: &[Value],
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
-        let (statement, params, verdict) = self.prepare(sql, params).await?;
-        let count = match self.client.execute_raw(&statement, params.iter()).await {
+        let Prepared {
+            statement,
+            params,
+            verdict,
+            sql,
+        } = self.prepare(sql, params).await?;
+        let count = match self.client()?.execute_raw(&statement, params.iter()).await {
             Ok(n) => n,
-            Err(e) => return Err(self.failed(e).into()),
+            Err(e) => return Err(self.statement_failed(&sql, e).into()),
         };
         send_done(out, id, count, verdict.kind).await?;
         Ok(count)
@@ -368,7 +386,7 @@ impl Session {
             Txn::Idle => Ok(()),
             Txn::Open => {
                 self.txn = Txn::Idle;
-                self.client.batch_execute("COMMIT").await?;
+                self.client()?.batch_execute("COMMIT").await?;
                 Ok(())
             }
             Txn::Failed => {
@@ -382,26 +400,101 @@ impl Session {
     pub async fn rollback(&mut self) -> Result<(), RequestError> {
         if self.txn != Txn::Idle {
             self.txn = Txn::Idle;
-            if self.client.is_closed() {
+            if self.client()?.is_closed() {
                 // The server has dropped the connection, and with it the
                 // transaction: nothing was committed.
                 return Err(RequestError::ConnectionLost);
             }
-            self.client.batch_execute("ROLLBACK").await?;
+            self.client()?.batch_execute("ROLLBACK").await?;
         }
         Ok(())
     }
 
-    /// Rolls back what is open and ends the session.
+    /// Rolls back what is open and ends the session. The server connection
+    /// goes back to the pool only when the rollback and the reset worked.
     pub async fn close(mut self) -> Result<(), RequestError> {
         let result = self.rollback().await;
-        drop(self.client);
-        // The connection task ends once the client handle is gone (it sends
-        // Terminate); don't wait on a server that does not answer.
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.connection).await;
-        self.connection.abort();
+        let Some(conn) = self.conn.take() else {
+            return result;
+        };
+        if result.is_err() || conn.client.is_closed() {
+            conn.discard();
+            return result;
+        }
+        // A server that does not answer the reset in time is not worth
+        // keeping.
+        match tokio::time::timeout(Duration::from_secs(2), conn.client.batch_execute(RESET_SQL))
+            .await
+        {
+            Ok(Ok(())) => self.pool.put(self.key.clone(), conn),
+            Ok(Err(e)) => {
+                debug!(cause = %e, "reset failed; closing the server connection");
+                conn.discard();
+            }
+            Err(_) => conn.discard(),
+        }
         result
     }
+}
+
+/// A new connection to `target`.
+async fn connect(
+    target: &ServerTarget,
+    password: &Password,
+    application_name: &str,
+    settings: &SessionSettings,
+) -> Result<ServerConn, RequestError> {
+    let connect_timeout = settings.connect_timeout;
+    let mut config = tokio_postgres::Config::new();
+    // Timeouts are startup options: the session starts with them, and the
+    // guard refuses every way of changing them (SET, set_config).
+    config.options(format!(
+        "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        settings.statement_timeout_ms, settings.idle_in_transaction_timeout_ms
+    ));
+    config
+        .hostaddr(target.addr)
+        .port(target.port)
+        .user(&target.user)
+        .password(password.expose())
+        .dbname(&target.dbname)
+        .application_name(application_name)
+        .connect_timeout(connect_timeout);
+    let (client, connection) =
+        match tokio::time::timeout(connect_timeout, config.connect(NoTls)).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(source)) => {
+                return Err(RequestError::Connect {
+                    target: target.to_string(),
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(RequestError::Limit(format!(
+                    "connecting to {target} took longer than {} ms",
+                    connect_timeout.as_millis()
+                )))
+            }
+        };
+    let connection = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(cause = %e, "database connection ended with an error");
+        }
+    });
+    if let Some(role) = &settings.db_role {
+        // The one guarantee PostgreSQL itself gives: a role without write
+        // privileges. The guard refuses SET ROLE and RESET ROLE, and the
+        // pool's reset keeps the role, so the client cannot switch back.
+        let set_role = format!("SET ROLE \"{}\"", role.replace('"', "\"\""));
+        if let Err(source) = client.batch_execute(&set_role).await {
+            connection.abort();
+            return Err(RequestError::Connect {
+                target: format!("{target} (SET ROLE {role})"),
+                source,
+            });
+        }
+    }
+    Ok(ServerConn::new(client, connection))
 }
 
 async fn flush_chunk<W: AsyncWrite + Unpin>(

@@ -5,6 +5,7 @@ mod bad_input;
 mod faults;
 mod guard;
 mod params;
+mod pool;
 mod read;
 mod types;
 mod write;

@@ -102,7 +102,8 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
             bytes: config.limits.chunk_bytes,
         },
     };
-    let session = Session::connect(&target, &password, &app_name, &settings).await?;
+    let pool = conn.broker.pool().clone();
+    let session = Session::open(&target, &password, &app_name, &settings, pool).await?;
     info!(
         session = %session_id,
         db = %params.db,

@@ -1,0 +1,277 @@
+//! Warm server connections, so opening a session costs no SCRAM handshake
+//! and no Docker round trip.
+//!
+//! Connections are pooled per [`PoolKey`]: address, port, database, user,
+//! role, timeouts and (a keyed hash of) the password, so a rotated password
+//! or a moved container simply stops matching the old connections, which
+//! then age out. A connection comes back only when its session ended
+//! cleanly, rolled back, and passed the reset ([`RESET_SQL`]).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, Statement};
+use tracing::debug;
+
+/// Resets a returning connection for whoever uses it next. The guard
+/// refuses every statement that could leave such state; this is the second
+/// line. `RESET ALL` keeps the startup options (our timeouts) and the role
+/// (not a RESET ALL parameter), which belong to the pool key.
+pub const RESET_SQL: &str =
+    "RESET ALL; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP";
+
+/// What a pooled connection is for. Two sessions share connections only
+/// when every field is equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// Container address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Database name.
+    pub dbname: String,
+    /// Database user.
+    pub user: String,
+    /// Role set at connect.
+    pub db_role: Option<String>,
+    /// `statement_timeout`, ms.
+    pub statement_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout`, ms.
+    pub idle_in_transaction_timeout_ms: u64,
+    /// Hash of the password the connection authenticated with (SipHash with
+    /// a per-process random key: not reversible, not stable across runs).
+    pub password_hash: u64,
+}
+
+impl PoolKey {
+    /// The hash stored for `password`.
+    pub fn hash_password(password: &str) -> u64 {
+        // RandomState: keys differ per process, so the value is useless
+        // outside this broker.
+        static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let state = STATE.get_or_init(Default::default);
+        let mut h: DefaultHasher = std::hash::BuildHasher::build_hasher(state);
+        password.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// One PostgreSQL connection with its prepared-statement cache.
+pub struct ServerConn {
+    /// The client half.
+    pub client: Client,
+    /// The task driving the socket.
+    pub connection: JoinHandle<()>,
+    /// Prepared statements by SQL text (least recently used dropped first).
+    statements: HashMap<String, (Statement, u64)>,
+    uses: u64,
+    created: Instant,
+}
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
+impl ServerConn {
+    /// Wraps a fresh connection.
+    pub fn new(client: Client, connection: JoinHandle<()>) -> ServerConn {
+        ServerConn {
+            client,
+            connection,
+            statements: HashMap::new(),
+            uses: 0,
+            created: Instant::now(),
+        }
+    }
+
+    /// The prepared statement for `sql`, preparing it on a miss. A repeated
+    /// statement skips PostgreSQL's parse round trip.
+    pub async fn prepare(&mut self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        self.uses += 1;
+        if let Some((statement, used)) = self.statements.get_mut(sql) {
+            *used = self.uses;
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        if self.statements.len() >= STATEMENT_CACHE {
+            if let Some(oldest) = self
+                .statements
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            {
+                self.statements.remove(&oldest);
+            }
+        }
+        self.statements
+            .insert(sql.to_owned(), (statement.clone(), self.uses));
+        Ok(statement)
+    }
+
+    /// Forgets a statement whose use failed (its plan may be stale after a
+    /// schema change).
+    pub fn forget(&mut self, sql: &str) {
+        self.statements.remove(sql);
+    }
+
+    /// Ends the connection without waiting for the server.
+    pub fn discard(self) {
+        drop(self.client);
+        self.connection.abort();
+    }
+}
+
+struct Idle {
+    conn: ServerConn,
+    since: Instant,
+}
+
+/// Pool limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Idle connections kept per key.
+    pub max_idle_per_key: usize,
+    /// An idle connection older than this is closed.
+    pub idle_timeout: Duration,
+    /// Any connection older than this is closed instead of reused.
+    pub max_lifetime: Duration,
+}
+
+/// Idle connections, per key.
+pub struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    limits: Mutex<PoolLimits>,
+}
+
+/// A snapshot for `status`.
+#[derive(Debug, Clone)]
+pub struct PoolStat {
+    /// The target, `user@addr:port/dbname`.
+    pub target: String,
+    /// Idle connections.
+    pub idle: usize,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(limits: PoolLimits) -> Pool {
+        Pool {
+            idle: Mutex::new(HashMap::new()),
+            limits: Mutex::new(limits),
+        }
+    }
+
+    /// Applies new limits (reload).
+    pub fn set_limits(&self, limits: PoolLimits) {
+        *lock(&self.limits) = limits;
+    }
+
+    fn limits(&self) -> PoolLimits {
+        *lock(&self.limits)
+    }
+
+    /// A warm connection for `key`, if one is idle and alive.
+    pub fn take(&self, key: &PoolKey) -> Option<ServerConn> {
+        let limits = self.limits();
+        let mut idle = lock(&self.idle);
+        let list = idle.get_mut(key)?;
+        while let Some(entry) = list.pop() {
+            let stale = entry.since.elapsed() > limits.idle_timeout
+                || entry.conn.created.elapsed() > limits.max_lifetime;
+            if stale || entry.conn.client.is_closed() {
+                entry.conn.discard();
+                continue;
+            }
+            return Some(entry.conn);
+        }
+        None
+    }
+
+    /// Returns a connection that was reset and is idle.
+    pub fn put(&self, key: PoolKey, conn: ServerConn) {
+        let limits = self.limits();
+        if conn.client.is_closed() || conn.created.elapsed() > limits.max_lifetime {
+            conn.discard();
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        let list = idle.entry(key).or_default();
+        if list.len() >= limits.max_idle_per_key {
+            conn.discard();
+            return;
+        }
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes idle connections past their idle timeout, and those of
+    /// `addr` when it is given (the container went away or moved).
+    pub fn reap(&self, addr: Option<IpAddr>) {
+        let limits = self.limits();
+        let mut idle = lock(&self.idle);
+        let mut closed = 0usize;
+        for (key, list) in idle.iter_mut() {
+            let gone = addr == Some(key.addr);
+            list.retain_mut(|entry| {
+                let keep = !gone
+                    && entry.since.elapsed() <= limits.idle_timeout
+                    && entry.conn.created.elapsed() <= limits.max_lifetime
+                    && !entry.conn.client.is_closed();
+                if !keep {
+                    closed += 1;
+                }
+                keep
+            });
+        }
+        // Dropping an entry drops its client handle; tokio-postgres then
+        // sends Terminate and the connection task ends.
+        idle.retain(|_, list| !list.is_empty());
+        if closed > 0 {
+            debug!(closed, "closed idle server connections");
+        }
+    }
+
+    /// Idle connections per target.
+    pub fn stats(&self) -> Vec<PoolStat> {
+        let idle = lock(&self.idle);
+        let mut out: Vec<PoolStat> = idle
+            .iter()
+            .map(|(k, list)| PoolStat {
+                target: format!(
+                    "{}{}@{}:{}/{}",
+                    k.user,
+                    k.db_role
+                        .as_deref()
+                        .map(|r| format!(" (role {r})"))
+                        .unwrap_or_default(),
+                    k.addr,
+                    k.port,
+                    k.dbname
+                ),
+                idle: list.len(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.target.cmp(&b.target));
+        out
+    }
+
+    /// Total idle connections.
+    pub fn idle_count(&self) -> usize {
+        lock(&self.idle).values().map(Vec::len).sum()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The data (connection lists) stays consistent even if a holder
+    // panicked: every mutation is a single push/pop/retain.
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
