@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
 Examples:
+  iam-pg                           # interactive prompt; \\? lists its commands
+  iam-pg -U czechidm --write       # interactive, read-write: COMMIT to keep changes
   iam-pg -c 'SELECT count(*) FROM idm_identity'
   iam-pg -c 'SELECT id, username FROM idm_identity WHERE username = %s' -p admin
   iam-pg -d bridge -U bridge -c 'SELECT current_user'
@@ -15,6 +17,15 @@ Examples:
   iam-pg --format csv -c 'SELECT username, email FROM idm_identity' > identities.csv
   iam-pg -U czechidm --write -f fix.sql
   echo 'SELECT version()' | iam-pg
+
+Interactive mode:
+  On a terminal, without -c or -f, iam-pg opens a prompt like psql's: line
+  editing, history in ~/.iam_pg_history ($IAM_PG_HISTORY), statements ended
+  by ';' over as many lines as needed, and \\q, \\x, \\timing, \\dt, \\d TABLE,
+  \\conninfo, \\?. A read session ends each statement's transaction at
+  once. A --write session keeps one transaction open until you type COMMIT
+  or ROLLBACK (the prompt shows WRITE, and * while changes are pending);
+  leaving with changes pending asks whether to commit or roll back.
 
 Statements:
   Several -c, or the statements of a file or of standard input, run in order
@@ -57,8 +68,9 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub dbname: Option<String>,
 
-    /// Open a read-write session and commit at the end (the policy must
-    /// grant it).
+    /// Open a read-write session (the policy must grant it). With -c or
+    /// -f the transaction is committed at the end; at the prompt, when you
+    /// type COMMIT.
     #[arg(long)]
     pub write: bool,
 
@@ -92,6 +104,11 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+
+    /// Expanded display: one block per row, a line per column (like
+    /// psql's -x and \x).
+    #[arg(short = 'x', long)]
+    pub expanded: bool,
 
     /// The broker's socket [default: $IAM_PGBROKER_SOCKET, else
     /// /run/iam-pgbroker/pgbroker.sock].

@@ -3,6 +3,10 @@
 //! Parses the arguments and hands over to [`run::main`]; see `iam-pg --help`.
 
 mod args;
+mod describe;
+mod generate;
+mod interactive;
+mod meta;
 mod output;
 mod run;
 mod script;
@@ -11,6 +15,9 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if let Some(status) = generate::from_args(std::env::args_os().skip(1)) {
+        return status;
+    }
     // clap exits with status 2 on a usage error, which is ours too.
     run::main(args::Args::parse())
 }

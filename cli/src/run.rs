@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Exit statuses, documented in `--help`.
-const EXIT_DATABASE: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+pub const EXIT_DATABASE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 const EXIT_DENIED: u8 = 3;
-const EXIT_UNAVAILABLE: u8 = 4;
+pub const EXIT_UNAVAILABLE: u8 = 4;
 
 /// The exit status for an error code.
 pub fn exit_status(code: ErrorCode) -> u8 {
@@ -44,7 +44,7 @@ struct Job {
 }
 
 /// Why a run stopped early.
-enum Failure {
+pub enum Failure {
     /// The broker or the client library reported an error; `at` is the
     /// index of the statement that failed, if one did.
     Db { err: Error, at: Option<usize> },
@@ -53,6 +53,9 @@ enum Failure {
 }
 
 pub fn main(args: Args) -> ExitCode {
+    if args.commands.is_empty() && args.file.is_none() && io::stdin().is_terminal() {
+        return crate::interactive::main(&args);
+    }
     let jobs = match collect(&args) {
         Ok(jobs) => jobs,
         Err(status) => return status,
@@ -107,7 +110,7 @@ pub fn main(args: Args) -> ExitCode {
 
 /// Prints a usage error the way clap does (with the usage line) and
 /// returns its exit status, 2.
-fn usage(kind: clap::error::ErrorKind, message: &str) -> ExitCode {
+pub fn usage(kind: clap::error::ErrorKind, message: &str) -> ExitCode {
     let err = Args::command().error(kind, message);
     let _ = err.print();
     ExitCode::from(err.exit_code() as u8)
@@ -140,13 +143,6 @@ fn collect(args: &Args) -> Result<Vec<Job>, ExitCode> {
                 return Err(ExitCode::from(EXIT_USAGE));
             }
         },
-        None if io::stdin().is_terminal() => {
-            return Err(usage(
-                clap::error::ErrorKind::MissingRequiredArgument,
-                "interactive mode is not available yet: give -c SQL or -f FILE, \
-                 or pipe statements to standard input",
-            ));
-        }
         None => (read_stdin()?, "<stdin>".to_owned()),
     };
     Ok(script::split(&text)
@@ -177,7 +173,8 @@ fn utf8(bytes: Vec<u8>, name: &str) -> Result<String, ExitCode> {
     })
 }
 
-fn config(args: &Args) -> Config {
+/// The client configuration the arguments describe.
+pub fn config(args: &Args) -> Config {
     let mut config = Config::new()
         .db(&args.db)
         .user(&args.user)
@@ -210,8 +207,13 @@ fn execute(args: &Args, jobs: &[Job], out: &mut impl Write) -> Result<(), Failur
         } else {
             &[]
         };
-        if let Err(failure) = run_statement(&mut conn, &job.statement.sql, params, args.format, out)
-        {
+        if let Err(failure) = run_statement(
+            &mut conn,
+            &job.statement.sql,
+            params,
+            (args.format, args.expanded),
+            out,
+        ) {
             let _ = conn.rollback();
             let _ = conn.close();
             return Err(match failure {
@@ -232,16 +234,20 @@ fn execute(args: &Args, jobs: &[Job], out: &mut impl Write) -> Result<(), Failur
     Ok(())
 }
 
-fn run_statement(
+/// Runs one statement and prints its result in `format` (expanded when
+/// the flag says so).
+pub fn run_statement(
     conn: &mut Connection,
     sql: &str,
     params: &[&dyn ToParam],
-    format: Format,
+    (format, expanded): (Format, bool),
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let db = |err| Failure::Db { err, at: None };
     let mut rows = conn.query_iter(sql, params).map_err(db)?;
-    let mut printer = ResultPrinter::begin(format, out, rows.columns()).map_err(Failure::Output)?;
+    let mut printer = ResultPrinter::begin(format, out, rows.columns())
+        .map_err(Failure::Output)?
+        .expanded(expanded);
     for row in &mut rows {
         printer
             .row(row.map_err(db)?.into_values())

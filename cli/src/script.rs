@@ -114,7 +114,22 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 /// Splits `text` into statements. Empty statements (only whitespace and
 /// comments) are dropped.
 pub fn split(text: &str) -> Vec<Statement> {
+    scan(text).0
+}
+
+/// The length of the part of `text` that ends with a terminating `;` (the
+/// text up to and including the last `;` outside literals, comments and
+/// parentheses), or `None` when there is none. The interactive prompt runs
+/// that part and keeps the rest for the next line, as psql does.
+pub fn terminated_len(text: &str) -> Option<usize> {
+    scan(text).1
+}
+
+/// The statements of `text`, and the offset just past its last
+/// terminating `;`.
+fn scan(text: &str) -> (Vec<Statement>, Option<usize>) {
     let s = text.as_bytes();
+    let mut last_terminator = None;
     let mut out = Vec::new();
     let mut start = 0; // where the current statement's text begins
     let mut first_content: Option<usize> = None;
@@ -192,6 +207,7 @@ pub fn split(text: &str) -> Vec<Statement> {
             b';' if depth == 0 => {
                 push(start, i, first_content, placeholders);
                 i += 1;
+                last_terminator = Some(i);
                 start = i;
                 first_content = None;
                 placeholders = false;
@@ -208,7 +224,7 @@ pub fn split(text: &str) -> Vec<Statement> {
         }
     }
     push(start, s.len(), first_content, placeholders);
-    out
+    (out, last_terminator)
 }
 
 #[cfg(test)]
@@ -353,6 +369,18 @@ mod tests {
             sqls("SELECT 'Jiří; Dvořák'; SELECT \"Příjmení\" FROM t"),
             ["SELECT 'Jiří; Dvořák'", "SELECT \"Příjmení\" FROM t"]
         );
+    }
+
+    #[test]
+    fn terminated_part_for_the_prompt() {
+        assert_eq!(terminated_len("SELECT 1"), None);
+        assert_eq!(terminated_len("SELECT 1;"), Some(9));
+        assert_eq!(terminated_len("SELECT 1; SELECT"), Some(9));
+        assert_eq!(terminated_len("SELECT 'a;\nb"), None);
+        assert_eq!(terminated_len("SELECT 'a;\nb';"), Some(14));
+        assert_eq!(terminated_len("SELECT (1;"), None);
+        assert_eq!(terminated_len("-- a; b\n"), None);
+        assert_eq!(terminated_len("SELECT $$;$$"), None);
     }
 
     #[test]
