@@ -539,3 +539,142 @@ impl RawClient {
         frames
     }
 }
+
+/// A database container of its own, for tests that stop, restart or break
+/// it without disturbing the shared appliance. Removed on drop.
+pub struct ExtraInstance {
+    /// The instance name (`db` in an `open`).
+    pub db: String,
+    /// The container's name.
+    pub container: String,
+}
+
+impl ExtraInstance {
+    /// Starts a PostgreSQL container `{prefix}{db}-db` on the appliance's
+    /// network with a fresh postgres password in the appliance's pwfile
+    /// layout, and creates database `{db}` in it.
+    pub fn start(tag: &str) -> ExtraInstance {
+        let app = Appliance::get();
+        let db = unique_name(tag).replace('_', "-");
+        let container = app.container(&db);
+        let secrets = app.root.join(format!("data/volumes/{db}-db/secrets"));
+        std::fs::create_dir_all(&secrets).expect("secrets dir");
+        let mut bytes = [0u8; 18];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("urandom");
+        let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let pwfile = secrets.join("postgres.pwfile");
+        std::fs::write(&pwfile, format!("{password}\n")).expect("pwfile");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let image = docker(&[
+            "inspect",
+            "-f",
+            "{{.Config.Image}}",
+            &app.container("czechidm"),
+        ]);
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &container])
+            .output();
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &container,
+            "--network",
+            &app.network(),
+            "--label",
+            "iam-dev=1",
+            "--label",
+            &format!("iam-dev-prefix={}", app.prefix),
+            "--stop-signal",
+            "SIGINT",
+            "--stop-timeout",
+            "10",
+            "-v",
+            &format!("{}:/secrets:ro", secrets.display()),
+            "-e",
+            "POSTGRES_PASSWORD_FILE=/secrets/postgres.pwfile",
+            &image,
+        ]);
+        let instance = ExtraInstance { db, container };
+        instance.wait_ready();
+        let created = instance.psql("postgres", &format!("CREATE DATABASE \"{}\"", instance.db));
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        instance
+    }
+
+    /// Waits until the server accepts queries.
+    pub fn wait_ready(&self) {
+        let ready = eventually(Duration::from_secs(60), || {
+            self.psql("postgres", "SELECT 1").status.success()
+        });
+        assert!(ready, "{} did not become ready", self.container);
+    }
+
+    /// psql as the superuser in database `dbname` of this container.
+    pub fn psql(&self, dbname: &str, sql: &str) -> Output {
+        Command::new("docker")
+            .args([
+                "exec",
+                "-u",
+                "postgres",
+                &self.container,
+                "psql",
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                dbname,
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker exec psql")
+    }
+
+    /// The container's address on the appliance network.
+    pub fn address(&self) -> String {
+        let app = Appliance::get();
+        docker(&[
+            "inspect",
+            "-f",
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+                app.network()
+            ),
+            &self.container,
+        ])
+    }
+}
+
+impl Drop for ExtraInstance {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.container])
+            .output();
+    }
+}
+
+/// Runs `docker ARGS`, panics on failure, returns trimmed stdout.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

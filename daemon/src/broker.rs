@@ -47,6 +47,16 @@ impl Broker {
         *guard = Arc::new(config);
     }
 
+    /// Watches Docker events until the future is dropped: a container that
+    /// stops, restarts or moves loses its cached address and its pooled
+    /// connections.
+    pub async fn watch_docker(&self) {
+        let pool = self.pool.clone();
+        self.resolver
+            .watch_events(move |addr| pool.reap(Some(addr)))
+            .await
+    }
+
     /// The pool of warm server connections.
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool

@@ -53,6 +53,13 @@ pub enum DockerError {
 }
 
 /// Resolves `{db}-db` containers to addresses.
+///
+/// Addresses are cached only while a Docker event stream is known to be
+/// watching (see [`ContainerResolver::watch_events`]): any event about a
+/// container — it died, started, was renamed or attached to a network —
+/// drops its entry, and losing the stream drops them all. The stream is
+/// opened with `since` = the moment watching began, so events that happen
+/// while the subscription is still being set up are replayed, not missed.
 #[derive(Debug)]
 pub struct ContainerResolver {
     /// The client, made on first use: a broker that starts while the Docker
@@ -60,6 +67,23 @@ pub struct ContainerResolver {
     docker: std::sync::Mutex<Option<Docker>>,
     socket: String,
     timeout: Duration,
+    cache: std::sync::Mutex<AddressCache>,
+}
+
+#[derive(Debug, Default)]
+struct AddressCache {
+    /// Whether an event stream covers the cached entries.
+    watching: bool,
+    /// (container, network) → address.
+    entries: std::collections::HashMap<(String, Option<String>), IpAddr>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every mutation under these locks is a single insert/remove/clear.
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 /// Docker Engine API version we speak. 1.41 is Docker 20.10, the oldest
@@ -77,14 +101,12 @@ impl ContainerResolver {
             docker: std::sync::Mutex::new(None),
             socket: socket.display().to_string(),
             timeout,
+            cache: std::sync::Mutex::new(AddressCache::default()),
         }
     }
 
     fn client(&self) -> Result<Docker, DockerError> {
-        let mut slot = match self.docker.lock() {
-            Ok(slot) => slot,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut slot = lock(&self.docker);
         if let Some(docker) = slot.as_ref() {
             return Ok(docker.clone());
         }
@@ -101,6 +123,123 @@ impl ContainerResolver {
     /// The address of `target`'s container: it must exist and run, and have
     /// exactly one usable address on the configured (or only) network.
     pub async fn resolve(&self, target: &InstanceTarget) -> Result<IpAddr, DockerError> {
+        let key = (target.container.clone(), target.network.clone());
+        if let Some(addr) = lock(&self.cache).entries.get(&key) {
+            return Ok(*addr);
+        }
+        let addr = self.inspect(target).await?;
+        let mut cache = lock(&self.cache);
+        if cache.watching {
+            cache.entries.insert(key, addr);
+        }
+        Ok(addr)
+    }
+
+    /// Forgets `container`'s cached address (a connection to it failed).
+    pub fn invalidate(&self, container: &str) {
+        lock(&self.cache).entries.retain(|(c, _), _| c != container);
+    }
+
+    /// Watches Docker events for as long as the returned future runs,
+    /// invalidating cached addresses; calls `gone(addr)` for the address of
+    /// a container that stopped or changed, so pooled connections to it
+    /// can be closed. Reconnects with a back-off when the stream breaks.
+    pub async fn watch_events(&self, gone: impl Fn(IpAddr) + Send + Sync) {
+        use futures_util::StreamExt;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            // A client of its own: the event stream lives far longer than
+            // the per-request timeout.
+            let docker = match Docker::connect_with_unix(&self.socket, 24 * 3600, &API_VERSION) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(cause = %e, "Docker events: socket unavailable");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs().saturating_sub(1))
+                .unwrap_or(0)
+                .to_string();
+            let mut filters = std::collections::HashMap::new();
+            filters.insert("type", vec!["container", "network"]);
+            let options = bollard::query_parameters::EventsOptionsBuilder::new()
+                .since(&since)
+                .filters(&filters)
+                .build();
+            let mut events = Box::pin(docker.events(Some(options)));
+            // Replay from `since` covers the gap until the stream is up.
+            lock(&self.cache).watching = true;
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(message) => {
+                        backoff = Duration::from_millis(500);
+                        self.on_event(&message, &gone);
+                    }
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "Docker event stream broke; address cache off until it is back");
+                        break;
+                    }
+                }
+            }
+            let dropped: Vec<IpAddr> = {
+                let mut cache = lock(&self.cache);
+                cache.watching = false;
+                cache.entries.drain().map(|(_, a)| a).collect()
+            };
+            for addr in dropped {
+                gone(addr);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    fn on_event(&self, message: &bollard::models::EventMessage, gone: &impl Fn(IpAddr)) {
+        let action = message.action.as_deref().unwrap_or("");
+        // Events that cannot change an address.
+        if matches!(
+            action,
+            "exec_create" | "exec_start" | "exec_die" | "top" | "attach" | "resize"
+        ) || action.starts_with("exec_")
+            || action.starts_with("health_status")
+        {
+            return;
+        }
+        let name = message
+            .actor
+            .as_ref()
+            .and_then(|a| a.attributes.as_ref())
+            .and_then(|attrs| attrs.get("name"))
+            .cloned();
+        let is_container = message.typ == Some(bollard::models::EventMessageTypeEnum::CONTAINER);
+        let mut cache = lock(&self.cache);
+        let mut dropped = Vec::new();
+        cache.entries.retain(|(container, _), addr| {
+            // Network events name the network, not the container: drop all.
+            let hit = !is_container || Some(container) == name.as_ref() || action == "rename";
+            if hit {
+                dropped.push(*addr);
+            }
+            !hit
+        });
+        drop(cache);
+        if !dropped.is_empty() {
+            tracing::debug!(
+                action,
+                container = name.as_deref().unwrap_or("?"),
+                "Docker event: address cache entry dropped"
+            );
+        }
+        for addr in dropped {
+            gone(addr);
+        }
+    }
+
+    async fn inspect(&self, target: &InstanceTarget) -> Result<IpAddr, DockerError> {
         let name = &target.container;
         let info = self
             .client()?

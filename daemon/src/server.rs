@@ -39,6 +39,10 @@ pub async fn run(
             }
         })
     };
+    let watcher = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.watch_docker().await })
+    };
     let accept = async {
         loop {
             match listener.accept().await {
@@ -65,6 +69,7 @@ pub async fn run(
         _ = shutdown => info!("shutting down: rolling back open transactions"),
     }
     reaper.abort();
+    watcher.abort();
     drop(notify_shutdown);
     drop(done_tx);
     if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {

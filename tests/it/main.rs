@@ -7,5 +7,6 @@ mod guard;
 mod params;
 mod pool;
 mod read;
+mod restart;
 mod types;
 mod write;

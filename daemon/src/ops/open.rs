@@ -103,7 +103,15 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         },
     };
     let pool = conn.broker.pool().clone();
-    let session = Session::open(&target, &password, &app_name, &settings, pool).await?;
+    let session = match Session::open(&target, &password, &app_name, &settings, pool).await {
+        Ok(s) => s,
+        Err(e) => {
+            // The address may be stale (the container moved between an event
+            // and now): ask Docker again next time.
+            conn.broker.resolver().invalidate(&target.container);
+            return Err(e.into());
+        }
+    };
     info!(
         session = %session_id,
         db = %params.db,

@@ -1,0 +1,576 @@
+//! One audit record: what the caller says ([`AuditRecord`]) and how it
+//! becomes the body of a JSON line.
+
+use super::config::ParamsMode;
+use super::key::AuditKey;
+use super::peer::{AuditPeer, AuditTarget};
+use iam_pgbroker_proto::ErrorInfo;
+use serde::Serialize;
+use serde_json::Value;
+use std::time::Duration;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// The broker started (first record after a start).
+    BrokerStart,
+    /// The broker is stopping (last record before a clean exit).
+    BrokerStop,
+    /// A session was opened, or opening it failed after the policy allowed
+    /// it (`outcome` says which).
+    SessionOpen,
+    /// The policy refused a session.
+    SessionRefused,
+    /// A session ended (`why`).
+    SessionClose,
+    /// A statement is about to be sent to PostgreSQL. Written before it is
+    /// sent; its `result` record follows.
+    Statement,
+    /// The guard (or the session's mode) refused a statement; nothing was
+    /// sent.
+    StatementRefused,
+    /// A commit is about to be sent; its `result` follows.
+    Commit,
+    /// A rollback the client asked for is about to be sent; its `result`
+    /// follows.
+    Rollback,
+    /// How a `statement`, `commit` or `rollback` with the same `session`
+    /// and `request` ended.
+    Result,
+    /// A new audit file begins (size rotation, `SIGHUP` reopen, the file
+    /// vanished). Written by the log itself.
+    Rotated,
+}
+
+impl AuditEvent {
+    /// The name in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::BrokerStart => "broker_start",
+            AuditEvent::BrokerStop => "broker_stop",
+            AuditEvent::SessionOpen => "session_open",
+            AuditEvent::SessionRefused => "session_refused",
+            AuditEvent::SessionClose => "session_close",
+            AuditEvent::Statement => "statement",
+            AuditEvent::StatementRefused => "statement_refused",
+            AuditEvent::Commit => "commit",
+            AuditEvent::Rollback => "rollback",
+            AuditEvent::Result => "result",
+            AuditEvent::Rotated => "rotated",
+        }
+    }
+
+    /// Session-level events carry the peer's full process details
+    /// (executable, command line); the others only who it is.
+    fn full_peer(self) -> bool {
+        matches!(
+            self,
+            AuditEvent::SessionOpen | AuditEvent::SessionRefused | AuditEvent::SessionClose
+        )
+    }
+}
+
+/// What the session was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// Read-only.
+    Read,
+    /// Read-write.
+    Write,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseWhy {
+    /// The client sent `close`.
+    ClientClose,
+    /// The client disconnected (or broke the protocol beyond repair).
+    Disconnect,
+    /// An idle or session timeout ended it.
+    Timeout,
+    /// The broker is shutting down.
+    Shutdown,
+    /// The database connection failed.
+    Error,
+}
+
+impl CloseWhy {
+    /// The name in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseWhy::ClientClose => "client_close",
+            CloseWhy::Disconnect => "disconnect",
+            CloseWhy::Timeout => "timeout",
+            CloseWhy::Shutdown => "shutdown",
+            CloseWhy::Error => "error",
+        }
+    }
+}
+
+/// How something ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Outcome<'a> {
+    /// It succeeded.
+    pub ok: bool,
+    /// The protocol's error code (`denied`, `database`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'a str>,
+    /// PostgreSQL's SQLSTATE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<&'a str>,
+    /// The broker's own message for a refusal. Never PostgreSQL's message:
+    /// that can quote values (`invalid input syntax for type uuid: "…"`),
+    /// which the `params` setting may be keeping out of the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a str>,
+    /// Rows returned or affected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Time from the request to its answer, in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+}
+
+impl<'a> Outcome<'a> {
+    /// Success, with the row count where there is one.
+    pub fn ok(rows: Option<u64>, duration: Option<Duration>) -> Outcome<'a> {
+        Outcome {
+            ok: true,
+            rows,
+            duration_us: duration.map(micros),
+            ..Outcome::default()
+        }
+    }
+
+    /// Failure, from the error frame the client gets. The message is kept
+    /// only for the broker's own errors (those without a SQLSTATE).
+    pub fn error(info: &'a ErrorInfo, duration: Option<Duration>) -> Outcome<'a> {
+        Outcome {
+            ok: false,
+            code: Some(info.code.as_str()),
+            sqlstate: info.sqlstate.as_deref(),
+            message: if info.sqlstate.is_none() {
+                Some(info.message.as_str())
+            } else {
+                None
+            },
+            rows: None,
+            duration_us: duration.map(micros),
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// One event, as the caller describes it. Every field but `event` is
+/// optional; the log adds `time` and `prev`, and for statements the
+/// normalized text, the fingerprint and the parameters in the configured
+/// form. Build it with struct update syntax:
+///
+/// ```
+/// use iam_pgbroker::audit::{AuditEvent, AuditRecord};
+///
+/// let rec = AuditRecord {
+///     session: Some("3f2a9c0d1e2b4a5c"),
+///     request: Some(7),
+///     sql: Some("UPDATE idm_identity SET disabled = true WHERE username = $1"),
+///     kind: Some("UPDATE"),
+///     writes: Some(true),
+///     ..AuditRecord::new(AuditEvent::Statement)
+/// };
+/// # let _ = rec;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRecord<'a> {
+    /// What happened.
+    pub event: AuditEvent,
+    /// The broker's session id (also in PostgreSQL's `application_name`).
+    pub session: Option<&'a str>,
+    /// The client's request id.
+    pub request: Option<u64>,
+    /// Who.
+    pub peer: Option<&'a AuditPeer>,
+    /// Where.
+    pub target: Option<&'a AuditTarget>,
+    /// Read or write session.
+    pub mode: Option<SessionMode>,
+    /// The reason the client gave at `open`.
+    pub reason: Option<&'a str>,
+    /// The policy rule that allowed (or the guard rule that refused).
+    pub rule: Option<&'a str>,
+    /// The statement as the client sent it.
+    pub sql: Option<&'a str>,
+    /// The statement kind the guard gave (`SELECT`, `UPDATE`, …).
+    pub kind: Option<&'a str>,
+    /// The guard says it writes (data, locks or schema).
+    pub writes: Option<bool>,
+    /// The statement's parameter values, as the client sent them.
+    pub params: Option<&'a [Value]>,
+    /// Why a session ended.
+    pub why: Option<CloseWhy>,
+    /// A transaction was open and has been rolled back (`session_close`).
+    pub rolled_back: Option<bool>,
+    /// How it ended.
+    pub outcome: Option<Outcome<'a>>,
+}
+
+impl<'a> AuditRecord<'a> {
+    /// A record of `event` with nothing else set.
+    pub fn new(event: AuditEvent) -> AuditRecord<'a> {
+        AuditRecord {
+            event,
+            session: None,
+            request: None,
+            peer: None,
+            target: None,
+            mode: None,
+            reason: None,
+            rule: None,
+            sql: None,
+            kind: None,
+            writes: None,
+            params: None,
+            why: None,
+            rolled_back: None,
+            outcome: None,
+        }
+    }
+}
+
+/// How the log renders parameters.
+pub(super) struct ParamsRender<'k> {
+    pub mode: ParamsMode,
+    pub key: Option<&'k AuditKey>,
+}
+
+/// Rotation details, only on `rotated` records.
+pub(super) struct RotatedInfo<'a> {
+    pub why: &'a str,
+    pub previous_file: Option<&'a str>,
+}
+
+/// Writes the record's body — a JSON object without `time` and `prev` —
+/// into `out`.
+pub(super) fn write_body(
+    rec: &AuditRecord<'_>,
+    render: &ParamsRender<'_>,
+    rotated: Option<&RotatedInfo<'_>>,
+    out: &mut Vec<u8>,
+) {
+    let statement = rec.sql.map(StatementShape::of);
+    let mut text_buf = bytes::BytesMut::new();
+    let params: Option<Vec<ParamOut<'_>>> = match (rec.params, render.mode) {
+        (None, _) | (_, ParamsMode::Omit) => None,
+        (Some(values), ParamsMode::Plain) => Some(values.iter().map(ParamOut::Plain).collect()),
+        (Some(values), ParamsMode::Hmac) => Some(
+            values
+                .iter()
+                .map(|v| match (param_text(v, &mut text_buf), render.key) {
+                    (None, _) => ParamOut::Null,
+                    (Some(text), Some(key)) => ParamOut::Hmac {
+                        hmac: key.hash(text),
+                    },
+                    // No key (a log opened without one) never records the
+                    // value itself.
+                    (Some(_), None) => ParamOut::Null,
+                })
+                .collect(),
+        ),
+    };
+    let body = Body {
+        event: rec.event.as_str(),
+        why: rotated
+            .map(|r| r.why)
+            .or_else(|| rec.why.map(CloseWhy::as_str)),
+        previous_file: rotated.and_then(|r| r.previous_file),
+        broker: matches!(rec.event, AuditEvent::BrokerStart | AuditEvent::BrokerStop).then(|| {
+            BrokerInfo {
+                version: env!("CARGO_PKG_VERSION"),
+                pid: std::process::id(),
+            }
+        }),
+        session: rec.session,
+        request: rec.request,
+        peer: rec.peer.map(|p| PeerView::of(p, rec.event.full_peer())),
+        target: rec.target,
+        mode: rec.mode,
+        reason: rec.reason,
+        rule: rec.rule,
+        sql: statement.as_ref().and_then(|s| (!s.redacted).then_some(s.sql)),
+        sql_redacted: statement.as_ref().is_some_and(|s| s.redacted).then_some(true),
+        normalized: statement.as_ref().and_then(|s| s.normalized.as_deref()),
+        fingerprint: statement.as_ref().and_then(|s| s.fingerprint.as_deref()),
+        kind: rec.kind,
+        writes: rec.writes,
+        param_count: rec.params.map(<[Value]>::len),
+        params,
+        rolled_back: rec.rolled_back,
+        outcome: rec.outcome.as_ref(),
+    };
+    // Serializing these types cannot fail (no maps with non-string keys, no
+    // failing Serialize impls); a failure would be a bug, caught by tests.
+    serde_json::to_writer(&mut *out, &body).expect("audit record serializes");
+}
+
+/// The text PostgreSQL receives for a parameter (`None` for SQL NULL): the
+/// same conversion the session binds with, so `audit-hash VALUE` matches
+/// what was sent.
+fn param_text<'b>(value: &Value, buf: &'b mut bytes::BytesMut) -> Option<&'b [u8]> {
+    use tokio_postgres::types::{IsNull, ToSql, Type};
+    buf.clear();
+    let param = crate::types::TextParam::from_json(value);
+    match param.to_sql(&Type::TEXT, buf) {
+        Ok(IsNull::No) => Some(&buf[..]),
+        Ok(IsNull::Yes) | Err(_) => None,
+    }
+}
+
+/// What the audit keeps of a statement's text.
+struct StatementShape<'a> {
+    sql: &'a str,
+    normalized: Option<String>,
+    fingerprint: Option<String>,
+    /// The text may hold a password (`… PASSWORD '…'`): only the normalized
+    /// form, whose constants are `$n`, is kept.
+    redacted: bool,
+}
+
+impl<'a> StatementShape<'a> {
+    fn of(sql: &'a str) -> StatementShape<'a> {
+        StatementShape {
+            sql,
+            normalized: iam_pgbroker_sql::normalize(sql),
+            fingerprint: iam_pgbroker_sql::fingerprint(sql),
+            redacted: mentions_password(sql),
+        }
+    }
+}
+
+/// Whether `password` appears as a word (not as part of `idm_password` or
+/// `password_hash`), in any case.
+fn mentions_password(sql: &str) -> bool {
+    const WORD: &[u8] = b"password";
+    let bytes = sql.as_bytes();
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+    bytes.windows(WORD.len()).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(WORD)
+            && (i == 0 || !is_word(bytes[i - 1]))
+            && bytes.get(i + WORD.len()).is_none_or(|b| !is_word(*b))
+    })
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_file: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker: Option<BrokerInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<PeerView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a AuditTarget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<SessionMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sql: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sql_redacted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    normalized: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    writes: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<Vec<ParamOut<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolled_back: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a Outcome<'a>>,
+}
+
+#[derive(Serialize)]
+struct BrokerInfo {
+    version: &'static str,
+    pid: u32,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ParamOut<'a> {
+    Hmac { hmac: String },
+    Plain(&'a Value),
+    Null,
+}
+
+#[derive(Serialize)]
+struct PeerView<'a> {
+    uid: u32,
+    user: Option<&'a str>,
+    gid: u32,
+    groups: &'a [String],
+    pid: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exe: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cmdline: Option<&'a str>,
+}
+
+impl<'a> PeerView<'a> {
+    fn of(p: &'a AuditPeer, full: bool) -> PeerView<'a> {
+        PeerView {
+            uid: p.uid,
+            user: p.user.as_deref(),
+            gid: p.gid,
+            groups: &p.groups,
+            pid: p.pid,
+            process: p.process.process.as_deref(),
+            unit: p.process.unit.as_deref(),
+            exe: p.process.exe.as_deref().filter(|_| full),
+            cmdline: p.process.cmdline.as_deref().filter(|_| full),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::peer::ProcessInfo;
+    use serde_json::json;
+
+    fn body(rec: &AuditRecord<'_>, mode: ParamsMode, key: Option<&AuditKey>) -> Value {
+        let mut out = Vec::new();
+        write_body(rec, &ParamsRender { mode, key }, None, &mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    fn peer() -> AuditPeer {
+        AuditPeer {
+            uid: 1001,
+            user: Some("alice".into()),
+            gid: 1001,
+            groups: vec!["alice".into(), "idm-admins".into()],
+            pid: 4242,
+            process: ProcessInfo {
+                process: Some("iam-pg".into()),
+                exe: Some("/usr/bin/iam-pg".into()),
+                cmdline: Some("iam-pg -d czechidm".into()),
+                unit: Some("session-3.scope".into()),
+            },
+        }
+    }
+
+    #[test]
+    fn statement_with_hashed_params() {
+        let key = AuditKey::from_bytes(&[7; 32]);
+        let p = peer();
+        let params = [json!("jan.novák"), json!(42), Value::Null, json!(["a", "b c"])];
+        let rec = AuditRecord {
+            session: Some("s1"),
+            request: Some(3),
+            peer: Some(&p),
+            sql: Some("UPDATE idm_identity SET disabled = true WHERE username = %s AND x = 5"),
+            kind: Some("UPDATE"),
+            writes: Some(true),
+            params: Some(&params),
+            ..AuditRecord::new(AuditEvent::Statement)
+        };
+        let v = body(&rec, ParamsMode::Hmac, Some(&key));
+        assert_eq!(v["event"], "statement");
+        assert_eq!(v["param_count"], 4);
+        assert_eq!(v["params"][0]["hmac"], key.hash("jan.novák".as_bytes()));
+        assert_eq!(v["params"][1]["hmac"], key.hash(b"42"));
+        assert_eq!(v["params"][2], Value::Null);
+        assert_eq!(v["params"][3]["hmac"], key.hash(b"{\"a\",\"b c\"}"));
+        assert_eq!(
+            v["normalized"],
+            "UPDATE idm_identity SET disabled = $1 WHERE username = %s AND x = $2"
+        );
+        assert_eq!(v["fingerprint"].as_str().unwrap().len(), 16);
+        // Statement records name who, without the long process details.
+        assert_eq!(v["peer"]["user"], "alice");
+        assert_eq!(v["peer"]["unit"], "session-3.scope");
+        assert!(v["peer"].get("cmdline").is_none());
+        assert!(!v.to_string().contains("jan.nov"));
+
+        let v = body(&rec, ParamsMode::Plain, None);
+        assert_eq!(v["params"][0], "jan.novák");
+        let v = body(&rec, ParamsMode::Omit, None);
+        assert!(v.get("params").is_none());
+        assert_eq!(v["param_count"], 4);
+    }
+
+    #[test]
+    fn session_records_carry_the_command_line() {
+        let p = peer();
+        let rec = AuditRecord {
+            peer: Some(&p),
+            why: Some(CloseWhy::Disconnect),
+            rolled_back: Some(true),
+            ..AuditRecord::new(AuditEvent::SessionClose)
+        };
+        let v = body(&rec, ParamsMode::Hmac, None);
+        assert_eq!(v["peer"]["cmdline"], "iam-pg -d czechidm");
+        assert_eq!(v["peer"]["exe"], "/usr/bin/iam-pg");
+        assert_eq!(v["why"], "disconnect");
+        assert_eq!(v["rolled_back"], true);
+    }
+
+    #[test]
+    fn passwords_in_sql_are_redacted() {
+        let rec = AuditRecord {
+            sql: Some("ALTER ROLE czechidm PASSWORD 'Tajné-heslo1'"),
+            ..AuditRecord::new(AuditEvent::StatementRefused)
+        };
+        let v = body(&rec, ParamsMode::Hmac, None);
+        assert!(!v.to_string().contains("Tajné"), "{v}");
+        assert_eq!(v["sql_redacted"], true);
+        assert!(v["normalized"].as_str().unwrap().contains("PASSWORD $1"));
+        assert!(mentions_password("alter user x with Password 'y'"));
+        assert!(!mentions_password("SELECT * FROM idm_password"));
+        assert!(!mentions_password("SELECT password_hash FROM t"));
+        assert!(mentions_password("SELECT password FROM idm_password"));
+    }
+
+    #[test]
+    fn database_error_messages_are_not_kept() {
+        let db = ErrorInfo {
+            sqlstate: Some("22P02".into()),
+            ..ErrorInfo::new(
+                iam_pgbroker_proto::ErrorCode::Database,
+                "invalid input syntax for type uuid: \"secret\"",
+            )
+        };
+        let o = Outcome::error(&db, Some(Duration::from_micros(1500)));
+        assert_eq!(
+            serde_json::to_value(o).unwrap(),
+            json!({"ok": false, "code": "database", "sqlstate": "22P02", "duration_us": 1500})
+        );
+        let denied = ErrorInfo::new(iam_pgbroker_proto::ErrorCode::Denied, "no rule grants it");
+        assert_eq!(Outcome::error(&denied, None).message, Some("no rule grants it"));
+    }
+}

@@ -1,0 +1,130 @@
+//! Time stamps of records (UTC, RFC 3339, always six fractional digits, so
+//! that they sort as text) and the bounds `audit show --since/--until`
+//! accepts.
+
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+/// `2026-11-27T21:05:03.123456Z`: fixed width, so text order is time order.
+const RECORD: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// `t` as a record's time stamp.
+pub fn format_utc(t: OffsetDateTime) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_utc(t, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `t` as a record's time stamp.
+pub(crate) fn write_utc(t: OffsetDateTime, out: &mut Vec<u8>) {
+    let t = t.to_offset(UtcOffset::UTC);
+    // Formatting a valid date with a fixed description into a Vec cannot
+    // fail; the fallback keeps the record parseable if it ever did.
+    if t.format_into(out, RECORD).is_err() {
+        out.extend_from_slice(b"1970-01-01T00:00:00.000000Z");
+    }
+}
+
+/// Parses a `--since`/`--until` bound, relative to `now`:
+///
+/// - a date or time in UTC: `2026-11-20`, `2026-11-20 14:30`,
+///   `2026-11-20T14:30:00Z`, or RFC 3339 with an offset
+///   (`2026-11-20T14:30:00+01:00`);
+/// - `now`, `today` (00:00 UTC), `yesterday`;
+/// - an age: `7d`, `-7d`, `7 days ago`, `12h`, `90 min ago`, `2 weeks`
+///   (units `s`, `m`/`min`, `h`, `d`, `w` and their English words).
+pub fn parse_bound(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    let text = text.trim();
+    let lower = text.to_ascii_lowercase();
+    let midnight = |d: Date| PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_utc();
+    match lower.as_str() {
+        "now" => return Ok(now),
+        "today" => return Ok(midnight(now.date())),
+        "yesterday" => return Ok(midnight(now.date()) - Duration::days(1)),
+        _ => {}
+    }
+    if let Some(age) = parse_age(&lower) {
+        return Ok(now - age);
+    }
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    let plain = text.strip_suffix(['Z', 'z']).unwrap_or(text).replacen(' ', "T", 1);
+    if let Ok(d) = Date::parse(&plain, format_description!("[year]-[month]-[day]")) {
+        return Ok(midnight(d));
+    }
+    for format in [
+        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]"),
+    ] {
+        if let Ok(t) = PrimitiveDateTime::parse(&plain, format) {
+            return Ok(t.assume_utc());
+        }
+    }
+    Err(format!(
+        "{text:?} is not a time: give a UTC date or time (2026-11-20, 2026-11-20 14:30), \
+         RFC 3339 with an offset, now/today/yesterday, or an age (7d, \"7 days ago\", 12h)"
+    ))
+}
+
+/// `7d`, `-7d`, `7 days ago`, `3 h`: a non-negative age.
+fn parse_age(text: &str) -> Option<Duration> {
+    let text = text.strip_prefix('-').unwrap_or(text).trim();
+    let text = text.strip_suffix("ago").unwrap_or(text).trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 7 * 86_400,
+        _ => return None,
+    };
+    Some(Duration::seconds(n.checked_mul(seconds)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn record_stamps_are_fixed_width() {
+        assert_eq!(
+            format_utc(datetime!(2026-11-27 21:05:03.1234567 UTC)),
+            "2026-11-27T21:05:03.123456Z"
+        );
+        assert_eq!(
+            format_utc(datetime!(2026-01-02 03:04:05 +01:00)),
+            "2026-01-02T02:04:05.000000Z"
+        );
+    }
+
+    #[test]
+    fn bounds() {
+        let now = datetime!(2026-11-27 21:05:03 UTC);
+        let p = |s: &str| parse_bound(s, now).map(format_utc);
+        assert_eq!(p("2026-11-20").unwrap(), "2026-11-20T00:00:00.000000Z");
+        assert_eq!(p("2026-11-20 14:30").unwrap(), "2026-11-20T14:30:00.000000Z");
+        assert_eq!(p("2026-11-20T14:30:05Z").unwrap(), "2026-11-20T14:30:05.000000Z");
+        assert_eq!(
+            p("2026-11-20T14:30:00+01:00").unwrap(),
+            "2026-11-20T13:30:00.000000Z"
+        );
+        assert_eq!(p("7 days ago").unwrap(), "2026-11-20T21:05:03.000000Z");
+        assert_eq!(p("-7d").unwrap(), "2026-11-20T21:05:03.000000Z");
+        assert_eq!(p("7d").unwrap(), "2026-11-20T21:05:03.000000Z");
+        assert_eq!(p("12h").unwrap(), "2026-11-27T09:05:03.000000Z");
+        assert_eq!(p("90 min ago").unwrap(), "2026-11-27T19:35:03.000000Z");
+        assert_eq!(p("1 week").unwrap(), "2026-11-20T21:05:03.000000Z");
+        assert_eq!(p("today").unwrap(), "2026-11-27T00:00:00.000000Z");
+        assert_eq!(p("yesterday").unwrap(), "2026-11-26T00:00:00.000000Z");
+        assert!(p("last tuesday").is_err());
+        assert!(p("7 fortnights").is_err());
+    }
+}
