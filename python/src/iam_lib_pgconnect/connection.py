@@ -1,0 +1,279 @@
+"""The connection: JSON lines over the broker's Unix socket
+(`docs/protocol.md`, version 1)."""
+
+import json
+import os
+import socket
+import threading
+
+from . import errors
+from .errors import (
+    BrokerNotRunning,
+    Error,
+    InterfaceError,
+    PolicyDenied,
+    ProgrammingError,
+    ServiceUnavailable,
+)
+from .values import decoder, encode_params
+
+PROTOCOL_VERSION = 1
+DEFAULT_SOCKET = "/run/iam-pgbroker/pgbroker.sock"
+SOCKET_ENV = "IAM_PGBROKER_SOCKET"
+# Optional: sent as the session's `reason`, for policy rules with
+# require_reason (tools cannot pass one through connect()).
+REASON_ENV = "IAM_PGBROKER_REASON"
+_DEFAULT_PORT = 5432
+
+
+def socket_path():
+    """The broker's socket: $IAM_PGBROKER_SOCKET, else the default path."""
+    return os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+
+
+def _refuse_moved_settings(password_provider, host, port):
+    # The old library chose the password source and the address itself; the
+    # broker does now. A value the caller passed must not be silently ignored.
+    moved = []
+    if password_provider is not None:
+        moved.append("password_provider=%r" % (password_provider,))
+    if host is not None:
+        moved.append("host=%r" % (host,))
+    if str(port) != str(_DEFAULT_PORT):
+        moved.append("port=%r" % (port,))
+    if moved:
+        raise ValueError(
+            "iam_lib_pgconnect.connect(): %s is not supported: the password, "
+            "the address and the port are decided by the iam-pgbroker service "
+            "now (its configuration and policy, see /etc/iam-pgbroker/); "
+            "remove the argument" % ", ".join(moved)
+        )
+
+
+def _connect_socket(path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        sock.close()
+        raise BrokerNotRunning(
+            "cannot connect to the iam-pgbroker socket %s: %s (is iam-pgbroker "
+            "running? set %s to use another socket)" % (path, e.strerror, SOCKET_ENV)
+        ) from e
+    except PermissionError as e:
+        sock.close()
+        raise PolicyDenied(
+            "cannot connect to the iam-pgbroker socket %s: %s (only members of "
+            "the socket's group, normally iam-pgbroker, may connect)" % (path, e.strerror)
+        ) from e
+    except OSError as e:
+        sock.close()
+        raise ServiceUnavailable(
+            "cannot connect to the iam-pgbroker socket %s: %s" % (path, e)
+        ) from e
+    return sock
+
+
+def connect(db="czechidm", user="postgres", password_provider=None, host=None,
+            port=5432, dbname=None, readonly=True):
+    """Opens a session with PostgreSQL instance `db` as database user `user`
+    through the iam-pgbroker service and returns an `IamDbConnection`.
+
+    The session is read-only unless `readonly=False`, which the broker's
+    policy must grant to the calling OS user. `password_provider`, `host` and
+    `port` are decided by the broker: passing anything but the defaults
+    raises ValueError.
+    """
+    _refuse_moved_settings(password_provider, host, port)
+    fields = {"db": db, "user": user, "readonly": bool(readonly)}
+    if dbname is not None:
+        fields["dbname"] = dbname
+    reason = os.environ.get(REASON_ENV)
+    if reason:
+        fields["reason"] = reason
+    conn = IamDbConnection(_connect_socket(socket_path()))
+    try:
+        conn._open(fields)
+    except BaseException:
+        conn._drop()
+        raise
+    return conn
+
+
+class IamDbConnection:
+    """One session with one database through the broker.
+
+    The first statement after connect(), commit() or rollback() starts a
+    transaction; commit() and rollback() end it; close() rolls back whatever
+    is still open. Used with `with`: commit and close when the block succeeds,
+    rollback and close when it raises.
+    """
+
+    def __init__(self, sock):
+        self._sock = sock
+        self._reader = sock.makefile("rb")
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._max_line = None
+        #: the `opened` frame: session id, db, dbname, user, readonly, rule
+        #: and the identity the broker saw
+        self.info = {}
+
+    # ------------------------------------------------------------ API
+
+    def query(self, sql, params=None):
+        """Runs one statement and returns its rows as a list of dicts keyed
+        by column name."""
+        frames = self._call("query", {"sql": sql, "params": encode_params(params)})
+        columns = frames[0]["columns"]
+        names = [c["name"] for c in columns]
+        converters = [
+            (i, conv) for i, conv in enumerate(decoder(c["type"]) for c in columns)
+            if conv is not None
+        ]
+        result = []
+        for frame in frames[1:-1]:
+            for row in frame["rows"]:
+                for i, conv in converters:
+                    if row[i] is not None:
+                        row[i] = conv(row[i])
+                result.append(dict(zip(names, row)))
+        return result
+
+    def execute(self, sql, params=None):
+        """Runs one statement and returns the number of rows it affected (or
+        returned)."""
+        frames = self._call("execute", {"sql": sql, "params": encode_params(params)})
+        return frames[-1]["rows"]
+
+    def commit(self):
+        """Commits the transaction (nothing happens when none is open)."""
+        self._call("commit", {})
+
+    def rollback(self):
+        """Rolls the transaction back (nothing happens when none is open)."""
+        self._call("rollback", {})
+
+    def close(self):
+        """Closes the session; an open transaction is rolled back. Closing a
+        closed connection does nothing."""
+        if self._sock is None:
+            return
+        try:
+            self._call("close", {})
+        except Error:
+            pass  # the broker rolls back when the socket closes anyway
+        finally:
+            self._drop()
+
+    @property
+    def closed(self):
+        """True once the connection is closed (by close() or a lost
+        connection)."""
+        return self._sock is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.commit()
+            elif not self.closed:
+                try:
+                    self.rollback()
+                except Error:
+                    pass  # the block's exception is the one to see; close rolls back
+        finally:
+            self.close()
+        return False
+
+    def __repr__(self):
+        state = "closed" if self.closed else "session %s" % self.info.get("session")
+        return "<IamDbConnection %s@%s (%s)>" % (
+            self.info.get("user"), self.info.get("db"), state)
+
+    # ------------------------------------------------------------ protocol
+
+    def _open(self, fields):
+        hello = self._call(
+            "hello", {"version": PROTOCOL_VERSION, "client": "iam-lib-pgconnect (python)"}
+        )[0]
+        if hello.get("version") != PROTOCOL_VERSION:
+            raise InterfaceError(
+                "the broker speaks protocol version %r, this library version %d"
+                % (hello.get("version"), PROTOCOL_VERSION)
+            )
+        self._max_line = hello.get("max_line_bytes")
+        self.info = self._call("open", fields)[0]
+
+    # The frames that end the answer to each operation.
+    _FINAL = {"hello": "hello", "open": "opened", "query": "done", "execute": "done",
+              "commit": "ok", "rollback": "ok", "close": "ok"}
+
+    def _call(self, op, fields):
+        """Sends one request and returns the frames of its answer, the final
+        one last; an `error` frame is raised as its exception."""
+        with self._lock:
+            if self._sock is None:
+                raise InterfaceError("connection already closed")
+            self._next_id += 1
+            request = dict(fields, id=self._next_id, op=op)
+            try:
+                line = json.dumps(request, allow_nan=False).encode() + b"\n"
+            except (TypeError, ValueError) as e:
+                raise ProgrammingError("can't send the parameters: %s" % e) from None
+            if self._max_line is not None and len(line) > self._max_line:
+                raise ProgrammingError(
+                    "the request is %d bytes; the broker accepts at most %d"
+                    % (len(line), self._max_line)
+                )
+            try:
+                self._sock.sendall(line)
+            except OSError as e:
+                raise self._lost(e) from e
+            return self._read_answer(self._next_id, self._FINAL[op])
+
+    def _read_answer(self, request_id, final):
+        frames = []
+        while True:
+            try:
+                raw = self._reader.readline()
+            except OSError as e:
+                raise self._lost(e) from e
+            if not raw:
+                raise self._lost("it closed the connection")
+            try:
+                frame = json.loads(raw)
+                kind = frame["type"]
+                frame_id = frame["id"]
+            except (ValueError, KeyError, TypeError):
+                self._drop()
+                raise InterfaceError("unexpected answer from iam-pgbroker: %r" % raw[:200])
+            if kind == "error":
+                if frame_id is None:
+                    # the broker could not tell which request this answers,
+                    # and closes the connection
+                    self._drop()
+                raise errors.from_frame(frame.get("error") or {})
+            if frame_id != request_id:
+                self._drop()
+                raise InterfaceError(
+                    "iam-pgbroker answered request %r while %d was expected"
+                    % (frame_id, request_id))
+            frames.append(frame)
+            if kind == final:
+                return frames
+
+    def _lost(self, cause):
+        # Only socket errors land here: PolicyDenied is an OSError too, so
+        # error frames must never pass through an `except OSError`.
+        self._drop()
+        return ServiceUnavailable("lost the connection to iam-pgbroker: %s" % cause)
+
+    def _drop(self):
+        """Forgets the socket without a goodbye (the broker rolls back)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._reader.close()
+            sock.close()
