@@ -572,6 +572,7 @@ fn frame_type(frame: &Response) -> &'static str {
         Response::Done { .. } => "done",
         Response::Ok { .. } => "ok",
         Response::Pong { .. } => "pong",
+        Response::Status { .. } => "status",
         Response::Error { .. } => "error",
     }
 }

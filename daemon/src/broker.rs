@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::docker::ContainerResolver;
 use crate::pool::Pool;
 use crate::secrets::PwfileProvider;
+use crate::stats::Stats;
 use std::sync::{Arc, RwLock};
 
 /// Shared broker state.
@@ -12,6 +13,7 @@ pub struct Broker {
     config: RwLock<Arc<Config>>,
     resolver: ContainerResolver,
     pool: Arc<Pool>,
+    stats: Stats,
 }
 
 impl Broker {
@@ -23,6 +25,7 @@ impl Broker {
             config: RwLock::new(Arc::new(config)),
             resolver,
             pool,
+            stats: Stats::default(),
         }
     }
 
@@ -55,6 +58,23 @@ impl Broker {
         self.resolver
             .watch_events(move |addr| pool.reap(Some(addr)))
             .await
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Everything `status` reports: counters and pools.
+    pub fn status_json(&self) -> serde_json::Value {
+        let mut status = self.stats.to_json();
+        status["pools"] = self
+            .pool
+            .stats()
+            .into_iter()
+            .map(|p| serde_json::json!({"target": p.target, "idle": p.idle}))
+            .collect();
+        status
     }
 
     /// The pool of warm server connections.

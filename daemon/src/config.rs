@@ -85,6 +85,8 @@ pub struct ServerConfig {
     /// Folder of policy drop-ins. Relative paths are relative to the folder
     /// of the main file.
     pub policy_dir: PathBuf,
+    /// Members of this group (and root) may ask for `status`.
+    pub admin_group: Option<String>,
     /// How long shutdown waits for sessions to roll back and close.
     #[serde(with = "duration_ms", rename = "shutdown_grace_ms")]
     pub shutdown_grace: Duration,
@@ -97,6 +99,7 @@ impl Default for ServerConfig {
             socket_mode: 0o660,
             socket_group: None,
             policy_dir: PathBuf::from("policy.d"),
+            admin_group: Some("iam-pgbroker-admin".into()),
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -192,6 +192,7 @@ impl ClientConnection {
     /// Rolls back and closes whatever session is still open.
     async fn finish(&mut self) {
         if let Some(open) = self.session.take() {
+            self.broker.stats().session_closed(self.peer.uid, &open.db);
             let in_txn = open.session.in_transaction();
             match open.session.close().await {
                 Ok(()) if in_txn => {

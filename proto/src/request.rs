@@ -56,6 +56,9 @@ pub enum Op {
     Close,
     /// Liveness check; answered with `pong`.
     Ping,
+    /// The broker's counters (root and the admin group only); answered with
+    /// `status`. Needs no session.
+    Status,
 }
 
 /// Parameters of [`Op::Open`]. Every field has the seed library's default.
@@ -106,7 +109,7 @@ impl Default for OpenParams {
 }
 
 const OPS: &[&str] = &[
-    "hello", "open", "query", "execute", "commit", "rollback", "close", "ping",
+    "hello", "open", "query", "execute", "commit", "rollback", "close", "ping", "status",
 ];
 
 impl Request {
@@ -173,6 +176,7 @@ impl Op {
             Op::Rollback => "rollback",
             Op::Close => "close",
             Op::Ping => "ping",
+            Op::Status => "status",
         }
     }
 }

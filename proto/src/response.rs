@@ -52,6 +52,13 @@ pub enum Response {
         /// Echo of the request id.
         id: u64,
     },
+    /// Answer to `status`: the broker's counters (see `docs/protocol.md`).
+    Status {
+        /// Echo of the request id.
+        id: u64,
+        /// Uptime, version, sessions, statements, errors, pools.
+        status: Value,
+    },
     /// The request failed. For `query`, an error may also follow a
     /// `columns` frame and some `rows` (the statement failed midway).
     Error {
@@ -118,7 +125,8 @@ impl Response {
             | Response::Rows { id, .. }
             | Response::Done { id, .. }
             | Response::Ok { id }
-            | Response::Pong { id } => Some(*id),
+            | Response::Pong { id }
+            | Response::Status { id, .. } => Some(*id),
             Response::Opened(o) => Some(o.id),
             Response::Error { id, .. } => *id,
         }

@@ -2,8 +2,13 @@
 //! of the development appliance, real Unix sockets and real other OS users.
 
 mod bad_input;
+mod docs;
 mod faults;
 mod guard;
+mod ops_cli;
+mod ops_rpm;
+mod ops_socket;
+mod ops_units;
 mod params;
 mod pool;
 mod read;

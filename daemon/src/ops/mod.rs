@@ -24,6 +24,7 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
             send(conn, &frame).await
         }
         Op::Ping => send(conn, &Response::Pong { id }).await,
+        Op::Status => status(conn, id).await,
         Op::Open(params) => open::open(conn, id, params).await,
         Op::Query { sql, params } => statement::query(conn, id, &sql, &params).await,
         Op::Execute { sql, params } => statement::execute(conn, id, &sql, &params).await,
@@ -35,6 +36,7 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         Ok(next) => next,
         Err(Reply::Error(e)) => {
             let info = e.to_wire();
+            conn.broker.stats().error(info.code.as_str());
             tracing::info!(op, code = %info.code, message = %info.message, "request failed");
             match conn
                 .out
@@ -50,6 +52,28 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         }
         Err(Reply::ClientGone) => Next::Close,
     }
+}
+
+/// `status`: counters and pools, for root and the admin group only.
+async fn status(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply> {
+    let config = conn.broker.config();
+    let admin = conn.peer.uid == 0
+        || config.server.admin_group.as_deref().is_some_and(|g| {
+            conn.peer
+                .groups
+                .iter()
+                .any(|pg| pg.name.as_deref() == Some(g))
+        });
+    if !admin {
+        return Err(RequestError::Denied(format!(
+            "{} may not read the broker's status: root and members of {} only",
+            conn.peer.describe(),
+            config.server.admin_group.as_deref().unwrap_or("no group")
+        ))
+        .into());
+    }
+    let status = conn.broker.status_json();
+    send(conn, &Response::Status { id, status }).await
 }
 
 /// How an operation failed.

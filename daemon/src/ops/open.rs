@@ -135,6 +135,9 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         rule: rule.name.clone(),
         identity: conn.peer.to_wire(),
     });
+    conn.broker
+        .stats()
+        .session_opened(conn.peer.uid, &params.db);
     conn.session = Some(OpenSession {
         id: session_id,
         db: params.db,

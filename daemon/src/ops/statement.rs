@@ -15,6 +15,7 @@ pub async fn query(
     params: &[Value],
 ) -> Result<Next, Reply> {
     let open = session_of(&mut conn.session)?;
+    conn.broker.stats().statement();
     let started = Instant::now();
     let result = open.session.query(id, sql, params, &mut conn.out).await;
     finish(&open.id, "query", started, result)
@@ -27,6 +28,7 @@ pub async fn execute(
     params: &[Value],
 ) -> Result<Next, Reply> {
     let open = session_of(&mut conn.session)?;
+    conn.broker.stats().statement();
     let started = Instant::now();
     let result = open.session.execute(id, sql, params, &mut conn.out).await;
     finish(&open.id, "execute", started, result)

@@ -23,6 +23,7 @@ pub async fn rollback(conn: &mut ClientConnection, id: u64) -> Result<Next, Repl
 /// `close` without a session is fine: it just ends the connection.
 pub async fn close(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply> {
     if let Some(open) = conn.session.take() {
+        conn.broker.stats().session_closed(conn.peer.uid, &open.db);
         let result = open.session.close().await;
         info!(session = %open.id, "session closed by the client");
         result?;

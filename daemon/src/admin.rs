@@ -1,0 +1,239 @@
+//! The administrator's commands: `check-config` (like `visudo -c`,
+//! `sshd -t`), `explain` (would this user be allowed, and by which rule) and
+//! `status` (the running broker's counters, over its socket).
+
+use crate::config::Config;
+use crate::peer::{GroupInfo, PeerIdentity};
+use crate::policy::{Access, PolicyDecision, Rule};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::Path;
+use std::time::Duration;
+
+/// The effective rules as a table, one line per rule, in the order they are
+/// tried.
+pub fn rules_table(config: &Config) -> String {
+    let rows: Vec<[String; 7]> = config
+        .policy
+        .rules()
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                who(r),
+                r.dbs.join(","),
+                r.db_users.join(","),
+                r.mode.to_string(),
+                extras(r),
+                r.source.clone(),
+            ]
+        })
+        .collect();
+    let header = ["RULE", "WHO", "DBS", "DB USERS", "MODE", "ALSO", "SOURCE"];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        out.push_str("(no rules: every session is refused)\n");
+    }
+    out
+}
+
+fn who(r: &Rule) -> String {
+    let mut parts = Vec::new();
+    parts.extend(r.users.iter().map(|u| format!("user {u}")));
+    parts.extend(r.uids.iter().map(|u| format!("uid {u}")));
+    parts.extend(r.groups.iter().map(|g| format!("group {g}")));
+    parts.join(", ")
+}
+
+fn extras(r: &Rule) -> String {
+    let mut parts = Vec::new();
+    if r.ddl {
+        parts.push("ddl".to_owned());
+    }
+    if r.require_reason {
+        parts.push("reason required".to_owned());
+    }
+    if let Some(role) = &r.db_role {
+        parts.push(format!("role {role}"));
+    }
+    if let Some(ms) = r.statement_timeout_ms {
+        parts.push(format!("statement timeout {ms} ms"));
+    }
+    if let Some(ms) = r.idle_in_transaction_timeout_ms {
+        parts.push(format!("idle-in-transaction timeout {ms} ms"));
+    }
+    parts.join(", ")
+}
+
+/// The report `check-config` prints for a valid configuration.
+pub fn check_report(config: &Config) -> String {
+    let mut out = format!("{}: OK\n", config.path.display());
+    for dropin in &config.dropins {
+        let _ = writeln!(out, "{}: OK", dropin.display());
+    }
+    let _ = writeln!(
+        out,
+        "socket {}, containers {}, pwfiles {}\n",
+        config.server.socket.display(),
+        config.docker.container,
+        config.database.pwfile
+    );
+    out.push_str(&rules_table(config));
+    out
+}
+
+/// The identity an OS user would have when connecting: uid, primary group
+/// and the groups of the group database.
+pub fn identity_of(user: &str) -> Result<PeerIdentity, String> {
+    let entry = nix::unistd::User::from_name(user)
+        .map_err(|e| format!("cannot look up user {user:?}: {e}"))?
+        .ok_or_else(|| format!("no such user: {user:?}"))?;
+    let cname = std::ffi::CString::new(user).map_err(|_| format!("invalid user name {user:?}"))?;
+    let gids = nix::unistd::getgrouplist(&cname, entry.gid).unwrap_or_else(|_| vec![entry.gid]);
+    let mut groups = vec![GroupInfo {
+        gid: entry.gid.as_raw(),
+        name: nix::unistd::Group::from_gid(entry.gid)
+            .ok()
+            .flatten()
+            .map(|g| g.name),
+    }];
+    for gid in gids {
+        if gid != entry.gid {
+            groups.push(GroupInfo {
+                gid: gid.as_raw(),
+                name: nix::unistd::Group::from_gid(gid)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name),
+            });
+        }
+    }
+    Ok(PeerIdentity {
+        uid: entry.uid.as_raw(),
+        gid: entry.gid.as_raw(),
+        pid: 0,
+        user: Some(entry.name),
+        groups,
+    })
+}
+
+/// `explain`: whether `peer` may open `db` as `db_user`, and by which rule.
+/// `Ok` when allowed (the text names the rule), `Err` with the reason.
+pub fn explain(config: &Config, peer: &PeerIdentity, access: Access<'_>) -> Result<String, String> {
+    let mode = if access.write { "write" } else { "read" };
+    let groups = peer.group_names().join(", ");
+    match config.policy.decide(peer, access) {
+        PolicyDecision::Allow(rule) => {
+            let mut text = format!(
+                "ALLOWED: {} (groups: {groups}) may open {} as {} ({mode})\n  by rule {:?} at {}",
+                peer.describe(),
+                access.db,
+                access.db_user,
+                rule.name,
+                rule.source
+            );
+            let also = extras(&rule);
+            if !also.is_empty() {
+                let _ = write!(text, "\n  with: {also}");
+            }
+            Ok(text)
+        }
+        PolicyDecision::Deny { reason } => Err(format!("DENIED: {reason} (groups: {groups})")),
+    }
+}
+
+/// Asks the broker at `socket` for its status.
+pub fn fetch_status(socket: &Path) -> Result<serde_json::Value, String> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+    let timeout = Some(Duration::from_secs(10));
+    let _ = stream.set_read_timeout(timeout);
+    let _ = stream.set_write_timeout(timeout);
+    stream
+        .write_all(b"{\"id\":1,\"op\":\"status\"}\n")
+        .map_err(|e| format!("cannot send to {}: {e}", socket.display()))?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(|e| format!("no answer from {}: {e}", socket.display()))?;
+    let frame: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("unreadable answer: {e}"))?;
+    match frame["type"].as_str() {
+        Some("status") => Ok(frame["status"].clone()),
+        _ => Err(frame["error"]["message"]
+            .as_str()
+            .unwrap_or("unexpected answer")
+            .to_owned()),
+    }
+}
+
+/// `status` for a person.
+pub fn status_text(status: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let uptime = status["uptime_s"].as_u64().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "iam-pgbroker {}, up {}h {:02}m {:02}s",
+        status["version"].as_str().unwrap_or("?"),
+        uptime / 3600,
+        uptime / 60 % 60,
+        uptime % 60
+    );
+    let _ = writeln!(
+        out,
+        "sessions: {} open, {} since start; statements served: {}",
+        status["sessions_open"], status["sessions_total"], status["statements"]
+    );
+    if let Some(open) = status["open"].as_array().filter(|a| !a.is_empty()) {
+        out.push_str("\nopen sessions\n  USER (UID)                DB              SESSIONS\n");
+        for o in open {
+            let who = format!("{} ({})", o["user"].as_str().unwrap_or("?"), o["uid"]);
+            let _ = writeln!(
+                out,
+                "  {who:<25} {:<15} {}",
+                o["db"].as_str().unwrap_or("?"),
+                o["sessions"]
+            );
+        }
+    }
+    if let Some(errors) = status["errors"].as_object().filter(|e| !e.is_empty()) {
+        out.push_str("\nerrors by code\n");
+        for (code, n) in errors {
+            let _ = writeln!(out, "  {code:<20} {n}");
+        }
+    }
+    if let Some(pools) = status["pools"].as_array().filter(|p| !p.is_empty()) {
+        out.push_str("\nidle server connections\n");
+        for p in pools {
+            let _ = writeln!(
+                out,
+                "  {:<60} {}",
+                p["target"].as_str().unwrap_or("?"),
+                p["idle"]
+            );
+        }
+    }
+    out
+}

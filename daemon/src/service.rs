@@ -1,0 +1,125 @@
+//! `iam-pgbroker serve`: load the config, take or bind the socket, tell
+//! systemd when ready, reload on SIGHUP, shut down gracefully on SIGTERM.
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::notify::notify;
+use crate::{listener, server};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+
+/// Runs the broker until SIGTERM or SIGINT.
+pub fn serve(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(cause = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(path, config))
+}
+
+async fn run(path: &Path, config: Config) -> ExitCode {
+    let std_listener = match listener::from_systemd() {
+        Some(l) => {
+            info!("using the socket passed by systemd");
+            l
+        }
+        None => match listener::bind(&config.server) {
+            Ok(l) => l,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let listener = match std_listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            error!(cause = %e, "cannot use the listening socket");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    let grace = config.server.shutdown_grace;
+    let socket = config.server.socket.clone();
+    let rules = config.policy.rules().len();
+    let broker = Arc::new(Broker::new(config));
+    info!(socket = %socket.display(), rules, "iam-pgbroker ready");
+    notify(&format!("READY=1\nSTATUS={}", broker.stats().summary()));
+
+    // SIGHUP: re-read config and policy; a bad file keeps the old ones.
+    let reloader = {
+        let broker = broker.clone();
+        let path = path.to_owned();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                notify("RELOADING=1");
+                reload(&broker, &path);
+                notify(&format!("READY=1\nSTATUS={}", broker.stats().summary()));
+            }
+        })
+    };
+    // STATUS= keeps `systemctl status` current.
+    let status = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                notify(&format!("STATUS={}", broker.stats().summary()));
+            }
+        })
+    };
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+        notify("STOPPING=1\nSTATUS=stopping: rolling back open transactions");
+    };
+    server::run(listener, broker.clone(), shutdown, grace).await;
+    reloader.abort();
+    status.abort();
+    info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Loads `path` anew and swaps it in for new sessions; open sessions keep
+/// what they were granted. An invalid file is logged and the old
+/// configuration stays.
+pub fn reload(broker: &Broker, path: &Path) {
+    match Config::load(path) {
+        Ok(config) => {
+            let rules = config.policy.rules().len();
+            broker.replace_config(config);
+            info!(rules, "configuration reloaded");
+        }
+        Err(e) => error!("reload refused, keeping the running configuration: {e}"),
+    }
+}
