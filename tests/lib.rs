@@ -678,3 +678,31 @@ pub fn docker(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+// ---------------------------------------------------------------------------
+// Operations tests (tests/it/ops_*.rs): brokers started outside
+// `BrokerProcess` (socket activation, the shipped example config).
+
+impl RawClient {
+    /// Connects to the socket at `path` as the current user (root).
+    pub fn connect_path(path: &Path) -> RawClient {
+        let stream = std::os::unix::net::UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        RawClient { stream, reader }
+    }
+}
+
+/// A child process that is killed (and reaped) when dropped, for brokers
+/// a test starts itself.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
