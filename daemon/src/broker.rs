@@ -14,6 +14,34 @@ pub struct Broker {
     resolver: ContainerResolver,
     pool: Arc<Pool>,
     stats: Stats,
+    /// Client connections per uid, for the connection limits.
+    connections: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
+}
+
+/// A client connection counted against the limits; released on drop.
+pub struct ConnectionSlot {
+    broker: Arc<Broker>,
+    uid: u32,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.broker.connections);
+        if let Some(n) = map.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.uid);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Counts stay consistent: every change is one increment or decrement.
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl Broker {
@@ -26,6 +54,7 @@ impl Broker {
             resolver,
             pool,
             stats: Stats::default(),
+            connections: Default::default(),
         }
     }
 
@@ -58,6 +87,37 @@ impl Broker {
         self.resolver
             .watch_events(move |addr| pool.reap(Some(addr)))
             .await
+    }
+
+    /// Counts a new connection of `uid`, or says which limit it would pass
+    /// (the caller answers `busy` at once rather than letting it wait).
+    pub fn admit(self: &Arc<Self>, uid: u32) -> Result<ConnectionSlot, String> {
+        let limits = self.config().limits.clone();
+        let mut map = lock(&self.connections);
+        let total: usize = map.values().sum();
+        if total >= limits.max_connections {
+            return Err(format!(
+                "the broker is at its limit of {} connections; try again later",
+                limits.max_connections
+            ));
+        }
+        let mine = map.entry(uid).or_default();
+        if *mine >= limits.max_connections_per_uid {
+            return Err(format!(
+                "uid {uid} already has {} connections, the limit per user; close some or try again later",
+                limits.max_connections_per_uid
+            ));
+        }
+        *mine += 1;
+        Ok(ConnectionSlot {
+            broker: self.clone(),
+            uid,
+        })
+    }
+
+    /// Client connections open now.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.connections).values().sum()
     }
 
     /// Counters.

@@ -197,6 +197,23 @@ pub struct LimitsConfig {
     pub rows_per_chunk: usize,
     /// Soft limit on the size of one `rows` frame, in bytes.
     pub chunk_bytes: usize,
+    /// Client connections at once, all users together; more get `busy`.
+    pub max_connections: usize,
+    /// Client connections at once per uid; more get `busy`.
+    pub max_connections_per_uid: usize,
+    /// Rows one result may have; more end it with `limit` (0: no limit).
+    pub max_result_rows: u64,
+    /// Bytes (as JSON) one result may have; more end it with `limit`
+    /// (0: no limit).
+    pub max_result_bytes: u64,
+    /// A connection that sends nothing for this long is closed (an open
+    /// transaction is rolled back). 0: never.
+    #[serde(with = "duration_ms", rename = "idle_timeout_ms")]
+    pub idle_timeout: Duration,
+    /// A request line must be complete this long after its first byte
+    /// arrived; a client that sends half a line and stops is closed.
+    #[serde(with = "duration_ms", rename = "request_timeout_ms")]
+    pub request_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -205,6 +222,12 @@ impl Default for LimitsConfig {
             max_line_bytes: iam_pgbroker_proto::DEFAULT_MAX_LINE_BYTES,
             rows_per_chunk: iam_pgbroker_proto::DEFAULT_ROWS_PER_CHUNK,
             chunk_bytes: iam_pgbroker_proto::DEFAULT_CHUNK_BYTES,
+            max_connections: 512,
+            max_connections_per_uid: 64,
+            max_result_rows: 10_000_000,
+            max_result_bytes: 2 * 1024 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -379,6 +402,14 @@ impl Config {
             return Err(invalid(
                 "limits.max_line_bytes must be at least 1024".into(),
             ));
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_uid == 0 {
+            return Err(invalid(
+                "limits.max_connections and limits.max_connections_per_uid must be positive".into(),
+            ));
+        }
+        if self.limits.request_timeout.is_zero() {
+            return Err(invalid("limits.request_timeout_ms must be positive".into()));
         }
         if self.limits.rows_per_chunk == 0 || self.limits.chunk_bytes == 0 {
             return Err(invalid(

@@ -2,7 +2,7 @@
 //! reads requests and answers them in order.
 
 use crate::broker::Broker;
-use crate::frame::{FrameWriter, LineError, LineReader};
+use crate::frame::{FrameWriter, LineError, LineReader, ReadTimeouts};
 use crate::ops;
 use crate::peer::PeerIdentity;
 use crate::session::Session;
@@ -41,6 +41,36 @@ pub struct ClientConnection {
     pub session: Option<OpenSession>,
     /// Where answers go.
     pub out: FrameWriter<OwnedWriteHalf>,
+    /// Why the connection is ending, once it is.
+    pub closing: Option<CloseReason>,
+}
+
+/// Why a connection (and its session) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent `close`.
+    ClientClose,
+    /// The client went away (end of stream, reset).
+    Disconnect,
+    /// The idle or request timeout passed.
+    Timeout,
+    /// The broker is shutting down.
+    Shutdown,
+    /// A protocol error that ends the connection (oversized line).
+    Error,
+}
+
+impl CloseReason {
+    /// The word used in logs and the audit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClose => "client_close",
+            CloseReason::Disconnect => "disconnect",
+            CloseReason::Timeout => "timeout",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Error => "error",
+        }
+    }
 }
 
 /// What the loop does after a request.
@@ -96,15 +126,33 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
     async move {
         debug!("client connected");
         let (read, write) = stream.into_split();
+        let slot = match broker.admit(peer.uid) {
+            Ok(slot) => slot,
+            Err(message) => {
+                warn!("connection refused: {message}");
+                broker.stats().error("busy");
+                let mut out = FrameWriter::new(write);
+                let frame = Response::Error {
+                    id: None,
+                    error: ErrorInfo::new(ErrorCode::Busy, message),
+                };
+                if out.send(&frame).await.is_ok() {
+                    let _ = out.shutdown().await;
+                }
+                return;
+            }
+        };
         let max = broker.config().limits.max_line_bytes;
         let mut conn = ClientConnection {
             peer,
             broker,
             session: None,
             out: FrameWriter::new(write),
+            closing: None,
         };
         conn.run(LineReader::new(read, max), &mut shutdown).await;
         conn.finish().await;
+        drop(slot);
     }
     .instrument(span)
     .await
@@ -117,8 +165,15 @@ impl ClientConnection {
         shutdown: &mut broadcast::Receiver<()>,
     ) {
         loop {
+            let timeouts = {
+                let config = self.broker.config();
+                ReadTimeouts {
+                    idle: Some(config.limits.idle_timeout).filter(|d| !d.is_zero()),
+                    request: config.limits.request_timeout,
+                }
+            };
             let line = tokio::select! {
-                line = lines.next_line() => line,
+                line = lines.next_line_timed(timeouts) => line,
                 _ = shutdown.recv() => {
                     let rolled_back = self.session.as_ref().is_some_and(|s| s.session.in_transaction());
                     let message = if rolled_back {
@@ -126,6 +181,7 @@ impl ClientConnection {
                     } else {
                         "the broker is shutting down"
                     };
+                    self.closing = Some(CloseReason::Shutdown);
                     let _ = self.reply_error(None, ErrorInfo::new(ErrorCode::Unavailable, message)).await;
                     return;
                 }
@@ -136,10 +192,12 @@ impl ClientConnection {
                     if lines.has_partial() {
                         debug!("client closed the connection mid-line");
                     }
+                    self.closing = Some(CloseReason::Disconnect);
                     return;
                 }
                 Err(LineError::TooLong { max }) => {
                     warn!(max, "request line too long; closing the connection");
+                    self.closing = Some(CloseReason::Error);
                     let info = ErrorInfo::new(
                         ErrorCode::BadRequest,
                         format!("request line exceeds {max} bytes; closing the connection"),
@@ -157,6 +215,23 @@ impl ClientConnection {
                 }
                 Err(LineError::Io(e)) => {
                     debug!(cause = %e, "reading from the client failed");
+                    self.closing = Some(CloseReason::Disconnect);
+                    return;
+                }
+                Err(e @ (LineError::Idle(_) | LineError::Incomplete(_))) => {
+                    info!(cause = %e, "closing the connection");
+                    let message = match e {
+                        LineError::Idle(d) => format!(
+                            "no request for {} s; closing the connection (an open transaction was rolled back)",
+                            d.as_secs()
+                        ),
+                        _ => format!("{e}; closing the connection"),
+                    };
+                    let _ = self
+                        .reply_error(None, ErrorInfo::new(ErrorCode::Limit, message))
+                        .await;
+                    let _ = self.out.shutdown().await;
+                    self.closing = Some(CloseReason::Timeout);
                     return;
                 }
             };
@@ -167,6 +242,7 @@ impl ClientConnection {
                     warn!(cause = %e, "bad request");
                     let info = ErrorInfo::new(ErrorCode::BadRequest, e.to_string());
                     if self.reply_error(id, info).await.is_err() {
+                        self.closing = Some(CloseReason::Disconnect);
                         return;
                     }
                     continue;
@@ -174,10 +250,14 @@ impl ClientConnection {
             };
             match ops::dispatch(self, request).await {
                 Next::Continue => {}
-                Next::Close => return,
+                Next::Close => {
+                    self.closing.get_or_insert(CloseReason::Disconnect);
+                    return;
+                }
             }
             if self.out.flush().await.is_err() {
                 debug!("client went away before reading its answer");
+                self.closing = Some(CloseReason::Disconnect);
                 return;
             }
         }
@@ -193,12 +273,13 @@ impl ClientConnection {
     async fn finish(&mut self) {
         if let Some(open) = self.session.take() {
             self.broker.stats().session_closed(self.peer.uid, &open.db);
+            let why = self.closing.unwrap_or(CloseReason::Disconnect).as_str();
             let in_txn = open.session.in_transaction();
             match open.session.close().await {
                 Ok(()) if in_txn => {
-                    info!(session = %open.id, "client gone with a transaction open; rolled back")
+                    info!(session = %open.id, why, "session ended with a transaction open; rolled back")
                 }
-                Ok(()) => info!(session = %open.id, "session closed"),
+                Ok(()) => info!(session = %open.id, why, "session closed"),
                 Err(e) => {
                     warn!(session = %open.id, cause = %e, "closing the session failed; the server rolls back on disconnect")
                 }

@@ -21,6 +21,22 @@ pub enum LineError {
     /// Reading from the socket failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// Nothing arrived for the idle timeout.
+    #[error("no request for {0:?}")]
+    Idle(std::time::Duration),
+    /// A line was started but not finished within the request timeout (a
+    /// client that sends half a line and stops).
+    #[error("request line not completed within {0:?}")]
+    Incomplete(std::time::Duration),
+}
+
+/// How long [`LineReader::next_line_timed`] waits.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadTimeouts {
+    /// Between requests (`None`: forever).
+    pub idle: Option<std::time::Duration>,
+    /// From a line's first byte to its newline.
+    pub request: std::time::Duration,
 }
 
 /// Splits a byte stream into `\n`-terminated lines of at most `max` bytes
@@ -31,6 +47,8 @@ pub struct LineReader<R> {
     /// Bytes of `buf` already searched for a newline.
     scanned: usize,
     max: usize,
+    /// When the first byte of the line now being read arrived.
+    partial_since: Option<tokio::time::Instant>,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
@@ -41,6 +59,92 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             buf: Vec::with_capacity(8 * 1024),
             scanned: 0,
             max,
+            partial_since: None,
+        }
+    }
+
+    /// Like [`LineReader::next_line`], bounded by `timeouts`: the idle
+    /// timeout while no byte of the next line has arrived, the request
+    /// timeout from its first byte on. Cancel-safe.
+    pub async fn next_line_timed(
+        &mut self,
+        timeouts: ReadTimeouts,
+    ) -> Result<Option<Vec<u8>>, LineError> {
+        loop {
+            if self.buf.is_empty() {
+                self.partial_since = None;
+            } else if self.partial_since.is_none() {
+                self.partial_since = Some(tokio::time::Instant::now());
+            }
+            let deadline = match self.partial_since {
+                Some(since) => Some(since + timeouts.request),
+                None => timeouts.idle.map(|idle| tokio::time::Instant::now() + idle),
+            };
+            let partial = self.partial_since.is_some();
+            let before = self.buf.len();
+            let step = async {
+                // One read at most: afterwards the deadline is re-evaluated
+                // (a first byte switches from the idle to the request clock).
+                if let Some(line) = self.take_line() {
+                    return Ok(Some(Some(line)));
+                }
+                self.fill()
+                    .await
+                    .map(|more| if more { None } else { Some(None) })
+            };
+            let result = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, step).await {
+                    Ok(r) => r,
+                    Err(_) if partial => return Err(LineError::Incomplete(timeouts.request)),
+                    Err(_) => return Err(LineError::Idle(timeouts.idle.unwrap_or_default())),
+                },
+                None => step.await,
+            };
+            match result? {
+                Some(Some(line)) => {
+                    self.partial_since = None;
+                    return Ok(Some(line));
+                }
+                Some(None) => return Ok(None),
+                None => {
+                    if self.buf.len() == before {
+                        continue;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A complete line from the buffer, if there is one.
+    fn take_line(&mut self) -> Option<Vec<u8>> {
+        let pos = self.buf[self.scanned..].iter().position(|b| *b == b'\n')?;
+        let end = self.scanned + pos;
+        let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+        line.pop();
+        self.scanned = 0;
+        Some(line)
+    }
+
+    /// Reads more into the buffer; `false` at end of stream.
+    async fn fill(&mut self) -> Result<bool, LineError> {
+        self.scanned = self.buf.len();
+        if self.buf.len() >= self.max {
+            return Err(LineError::TooLong { max: self.max });
+        }
+        // Read no more than the limit allows, so a flood of bytes without a
+        // newline cannot grow the buffer past it.
+        let room = (self.max - self.buf.len()).min(64 * 1024);
+        let start = self.buf.len();
+        self.buf.resize(start + room, 0);
+        match self.inner.read(&mut self.buf[start..]).await {
+            Ok(n) => {
+                self.buf.truncate(start + n);
+                Ok(n > 0)
+            }
+            Err(e) => {
+                self.buf.truncate(start);
+                Err(e.into())
+            }
         }
     }
 
@@ -49,31 +153,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// complete request.
     pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, LineError> {
         loop {
-            if let Some(pos) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
-                let end = self.scanned + pos;
-                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                line.pop();
-                self.scanned = 0;
+            if let Some(line) = self.take_line() {
                 return Ok(Some(line));
             }
-            self.scanned = self.buf.len();
-            if self.buf.len() >= self.max {
-                return Err(LineError::TooLong { max: self.max });
-            }
-            // Read no more than the limit allows, so a flood of bytes
-            // without a newline cannot grow the buffer past it.
-            let room = (self.max - self.buf.len()).min(64 * 1024);
-            let start = self.buf.len();
-            self.buf.resize(start + room, 0);
-            let n = match self.inner.read(&mut self.buf[start..]).await {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(start);
-                    return Err(e.into());
-                }
-            };
-            self.buf.truncate(start + n);
-            if n == 0 {
+            if !self.fill().await? {
                 return Ok(None);
             }
         }
@@ -163,6 +246,37 @@ mod tests {
             r.next_line().await,
             Err(LineError::TooLong { max: 10 })
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_a_line_times_out_on_the_request_clock() {
+        let (client, server) = tokio::io::duplex(1024);
+        let mut r = LineReader::new(server, 1024);
+        let timeouts = ReadTimeouts {
+            idle: Some(std::time::Duration::from_secs(3600)),
+            request: std::time::Duration::from_secs(10),
+        };
+        let mut client = client;
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"{\"id\":1,")
+            .await
+            .unwrap();
+        let result = r.next_line_timed(timeouts).await;
+        assert!(
+            matches!(result, Err(LineError::Incomplete(_))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_times_out_on_the_idle_clock() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut r = LineReader::new(server, 1024);
+        let timeouts = ReadTimeouts {
+            idle: Some(std::time::Duration::from_secs(5)),
+            request: std::time::Duration::from_secs(10),
+        };
+        let result = r.next_line_timed(timeouts).await;
+        assert!(matches!(result, Err(LineError::Idle(_))), "{result:?}");
     }
 
     #[tokio::test]

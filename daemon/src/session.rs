@@ -67,13 +67,17 @@ pub struct SessionSettings {
     pub chunks: ChunkLimits,
 }
 
-/// Chunking of `rows` frames.
+/// Chunking of `rows` frames, and the limits of one result.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkLimits {
     /// Rows per frame.
     pub rows: usize,
     /// Bytes after which a frame is sent whatever its row count.
     pub bytes: usize,
+    /// Rows one result may have (0: no limit).
+    pub max_rows: u64,
+    /// Bytes one result may have (0: no limit).
+    pub max_bytes: u64,
 }
 
 /// Why a query or execute did not finish normally.
@@ -212,6 +216,19 @@ impl Session {
         Ok(())
     }
 
+    /// Asks the server to cancel the statement now running (best effort,
+    /// over a separate connection, as PostgreSQL's protocol does it).
+    fn cancel_running(&self) {
+        if let Some(conn) = self.conn.as_ref() {
+            let token = conn.client.cancel_token();
+            tokio::spawn(async move {
+                if let Err(e) = token.cancel_query(NoTls).await {
+                    debug!(cause = %e, "cancel request failed");
+                }
+            });
+        }
+    }
+
     /// Records that a statement failed inside the transaction.
     fn failed(&mut self, e: tokio_postgres::Error) -> RequestError {
         if self.txn == Txn::Open {
@@ -317,6 +334,7 @@ impl Session {
         let mut chunk: Vec<u8> = Vec::with_capacity(self.chunks.bytes + 1024);
         let mut in_chunk = 0usize;
         let mut total = 0u64;
+        let mut bytes = 0u64;
         loop {
             let row = match stream.try_next().await {
                 Ok(Some(row)) => row,
@@ -345,7 +363,28 @@ impl Session {
             chunk.push(b']');
             in_chunk += 1;
             total += 1;
+            let limits = self.chunks;
+            let over_rows = limits.max_rows > 0 && total > limits.max_rows;
+            let over_bytes = limits.max_bytes > 0 && bytes + chunk.len() as u64 > limits.max_bytes;
+            if over_rows || over_bytes {
+                // The rows sent so far stay sent; the error frame says the
+                // result is incomplete. The server stops working on it.
+                self.cancel_running();
+                if self.txn == Txn::Open {
+                    self.txn = Txn::Failed;
+                }
+                let what = if over_rows {
+                    format!("{} rows", limits.max_rows)
+                } else {
+                    format!("{} bytes", limits.max_bytes)
+                };
+                return Err(RequestError::Limit(format!(
+                    "the result exceeds the limit of {what}; the rows before it were sent, the rest was not (narrow the query or page through it)"
+                ))
+                .into());
+            }
             if in_chunk >= self.chunks.rows || chunk.len() >= self.chunks.bytes {
+                bytes += chunk.len() as u64;
                 flush_chunk(out, &mut chunk, &mut in_chunk).await?;
             }
         }

@@ -5,6 +5,7 @@ mod bad_input;
 mod docs;
 mod faults;
 mod guard;
+mod limits;
 mod ops_cli;
 mod ops_rpm;
 mod ops_socket;

@@ -100,6 +100,8 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         chunks: ChunkLimits {
             rows: config.limits.rows_per_chunk,
             bytes: config.limits.chunk_bytes,
+            max_rows: config.limits.max_result_rows,
+            max_bytes: config.limits.max_result_bytes,
         },
     };
     let pool = conn.broker.pool().clone();

@@ -28,6 +28,7 @@ pub async fn close(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply> 
         info!(session = %open.id, "session closed by the client");
         result?;
     }
+    conn.closing = Some(crate::conn::CloseReason::ClientClose);
     send(conn, &Response::Ok { id }).await?;
     let _ = conn.out.flush().await;
     Ok(Next::Close)
