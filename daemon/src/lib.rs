@@ -11,6 +11,7 @@
 //! arguments and sets up logging.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod conn;
@@ -18,11 +19,14 @@ pub mod docker;
 pub mod error;
 pub mod frame;
 pub mod listener;
+pub mod notify;
 mod ops;
 pub mod peer;
 pub mod policy;
 pub mod pool;
 pub mod secrets;
 pub mod server;
+pub mod service;
 pub mod session;
+pub mod stats;
 pub mod types;
