@@ -68,7 +68,7 @@ fn rpm_holds_the_broker_the_cli_the_units_and_the_config() {
             .any(|f| f.starts_with("/usr/share/man/man1/iam-pg.1")),
         "man page missing: {files:#?}"
     );
-    for doc in ["README.md", "operations.md", "protocol.md"] {
+    for doc in ["README.md", "operations.md", "protocol.md", "security.md"] {
         assert!(
             files
                 .iter()
