@@ -62,7 +62,10 @@ pub enum PlaceholderError {
 /// - Otherwise, outside string constants (`'…'`, `E'…'`, `$tag$…$tag$`,
 ///   `B'…'`, `X'…'`, `U&'…'`), quoted identifiers and comments, `%s` becomes
 ///   `$1`, `$2`, … in order and `%%` becomes `%`; any other `%` is an error.
-///   Inside those ranges nothing changes.
+///   Inside string constants, `%s` is never a placeholder, but `%%` still
+///   becomes `%`: tools written for psycopg2 double every literal percent,
+///   also in `LIKE 'Dvo%%'`, and must keep meaning `LIKE 'Dvo%'`. Quoted
+///   identifiers and comments are not changed at all.
 /// - Text that already uses `$n` is returned unchanged (PostgreSQL checks the
 ///   count); `%s` next to `$n` is an error.
 /// - The number of `%s` must equal `nparams`.
@@ -73,7 +76,7 @@ pub enum PlaceholderError {
 /// let sql = "SELECT id FROM idm_identity WHERE username = %s AND email LIKE '%s%%' AND 7 %% 2 = %s";
 /// assert_eq!(
 ///     convert_placeholders(sql, 2).unwrap(),
-///     "SELECT id FROM idm_identity WHERE username = $1 AND email LIKE '%s%%' AND 7 % 2 = $2"
+///     "SELECT id FROM idm_identity WHERE username = $1 AND email LIKE '%s%' AND 7 % 2 = $2"
 /// );
 /// assert_eq!(
 ///     convert_placeholders("SELECT %s", 2).unwrap_err().to_string(),
@@ -102,6 +105,18 @@ pub fn convert_placeholders(sql: &str, nparams: usize) -> Result<Cow<'_, str>, P
     let mut out = String::with_capacity(sql.len() + 2 * nparams);
     let mut copied = 0;
     let mut placeholders = 0;
+    let mut strings = layout.strings.iter().peekable();
+    // Copies everything up to `until`, unescaping `%%` in the string
+    // constants on the way.
+    let mut copy_until = |out: &mut String, copied: &mut usize, until: usize| {
+        while let Some(lit) = strings.next_if(|lit| lit.start < until) {
+            out.push_str(&sql[*copied..lit.start]);
+            out.push_str(&sql[lit.clone()].replace("%%", "%"));
+            *copied = lit.end;
+        }
+        out.push_str(&sql[*copied..until]);
+        *copied = until;
+    };
     for code in &layout.code {
         let mut i = code.start;
         while i < code.end {
@@ -116,7 +131,7 @@ pub fn convert_placeholders(sql: &str, nparams: usize) -> Result<Cow<'_, str>, P
             };
             match next {
                 Some(b's') => {
-                    out.push_str(&sql[copied..i]);
+                    copy_until(&mut out, &mut copied, i);
                     placeholders += 1;
                     // Writing to a String cannot fail.
                     let _ = write!(out, "${placeholders}");
@@ -124,7 +139,7 @@ pub fn convert_placeholders(sql: &str, nparams: usize) -> Result<Cow<'_, str>, P
                     copied = i;
                 }
                 Some(b'%') => {
-                    out.push_str(&sql[copied..i]);
+                    copy_until(&mut out, &mut copied, i);
                     out.push('%');
                     i += 2;
                     copied = i;
@@ -138,7 +153,7 @@ pub fn convert_placeholders(sql: &str, nparams: usize) -> Result<Cow<'_, str>, P
             }
         }
     }
-    out.push_str(&sql[copied..]);
+    copy_until(&mut out, &mut copied, sql.len());
 
     if placeholders != nparams {
         return Err(PlaceholderError::Count {
@@ -168,6 +183,9 @@ struct Layout {
     /// Byte ranges outside literals, quoted identifiers and comments, in
     /// order.
     code: Vec<Range<usize>>,
+    /// Byte ranges of string constants (`'…'`, `E'…'`, `U&'…'`,
+    /// `$tag$…$tag$`), in order.
+    strings: Vec<Range<usize>>,
     /// A `$n` parameter token outside those ranges.
     has_dollar_params: bool,
 }
@@ -182,6 +200,7 @@ impl Layout {
             other => PlaceholderError::Scan(other.to_string()),
         })?;
         let mut code = Vec::new();
+        let mut strings = Vec::new();
         let mut has_dollar_params = false;
         let mut start = 0usize;
         for token in &scanned.tokens {
@@ -208,12 +227,16 @@ impl Layout {
                 return Err(bad_token());
             }
             code.push(start..from);
+            if matches!(kind, Some(Token::Sconst | Token::Usconst)) {
+                strings.push(from..to);
+            }
             start = to;
         }
         code.push(start..sql.len());
         code.retain(|r| !r.is_empty());
         Ok(Layout {
             code,
+            strings,
             has_dollar_params,
         })
     }
