@@ -4,6 +4,7 @@ arguments. In-process, as root."""
 import datetime
 import decimal
 import math
+import socket
 import uuid
 
 import pytest
@@ -197,3 +198,19 @@ def test_default_socket(monkeypatch):
     monkeypatch.delenv("IAM_PGBROKER_SOCKET", raising=False)
     from iam_lib_pgconnect.connection import socket_path
     assert socket_path() == "/run/iam-pgbroker/pgbroker.sock"
+
+
+@pytest.mark.parametrize("close_first", [True, False])
+def test_unasked_error_before_close_is_raised(close_first):
+    """busy (and an idle connection's limit) come unasked with id null, then
+    the broker closes: the client raises that error whether its request
+    still went out or already hit the closed socket."""
+    client, broker = socket.socketpair()
+    conn = iam_lib_pgconnect.IamDbConnection(client)
+    broker.sendall(b'{"type":"error","id":null,"error":{"code":"busy","message":"too many"}}\n')
+    if close_first:
+        broker.close()
+    with pytest.raises(iam_lib_pgconnect.Busy, match="too many"):
+        conn.query("SELECT 1")
+    assert conn.closed
+    broker.close()

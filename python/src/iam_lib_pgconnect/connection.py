@@ -231,8 +231,27 @@ class IamDbConnection:
             try:
                 self._sock.sendall(line)
             except OSError as e:
+                # The broker may have said why before closing (busy right
+                # after connecting, an idle connection's limit): that frame
+                # is still in our receive buffer.
+                said = self._unasked_error()
+                if said is not None:
+                    raise said from None
                 raise self._lost(e) from e
             return self._read_answer(self._next_id, self._FINAL[op])
+
+    def _unasked_error(self):
+        """The error frame the broker sent before closing the connection,
+        as its exception, or None."""
+        try:
+            self._sock.settimeout(1)
+            frame = json.loads(self._reader.readline())
+            if frame.get("type") == "error":
+                self._drop()
+                return errors.from_frame(frame.get("error") or {})
+        except (OSError, ValueError, AttributeError):
+            pass
+        return None
 
     def _read_answer(self, request_id, final):
         frames = []
@@ -252,8 +271,9 @@ class IamDbConnection:
                 raise InterfaceError("unexpected answer from iam-pgbroker: %r" % raw[:200])
             if kind == "error":
                 if frame_id is None:
-                    # the broker could not tell which request this answers,
-                    # and closes the connection
+                    # unasked (busy, an idle connection's limit) or for a
+                    # request it could not read: the broker closes the
+                    # connection after it
                     self._drop()
                 raise errors.from_frame(frame.get("error") or {})
             if frame_id != request_id:
