@@ -23,6 +23,7 @@ import base64
 import itertools
 import os
 import pickle
+import re
 import shutil
 import socket
 import subprocess
@@ -139,17 +140,22 @@ def site_dir(run_dir):
 
 def _set_key(config, section, key, value):
     """`config` (TOML text) with `key` in table `[section]` set to the string
-    `value`. The appliance's config is generated with one key per line."""
-    lines, current, done = [], None, False
-    for line in config.splitlines():
+    `value`: replaced where the table has it, else added after the table's
+    header. The appliance's config is generated with one key per line."""
+    lines = config.splitlines()
+    header, current = None, None
+    for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped.startswith("["):
             current = stripped.strip("[]").strip()
+            if stripped == "[%s]" % section:
+                header = i
         elif current == section and stripped.split("=")[0].strip() == key:
-            line = '%s = "%s"' % (key, value)
-            done = True
-        lines.append(line)
-    assert done, "no %s in [%s] of the appliance config" % (key, section)
+            lines[i] = '%s = "%s"' % (key, value)
+            break
+    else:
+        assert header is not None, "no [%s] in the appliance config" % section
+        lines.insert(header + 1, '%s = "%s"' % (key, value))
     return "\n".join(lines) + "\n"
 
 
@@ -199,6 +205,10 @@ def start_broker(appliance, run_dir, name, **database):
     config = _set_key(config, "server", "socket", socket_path)
     for key, value in database.items():
         config = _set_key(config, "database", key, value)
+    if re.search(r"^\[audit\]", config, re.M):
+        # a hash-chained audit file is one broker's: never share it
+        config = _set_key(config, "audit", "file", folder / "audit.jsonl")
+        config = _set_key(config, "audit", "key_file", folder / "audit.key")
     (folder / "config.toml").write_text(config + _EXTRA_POLICY)
     # policy_dir is relative to the config's folder
     shutil.copytree(appliance.root / "etc/policy.d", folder / "policy.d")

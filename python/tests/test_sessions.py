@@ -147,6 +147,9 @@ import iam_lib_pgconnect
 with iam_lib_pgconnect.connect() as db:
     result = [
         db.query("SELECT 7 %% 3 AS x, %s AS y, '%s' AS z", ["p"]),
+        # psycopg2 code writes LIKE 'Dvo%%': inside literals %% is % too;
+        # quoted identifiers stay exactly as written
+        db.query("SELECT 'a%%b' AS x, 1 AS \\"p%%q\\", %s AS y", ["p"]),
         # without parameters the SQL is sent as written, as with psycopg2
         db.query("SELECT 'a%%b' AS x"),
         db.query("SELECT %s::int + %s AS n", (40, 2)),
@@ -156,6 +159,7 @@ with iam_lib_pgconnect.connect() as db:
 """)
     assert result == [
         [{"x": 1, "y": "p", "z": "%s"}],
+        [{"x": "a%b", "p%%q": 1, "y": "p"}],
         [{"x": "a%%b"}],
         [{"n": 42}],
         [{"n": 2}],
