@@ -87,9 +87,7 @@ impl AuditConfig {
         if self.params == ParamsMode::Hmac && self.key_file.as_os_str().is_empty() {
             return Err("audit.key_file must not be empty with params = \"hmac\"".into());
         }
-        if self.fsync == FsyncMode::Interval
-            && !(1..=60_000).contains(&self.fsync_interval_ms)
-        {
+        if self.fsync == FsyncMode::Interval && !(1..=60_000).contains(&self.fsync_interval_ms) {
             return Err("audit.fsync_interval_ms must be between 1 and 60000".into());
         }
         if let Some(max) = self.max_bytes {
@@ -148,7 +146,8 @@ mod tests {
 
     #[test]
     fn reads_only_the_audit_table() {
-        let dir = std::env::temp_dir().join(format!("iam-pgbroker-auditcfg-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("iam-pgbroker-auditcfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.toml");
         std::fs::write(

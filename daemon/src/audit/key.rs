@@ -64,8 +64,8 @@ impl AuditKey {
                 path: path.to_owned(),
                 source,
             })?;
-        let bytes = hex::decode(text.trim())
-            .map_err(|_| key_error("does not hold hex digits".into()))?;
+        let bytes =
+            hex::decode(text.trim()).map_err(|_| key_error("does not hold hex digits".into()))?;
         if bytes.len() < KEY_BYTES {
             return Err(key_error(format!(
                 "holds {} bytes; at least {KEY_BYTES} are needed",

@@ -35,6 +35,9 @@ pub mod show;
 pub mod timefmt;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::{AuditConfig, FsyncMode, ParamsMode, DEFAULT_AUDIT_FILE, DEFAULT_KEY_FILE};
 pub use key::AuditKey;
 pub use log::AuditLog;
@@ -139,6 +142,9 @@ pub enum AuditError {
         /// What is wrong (never the key itself).
         message: String,
     },
+    /// The background flush thread could not be started.
+    #[error("cannot start the audit flush thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// The key file could not be created.
     #[error("audit key {path}: cannot create: {source}")]
     KeyCreate {

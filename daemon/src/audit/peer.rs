@@ -189,7 +189,10 @@ mod tests {
 
     #[test]
     fn cmdline_spaces_and_cut() {
-        assert_eq!(cmdline_text(b"iam-pg\0-d\0czechidm\0"), "iam-pg -d czechidm");
+        assert_eq!(
+            cmdline_text(b"iam-pg\0-d\0czechidm\0"),
+            "iam-pg -d czechidm"
+        );
         let long = "é".repeat(3000);
         let text = cmdline_text(long.as_bytes());
         assert!(text.len() <= MAX_CMDLINE_BYTES + '…'.len_utf8());

@@ -243,7 +243,7 @@ impl<'a> AuditRecord<'a> {
 }
 
 /// How the log renders parameters.
-pub(super) struct ParamsRender<'k> {
+pub(crate) struct ParamsRender<'k> {
     pub mode: ParamsMode,
     pub key: Option<&'k AuditKey>,
 }
@@ -256,13 +256,15 @@ pub(super) struct RotatedInfo<'a> {
 
 /// Writes the record's body — a JSON object without `time` and `prev` —
 /// into `out`.
-pub(super) fn write_body(
+pub(crate) fn write_body(
     rec: &AuditRecord<'_>,
     render: &ParamsRender<'_>,
     rotated: Option<&RotatedInfo<'_>>,
     out: &mut Vec<u8>,
 ) {
-    let statement = rec.sql.map(StatementShape::of);
+    let statement = rec
+        .sql
+        .map(|sql| StatementShape::of(sql, rec.params.map_or(0, <[Value]>::len)));
     let mut text_buf = bytes::BytesMut::new();
     let params: Option<Vec<ParamOut<'_>>> = match (rec.params, render.mode) {
         (None, _) | (_, ParamsMode::Omit) => None,
@@ -301,8 +303,13 @@ pub(super) fn write_body(
         mode: rec.mode,
         reason: rec.reason,
         rule: rec.rule,
-        sql: statement.as_ref().and_then(|s| (!s.redacted).then_some(s.sql)),
-        sql_redacted: statement.as_ref().is_some_and(|s| s.redacted).then_some(true),
+        sql: statement
+            .as_ref()
+            .and_then(|s| (!s.redacted).then_some(s.sql)),
+        sql_redacted: statement
+            .as_ref()
+            .is_some_and(|s| s.redacted)
+            .then_some(true),
         normalized: statement.as_ref().and_then(|s| s.normalized.as_deref()),
         fingerprint: statement.as_ref().and_then(|s| s.fingerprint.as_deref()),
         kind: rec.kind,
@@ -341,11 +348,15 @@ struct StatementShape<'a> {
 }
 
 impl<'a> StatementShape<'a> {
-    fn of(sql: &'a str) -> StatementShape<'a> {
+    /// `nparams`: psycopg2's `%s` only means a placeholder when
+    /// parameters are given; the shape is that of the text PostgreSQL sees.
+    fn of(sql: &'a str, nparams: usize) -> StatementShape<'a> {
+        let seen = iam_pgbroker_sql::convert_placeholders(sql, nparams)
+            .unwrap_or(std::borrow::Cow::Borrowed(sql));
         StatementShape {
             sql,
-            normalized: iam_pgbroker_sql::normalize(sql),
-            fingerprint: iam_pgbroker_sql::fingerprint(sql),
+            normalized: iam_pgbroker_sql::normalize(&seen),
+            fingerprint: iam_pgbroker_sql::fingerprint(&seen),
             redacted: mentions_password(sql),
         }
     }
@@ -488,12 +499,18 @@ mod tests {
     fn statement_with_hashed_params() {
         let key = AuditKey::from_bytes(&[7; 32]);
         let p = peer();
-        let params = [json!("jan.novák"), json!(42), Value::Null, json!(["a", "b c"])];
+        let params = [
+            json!("jan.novák"),
+            json!(42),
+            Value::Null,
+            json!(["a", "b c"]),
+        ];
+        let sql = "UPDATE idm_identity SET disabled = true WHERE username = %s AND x = %s AND y = %s AND z = any(%s)";
         let rec = AuditRecord {
             session: Some("s1"),
             request: Some(3),
             peer: Some(&p),
-            sql: Some("UPDATE idm_identity SET disabled = true WHERE username = %s AND x = 5"),
+            sql: Some(sql),
             kind: Some("UPDATE"),
             writes: Some(true),
             params: Some(&params),
@@ -508,7 +525,7 @@ mod tests {
         assert_eq!(v["params"][3]["hmac"], key.hash(b"{\"a\",\"b c\"}"));
         assert_eq!(
             v["normalized"],
-            "UPDATE idm_identity SET disabled = $1 WHERE username = %s AND x = $2"
+            "UPDATE idm_identity SET disabled = $5 WHERE username = $1 AND x = $2 AND y = $3 AND z = any($4)"
         );
         assert_eq!(v["fingerprint"].as_str().unwrap().len(), 16);
         // Statement records name who, without the long process details.
@@ -571,6 +588,9 @@ mod tests {
             json!({"ok": false, "code": "database", "sqlstate": "22P02", "duration_us": 1500})
         );
         let denied = ErrorInfo::new(iam_pgbroker_proto::ErrorCode::Denied, "no rule grants it");
-        assert_eq!(Outcome::error(&denied, None).message, Some("no rule grants it"));
+        assert_eq!(
+            Outcome::error(&denied, None).message,
+            Some("no rule grants it")
+        );
     }
 }

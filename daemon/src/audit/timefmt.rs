@@ -51,7 +51,10 @@ pub fn parse_bound(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, St
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(t);
     }
-    let plain = text.strip_suffix(['Z', 'z']).unwrap_or(text).replacen(' ', "T", 1);
+    let plain = text
+        .strip_suffix(['Z', 'z'])
+        .unwrap_or(text)
+        .replacen(' ', "T", 1);
     if let Ok(d) = Date::parse(&plain, format_description!("[year]-[month]-[day]")) {
         return Ok(midnight(d));
     }
@@ -110,8 +113,14 @@ mod tests {
         let now = datetime!(2026-11-27 21:05:03 UTC);
         let p = |s: &str| parse_bound(s, now).map(format_utc);
         assert_eq!(p("2026-11-20").unwrap(), "2026-11-20T00:00:00.000000Z");
-        assert_eq!(p("2026-11-20 14:30").unwrap(), "2026-11-20T14:30:00.000000Z");
-        assert_eq!(p("2026-11-20T14:30:05Z").unwrap(), "2026-11-20T14:30:05.000000Z");
+        assert_eq!(
+            p("2026-11-20 14:30").unwrap(),
+            "2026-11-20T14:30:00.000000Z"
+        );
+        assert_eq!(
+            p("2026-11-20T14:30:05Z").unwrap(),
+            "2026-11-20T14:30:05.000000Z"
+        );
         assert_eq!(
             p("2026-11-20T14:30:00+01:00").unwrap(),
             "2026-11-20T13:30:00.000000Z"

@@ -1,0 +1,708 @@
+//! The audit file: one JSON line per record, appended with one `write(2)`,
+//! chained by SHA-256, failing closed.
+
+use super::config::{AuditConfig, FsyncMode, ParamsMode};
+use super::key::AuditKey;
+use super::record::{write_body, AuditEvent, AuditRecord, ParamsRender, RotatedInfo};
+use super::{timefmt, AuditError, ChainHash};
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// How often an ongoing outage is logged again.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Buffers larger than this are not kept for reuse after a huge record.
+const KEEP_BUFFER_BYTES: usize = 1 << 20;
+/// The last line is searched for this far back at most when the chain is
+/// picked up from an existing file.
+const MAX_TAIL_BYTES: u64 = 256 << 20;
+
+thread_local! {
+    // The record body is serialized outside the file lock, into a buffer
+    // each thread reuses: no allocation per record in the steady state.
+    static BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The audit log. Cheap to clone (all clones write the same file); share
+/// it between tasks.
+///
+/// [`AuditLog::record`] is synchronous on purpose: under a mutex it does
+/// one `stat` of the path and one `write(2)` of a line that is already
+/// serialized — a few microseconds, less than handing the work to
+/// `spawn_blocking` would cost. With `fsync = "always"` it also waits for
+/// `fdatasync` (outside the mutex, shared by the records of concurrent
+/// sessions), which blocks the calling worker thread for a disk flush.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Option<Arc<Inner>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Some(inner) => f
+                .debug_struct("AuditLog")
+                .field("path", &inner.path)
+                .finish_non_exhaustive(),
+            None => f.write_str("AuditLog(disabled)"),
+        }
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    fsync: FsyncMode,
+    max_bytes: Option<u64>,
+    params: ParamsMode,
+    key: Option<AuditKey>,
+    state: Mutex<State>,
+    /// Serializes `fdatasync` calls; concurrent writers wait here and find
+    /// their record already flushed by someone else's call (group commit).
+    sync_lock: Mutex<()>,
+    /// Highest record sequence number known to be on disk.
+    synced: AtomicU64,
+    /// A background flush failed: the next record flushes itself first and
+    /// fails closed if that fails too.
+    sync_failed: AtomicBool,
+}
+
+struct State {
+    /// The open file, `None` until the path could be opened once.
+    file: Option<Arc<File>>,
+    /// (device, inode) of `file`, to notice the path now names another file.
+    id: (u64, u64),
+    /// Size of the file as last seen.
+    len: u64,
+    /// Hash of the last record written: the next record's `prev`.
+    head: ChainHash,
+    head_hex: [u8; 64],
+    /// Records written since start.
+    seq: u64,
+    /// A `rotated` record owed to the current file.
+    pending: Option<Pending>,
+    /// The line being written, reused.
+    line: Vec<u8>,
+    outage: Option<Outage>,
+    /// Last time a failed size rotation was logged.
+    rotate_warned: Option<Instant>,
+}
+
+struct Pending {
+    why: &'static str,
+    previous_file: Option<String>,
+}
+
+struct Outage {
+    since: Instant,
+    refused: u64,
+    last_logged: Instant,
+}
+
+impl AuditLog {
+    /// Opens (creating when missing) the audit file for appending, and
+    /// picks up the chain from its last line. With `params = "hmac"` the
+    /// key is read, or created on first start.
+    ///
+    /// Fails only when the key cannot be had (a configuration problem).
+    /// An audit file that cannot be opened is not an error here: the broker
+    /// starts, says so loudly, refuses every statement with
+    /// `audit_unavailable` and opens the file as soon as it can.
+    ///
+    /// With `enabled = false` the log records nothing (see
+    /// [`AuditLog::disabled`]).
+    pub fn open(config: &AuditConfig) -> Result<AuditLog, AuditError> {
+        if !config.enabled {
+            warn!("the audit is DISABLED ([audit] enabled = false): statements run unrecorded; use this only to measure the audit's cost");
+            return Ok(AuditLog::disabled());
+        }
+        let key = match config.params {
+            ParamsMode::Hmac => Some(AuditKey::load_or_create(&config.key_file)?),
+            ParamsMode::Plain | ParamsMode::Omit => None,
+        };
+        let inner = Arc::new(Inner {
+            path: config.file.clone(),
+            fsync: config.fsync,
+            max_bytes: config.max_bytes,
+            params: config.params,
+            key,
+            state: Mutex::new(State {
+                file: None,
+                id: (0, 0),
+                len: 0,
+                head: ChainHash::ZERO,
+                head_hex: hex_of(&ChainHash::ZERO),
+                seq: 0,
+                pending: None,
+                line: Vec::new(),
+                outage: None,
+                rotate_warned: None,
+            }),
+            sync_lock: Mutex::new(()),
+            synced: AtomicU64::new(0),
+            sync_failed: AtomicBool::new(false),
+        });
+        {
+            let mut st = inner.lock();
+            if let Err(e) = inner.first_open(&mut st) {
+                inner.failed(&mut st, e);
+            }
+        }
+        if config.fsync == FsyncMode::Interval {
+            let every = Duration::from_millis(config.fsync_interval_ms.max(1));
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name("audit-fsync".into())
+                .spawn(move || flush_every(weak, every))
+                .map_err(AuditError::Thread)?;
+        }
+        Ok(AuditLog { inner: Some(inner) })
+    }
+
+    /// A log that records nothing and never fails: `[audit] enabled =
+    /// false`, for the benchmark's comparison only.
+    pub fn disabled() -> AuditLog {
+        AuditLog { inner: None }
+    }
+
+    /// Whether records are written at all.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The audit file (`None` when disabled).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.as_deref().map(|i| i.path.as_path())
+    }
+
+    /// The hash of the last record written: the `prev` of the next one.
+    /// Logged at start and stop so that the journal holds anchors an
+    /// attacker who rewrites the file would also have to forge.
+    pub fn head(&self) -> ChainHash {
+        match &self.inner {
+            Some(inner) => inner.lock().head,
+            None => ChainHash::ZERO,
+        }
+    }
+
+    /// Writes one record and returns its hash. When this returns `Ok`, the
+    /// line is in the file (and on disk with `fsync = "always"`); only then
+    /// may what it describes run. On `Err` nothing may run: refuse the
+    /// request with `audit_unavailable`. The log logs the outage itself
+    /// (once, then once a minute) and recovers by itself: every record
+    /// retries, reopening the path when it has vanished or been replaced.
+    pub fn record(&self, rec: &AuditRecord<'_>) -> Result<ChainHash, AuditError> {
+        let Some(inner) = &self.inner else {
+            return Ok(ChainHash::ZERO);
+        };
+        BODY.with(|cell| {
+            // A record never re-enters the log, but a panic elsewhere could
+            // leave the cell borrowed: use a fresh buffer then.
+            let mut fresh = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let body = match &mut guard {
+                Ok(b) => &mut **b,
+                Err(_) => &mut fresh,
+            };
+            body.clear();
+            write_body(rec, &inner.render(), None, body);
+            let result = inner.append(body);
+            if body.capacity() > KEEP_BUFFER_BYTES {
+                *body = Vec::new();
+            }
+            result
+        })
+    }
+
+    /// Reopens the path (for `SIGHUP` after logrotate renamed the file).
+    /// When the path names a new file, the chain continues there: its first
+    /// record is a `rotated` record whose `prev` is the last hash of the
+    /// old file. When it names the same file, nothing happens.
+    pub fn reopen(&self) -> Result<(), AuditError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let mut st = inner.lock();
+        let result = inner.check_path(&mut st, true).and_then(|()| {
+            if st.pending.is_some() {
+                inner.write_pending(&mut st)
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) => {
+                inner.recovered(&mut st);
+                Ok(())
+            }
+            Err(e) => Err(inner.failed(&mut st, e)),
+        }
+    }
+
+    /// Flushes written records to disk now (at shutdown, after
+    /// `broker_stop`).
+    pub fn flush(&self) -> Result<(), AuditError> {
+        match &self.inner {
+            Some(inner) => {
+                let seq = inner.lock().seq;
+                inner.sync_through(seq)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // State changes only after a write succeeded, so a panic while the
+        // lock was held leaves nothing half-updated.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn render(&self) -> ParamsRender<'_> {
+        ParamsRender {
+            mode: self.params,
+            key: self.key.as_ref(),
+        }
+    }
+
+    fn append(&self, body: &[u8]) -> Result<ChainHash, AuditError> {
+        let mut st = self.lock();
+        let seq = match self.append_locked(&mut st, body) {
+            Ok(seq) => seq,
+            Err(e) => return Err(self.failed(&mut st, e)),
+        };
+        let hash = st.head;
+        self.recovered(&mut st);
+        drop(st);
+        if self.fsync == FsyncMode::Always {
+            if let Err(e) = self.sync_through(seq) {
+                let mut st = self.lock();
+                return Err(self.failed(&mut st, e));
+            }
+        }
+        Ok(hash)
+    }
+
+    fn append_locked(&self, st: &mut State, body: &[u8]) -> Result<u64, AuditError> {
+        if self.sync_failed.load(Ordering::Acquire) {
+            // A background flush failed: flush ourselves before anything
+            // else counts as recorded.
+            if let Some(file) = &st.file {
+                file.sync_data().map_err(|source| AuditError::Sync {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            }
+            self.sync_failed.store(false, Ordering::Release);
+            info!(path = %self.path.display(), "audit file flushes again");
+        }
+        if st.file.is_none() {
+            self.first_open(st)?;
+        } else {
+            self.check_path(st, false)?;
+        }
+        if let Some(max) = self.max_bytes {
+            // The line is the body plus time and prev (~110 bytes).
+            if st.len > 0 && st.len + body.len() as u64 + 128 > max {
+                self.rotate_by_size(st);
+            }
+        }
+        if st.pending.is_some() {
+            self.write_pending(st)?;
+        }
+        self.write_line(st, body)
+    }
+
+    /// Opens the path for the first time and picks up the chain from its
+    /// last line.
+    fn first_open(&self, st: &mut State) -> Result<(), AuditError> {
+        let (file, meta) = open_append(&self.path)?;
+        let mut head = ChainHash::ZERO;
+        let mut len = meta.len();
+        if meta.is_file() && len > 0 {
+            let tail = read_tail(&file, len).map_err(|source| AuditError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+            head = tail.hash;
+            if tail.torn {
+                // The broker stopped in the middle of a write (or the file
+                // was cut). End that line so records start on their own;
+                // `audit verify` reports it as incomplete, and the chain
+                // continues from its bytes.
+                error!(path = %self.path.display(), "the audit file ends with an incomplete record; `audit verify` will report it");
+                write_once(&file, b"\n").map_err(|source| AuditError::Write {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                len += 1;
+            }
+        }
+        st.file = Some(Arc::new(file));
+        st.id = (meta.dev(), meta.ino());
+        st.len = len;
+        st.head = head;
+        st.head_hex = hex_of(&head);
+        info!(path = %self.path.display(), head = %head, "audit file open");
+        Ok(())
+    }
+
+    /// Reopens the path when it no longer names the open file (renamed by
+    /// logrotate, deleted, replaced); the new file owes a `rotated` record.
+    /// `sighup`: asked for by [`AuditLog::reopen`], else noticed while
+    /// recording.
+    fn check_path(&self, st: &mut State, sighup: bool) -> Result<(), AuditError> {
+        if st.file.is_none() {
+            return self.first_open(st);
+        }
+        let why = match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == st.id => {
+                st.len = m.len();
+                return Ok(());
+            }
+            _ if sighup => "reopen",
+            Ok(_) => "replaced",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "vanished",
+            Err(source) => {
+                return Err(AuditError::Open {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let (file, meta) = open_append(&self.path)?;
+        self.switch_to(st, file, &meta);
+        // The newest reason wins; a file named by an unwritten size
+        // rotation is still the one the chain continues from.
+        let previous_file = st.pending.take().and_then(|p| p.previous_file);
+        st.pending = Some(Pending { why, previous_file });
+        warn!(path = %self.path.display(), why, "audit file reopened; the chain continues in the new file");
+        Ok(())
+    }
+
+    /// Renames the full file to `FILE.<UTC time>` and starts a new one.
+    /// A failure here is not an outage: the file grows past the limit, and
+    /// that is logged.
+    fn rotate_by_size(&self, st: &mut State) {
+        let target = rotated_name(&self.path);
+        let result = std::fs::rename(&self.path, &target).and_then(|()| {
+            open_append(&self.path).map_err(|e| match e {
+                AuditError::Open { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            })
+        });
+        match result {
+            Ok((file, meta)) => {
+                self.switch_to(st, file, &meta);
+                st.pending = Some(Pending {
+                    why: "size",
+                    previous_file: Some(target.to_string_lossy().into_owned()),
+                });
+                info!(path = %self.path.display(), previous = %target.display(), "audit file rotated by size");
+            }
+            Err(e) => {
+                if st
+                    .rotate_warned
+                    .is_none_or(|t| t.elapsed() >= OUTAGE_LOG_EVERY)
+                {
+                    warn!(path = %self.path.display(), cause = %e, "cannot rotate the audit file; it grows past max_bytes");
+                    st.rotate_warned = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn switch_to(&self, st: &mut State, file: File, meta: &std::fs::Metadata) {
+        if let Some(old) = st.file.take() {
+            // Records already written to the old file must not depend on a
+            // flush of the new one.
+            if let Err(e) = old.sync_data() {
+                warn!(cause = %e, "cannot flush the previous audit file");
+            }
+        }
+        st.file = Some(Arc::new(file));
+        st.id = (meta.dev(), meta.ino());
+        st.len = meta.len();
+    }
+
+    fn write_pending(&self, st: &mut State) -> Result<(), AuditError> {
+        let Some(pending) = &st.pending else {
+            return Ok(());
+        };
+        let mut body = Vec::with_capacity(256);
+        let info = RotatedInfo {
+            why: pending.why,
+            previous_file: pending.previous_file.as_deref(),
+        };
+        write_body(
+            &AuditRecord::new(AuditEvent::Rotated),
+            &self.render(),
+            Some(&info),
+            &mut body,
+        );
+        self.write_line(st, &body)?;
+        st.pending = None;
+        info!(path = %self.path.display(), prev = %st.head, "new audit file started");
+        Ok(())
+    }
+
+    /// `{"time":…,<body>,"prev":…}\n` in one `write(2)`. The chain advances
+    /// only when the whole line was written.
+    fn write_line(&self, st: &mut State, body: &[u8]) -> Result<u64, AuditError> {
+        let Some(file) = st.file.clone() else {
+            return Err(AuditError::Write {
+                path: self.path.clone(),
+                source: std::io::Error::other("the audit file is not open"),
+            });
+        };
+        // `body` is a JSON object with at least "event": drop its braces.
+        let inner = &body[1..body.len() - 1];
+        let line = &mut st.line;
+        line.clear();
+        line.extend_from_slice(b"{\"time\":\"");
+        timefmt::write_utc(time::OffsetDateTime::now_utc(), line);
+        line.extend_from_slice(b"\",");
+        line.extend_from_slice(inner);
+        line.extend_from_slice(b",\"prev\":\"");
+        line.extend_from_slice(&st.head_hex);
+        line.extend_from_slice(b"\"}\n");
+        let result = write_once(&file, line);
+        if let Err(source) = result {
+            self.undo_partial(&file, st.len);
+            return Err(AuditError::Write {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        let n = line.len();
+        st.head = ChainHash::of(&line[..n - 1]);
+        st.head_hex = hex_of(&st.head);
+        st.len += n as u64;
+        st.seq += 1;
+        if line.capacity() > KEEP_BUFFER_BYTES {
+            *line = Vec::new();
+        }
+        Ok(st.seq)
+    }
+
+    /// After a short write, cut the file back to where the line began, so
+    /// the next record does not continue a torn one.
+    fn undo_partial(&self, file: &File, len_before: u64) {
+        let Ok(meta) = file.metadata() else { return };
+        if meta.is_file() && meta.len() > len_before {
+            if let Err(e) = file.set_len(len_before) {
+                error!(path = %self.path.display(), cause = %e, "cannot remove a partly written audit record; `audit verify` will report it");
+            }
+        }
+    }
+
+    /// Flushes until at least record `seq` is on disk.
+    fn sync_through(&self, seq: u64) -> Result<(), AuditError> {
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let _turn = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.synced.load(Ordering::Acquire) >= seq {
+            // Someone else's flush covered our record.
+            return Ok(());
+        }
+        let (file, upto) = {
+            let st = self.lock();
+            (st.file.clone(), st.seq)
+        };
+        if let Some(file) = file {
+            file.sync_data().map_err(|source| AuditError::Sync {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        self.synced.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The background flush of `fsync = "interval"`.
+    fn flush_now(&self) {
+        let seq = self.lock().seq;
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return;
+        }
+        if let Err(e) = self.sync_through(seq) {
+            if !self.sync_failed.swap(true, Ordering::AcqRel) {
+                error!(path = %self.path.display(), cause = %e, "cannot flush the audit file to disk; the next statement waits for a flush and is refused if it fails");
+            }
+        }
+    }
+
+    /// Notes a failure (logging the start of an outage, then once a minute)
+    /// and hands the error back.
+    fn failed(&self, st: &mut State, err: AuditError) -> AuditError {
+        let now = Instant::now();
+        match &mut st.outage {
+            None => {
+                error!(
+                    path = %self.path.display(),
+                    cause = %err,
+                    "AUDIT UNAVAILABLE: records cannot be written; every statement is refused (audit_unavailable) until they can"
+                );
+                st.outage = Some(Outage {
+                    since: now,
+                    refused: 1,
+                    last_logged: now,
+                });
+            }
+            Some(o) => {
+                o.refused += 1;
+                if now.duration_since(o.last_logged) >= OUTAGE_LOG_EVERY {
+                    error!(
+                        path = %self.path.display(),
+                        cause = %err,
+                        refused = o.refused,
+                        for_s = now.duration_since(o.since).as_secs(),
+                        "AUDIT STILL UNAVAILABLE: statements are being refused"
+                    );
+                    o.last_logged = now;
+                }
+            }
+        }
+        err
+    }
+
+    fn recovered(&self, st: &mut State) {
+        if let Some(o) = st.outage.take() {
+            warn!(
+                path = %self.path.display(),
+                refused = o.refused,
+                after_ms = o.since.elapsed().as_millis() as u64,
+                "audit file writable again; statements run again"
+            );
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = &st.file {
+            let _ = file.sync_data();
+        }
+    }
+}
+
+fn flush_every(weak: Weak<Inner>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        match weak.upgrade() {
+            Some(inner) => inner.flush_now(),
+            None => return,
+        }
+    }
+}
+
+/// Opens `path` for appending (0600, created with its folder, 0750, when
+/// missing).
+fn open_append(path: &Path) -> Result<(File, std::fs::Metadata), AuditError> {
+    let open_error = |source| AuditError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(open_error)?;
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(open_error)?;
+    let meta = file.metadata().map_err(open_error)?;
+    Ok((file, meta))
+}
+
+/// One `write(2)`; a short write is an error (the caller undoes it).
+fn write_once(file: &File, buf: &[u8]) -> std::io::Result<()> {
+    match (&*file).write(buf) {
+        Ok(n) if n == buf.len() => Ok(()),
+        Ok(n) => Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("short write: {n} of {} bytes", buf.len()),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+struct Tail {
+    /// Hash of the last line (complete or not), without its newline.
+    hash: ChainHash,
+    /// The file does not end with a newline.
+    torn: bool,
+}
+
+/// Finds the last line of a file of `len > 0` bytes.
+fn read_tail(file: &File, len: u64) -> std::io::Result<Tail> {
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    let torn = last[0] != b'\n';
+    let end = if torn { len } else { len - 1 };
+    let mut start = 0u64;
+    let mut pos = end;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while pos > 0 {
+        let from = pos.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(pos - from) as usize];
+        file.read_exact_at(part, from)?;
+        if let Some(i) = part.iter().rposition(|b| *b == b'\n') {
+            start = from + i as u64 + 1;
+            break;
+        }
+        if end - from > MAX_TAIL_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the last line is longer than {MAX_TAIL_BYTES} bytes: not an audit file"
+            )));
+        }
+        pos = from;
+    }
+    let mut line = vec![0u8; (end - start) as usize];
+    file.read_exact_at(&mut line, start)?;
+    Ok(Tail {
+        hash: ChainHash::of(&line),
+        torn,
+    })
+}
+
+/// `FILE.20261127T210503.123456Z` (names sort in time order), with `-1`,
+/// `-2`, … in the unlikely case that exists.
+fn rotated_name(path: &Path) -> PathBuf {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+        ))
+        .unwrap_or_else(|_| "rotated".into());
+    let base = format!("{}.{stamp}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+fn hex_of(hash: &ChainHash) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(hash.0, &mut out);
+    out
+}

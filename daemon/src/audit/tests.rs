@@ -1,0 +1,465 @@
+//! The audit log against real files: the chain, restarts, concurrency,
+//! failing closed and recovering, rotation.
+
+use super::verify::verify_files;
+use super::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn tempdir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "iam-pgbroker-audit-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config(dir: &Path) -> AuditConfig {
+    AuditConfig {
+        file: dir.join("log/audit.jsonl"),
+        key_file: dir.join("state/audit.key"),
+        ..AuditConfig::default()
+    }
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn statement(log: &AuditLog, request: u64, sql: &str) -> Result<ChainHash, AuditError> {
+    log.record(&AuditRecord {
+        session: Some("0123456789abcdef"),
+        request: Some(request),
+        sql: Some(sql),
+        kind: Some("SELECT"),
+        writes: Some(false),
+        ..AuditRecord::new(AuditEvent::Statement)
+    })
+}
+
+#[test]
+fn a_chain_of_many_records_verifies() {
+    let dir = tempdir("chain");
+    let cfg = config(&dir);
+    let log = AuditLog::open(&cfg).unwrap();
+    for i in 0..500 {
+        statement(
+            &log,
+            i,
+            "SELECT * FROM idm_identity WHERE username = 'Šťastný'",
+        )
+        .unwrap();
+    }
+    let report = verify_files(std::slice::from_ref(&cfg.file)).unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.records, 500);
+    assert_eq!(report.first_prev, Some(ChainHash::ZERO));
+    assert_eq!(report.last_hash, Some(log.head()));
+    let first = &lines(&cfg.file)[0];
+    let time = first["time"].as_str().unwrap();
+    assert_eq!(time.len(), 27, "{time}");
+    assert!(time.ends_with('Z'));
+    assert_eq!(
+        first["normalized"],
+        "SELECT * FROM idm_identity WHERE username = $1"
+    );
+    // Root-only file.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&cfg.file).unwrap().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn the_chain_continues_across_restarts() {
+    let dir = tempdir("restart");
+    let cfg = config(&dir);
+    let log = AuditLog::open(&cfg).unwrap();
+    log.record(&AuditRecord::new(AuditEvent::BrokerStart))
+        .unwrap();
+    statement(&log, 1, "SELECT 1").unwrap();
+    let head = log.head();
+    drop(log);
+    let log = AuditLog::open(&cfg).unwrap();
+    assert_eq!(log.head(), head);
+    log.record(&AuditRecord::new(AuditEvent::BrokerStart))
+        .unwrap();
+    let report = verify_files(std::slice::from_ref(&cfg.file)).unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.records, 3);
+    assert_eq!(
+        lines(&cfg.file)[2]["broker"]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+#[test]
+fn concurrent_writers_never_interleave() {
+    let dir = tempdir("concurrent");
+    let cfg = config(&dir);
+    let log = AuditLog::open(&cfg).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                // Lines of very different sizes, most beyond PIPE_BUF
+                // (4 KiB), so interleaved writes would show.
+                let sql = format!("SELECT '{}'", "x".repeat(1 + t * 619));
+                for i in 0..100 {
+                    statement(&log, i, &sql).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let records = lines(&cfg.file);
+    assert_eq!(records.len(), 16 * 100);
+    let report = verify_files(std::slice::from_ref(&cfg.file)).unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+}
+
+#[test]
+fn dev_full_fails_closed() {
+    let dir = tempdir("devfull");
+    let cfg = AuditConfig {
+        file: PathBuf::from("/dev/full"),
+        ..config(&dir)
+    };
+    let log = AuditLog::open(&cfg).unwrap();
+    let err = statement(&log, 1, "SELECT 1").unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(matches!(err, AuditError::Write { .. }), "{err:?}");
+    assert!(statement(&log, 2, "SELECT 1").is_err());
+    assert_eq!(log.head(), ChainHash::ZERO);
+}
+
+#[test]
+fn an_unwritable_file_fails_closed_and_recovers() {
+    let dir = tempdir("recover");
+    let cfg = config(&dir);
+    let log = AuditLog::open(&cfg).unwrap();
+    statement(&log, 1, "SELECT 1").unwrap();
+    statement(&log, 2, "SELECT 2").unwrap();
+    let before = log.head();
+    // Keep the first file, then make the path a full disk.
+    let kept = dir.join("kept.jsonl");
+    std::fs::hard_link(&cfg.file, &kept).unwrap();
+    let link = dir.join("log/full");
+    std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+    std::fs::rename(&link, &cfg.file).unwrap();
+    for i in 3..6 {
+        assert!(statement(&log, i, "SELECT 3").unwrap_err().is_unavailable());
+    }
+    // The chain did not advance for records that were not written.
+    assert_eq!(log.head(), before);
+    // Writable again: the next record goes to a new file that names the
+    // last hash of the old one.
+    std::fs::remove_file(&cfg.file).unwrap();
+    statement(&log, 6, "SELECT 6").unwrap();
+    let new = lines(&cfg.file);
+    assert_eq!(new[0]["event"], "rotated");
+    assert_eq!(new[0]["why"], "vanished");
+    assert_eq!(new[0]["prev"], before.to_hex());
+    assert_eq!(new[1]["request"], 6);
+    let report = verify_files(&[kept, cfg.file.clone()]).unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.records, 4);
+}
+
+#[test]
+fn a_missing_folder_at_start_is_an_outage_not_a_crash() {
+    let dir = tempdir("nodir");
+    // A regular file where the folder should be: the audit file cannot be
+    // created.
+    std::fs::write(dir.join("log"), "").unwrap();
+    let cfg = config(&dir);
+    let log = AuditLog::open(&cfg).unwrap();
+    assert!(statement(&log, 1, "SELECT 1").unwrap_err().is_unavailable());
+    std::fs::remove_file(dir.join("log")).unwrap();
+    statement(&log, 2, "SELECT 2").unwrap();
+    let records = lines(&cfg.file);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["prev"], ChainHash::ZERO.to_hex());
+}
+
+#[test]
+fn reopen_after_logrotate_keeps_the_chain() {
+    let dir = tempdir("reopen");
+    let cfg = config(&dir);
+    let log = AuditLog::open(&cfg).unwrap();
+    for i in 0..5 {
+        statement(&log, i, "SELECT 1").unwrap();
+    }
+    let old = dir.join("log/audit.jsonl.1");
+    std::fs::rename(&cfg.file, &old).unwrap();
+    log.reopen().unwrap();
+    // A second SIGHUP with nothing rotated changes nothing.
+    log.reopen().unwrap();
+    for i in 5..10 {
+        statement(&log, i, "SELECT 1").unwrap();
+    }
+    let new = lines(&cfg.file);
+    assert_eq!(new.len(), 6);
+    assert_eq!(new[0]["event"], "rotated");
+    assert_eq!(new[0]["why"], "reopen");
+    // The new file alone verifies, and says where it starts.
+    let alone = verify_files(std::slice::from_ref(&cfg.file)).unwrap();
+    assert!(alone.intact());
+    let old_report = verify_files(std::slice::from_ref(&old)).unwrap();
+    assert_eq!(alone.first_prev, old_report.last_hash);
+    let both = verify_files(&[old.clone(), cfg.file.clone()]).unwrap();
+    assert!(both.intact(), "{:?}", both.problems);
+    assert_eq!(both.records, 11);
+    // Rotated without a SIGHUP: the next record notices.
+    let older = dir.join("log/audit.jsonl.2");
+    std::fs::rename(&cfg.file, &older).unwrap();
+    std::fs::write(&cfg.file, "").unwrap();
+    statement(&log, 10, "SELECT 1").unwrap();
+    assert_eq!(lines(&cfg.file)[0]["why"], "replaced");
+    let all = verify_files(&[old, older, cfg.file.clone()]).unwrap();
+    assert!(all.intact(), "{:?}", all.problems);
+}
+
+#[test]
+fn size_rotation_chains_the_files() {
+    let dir = tempdir("size");
+    let cfg = AuditConfig {
+        max_bytes: Some(64 * 1024),
+        ..config(&dir)
+    };
+    let log = AuditLog::open(&cfg).unwrap();
+    let sql = format!("SELECT '{}'", "y".repeat(1000));
+    for i in 0..300 {
+        statement(&log, i, &sql).unwrap();
+    }
+    // Walk back from the current file through each `rotated` record.
+    let mut order = vec![cfg.file.clone()];
+    loop {
+        let first = lines(order.last().unwrap()).into_iter().next().unwrap();
+        match first["previous_file"].as_str() {
+            Some(prev) => order.push(PathBuf::from(prev)),
+            None => break,
+        }
+    }
+    order.reverse();
+    assert!(order.len() >= 4, "{order:?}");
+    for f in &order {
+        assert!(std::fs::metadata(f).unwrap().len() <= 64 * 1024, "{f:?}");
+    }
+    let mut sorted = order.clone();
+    sorted[..order.len() - 1].sort();
+    assert_eq!(sorted, order, "rotated names sort in time order");
+    let report = verify_files(&order).unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.records, 300 + order.len() as u64 - 1);
+}
+
+#[test]
+fn a_torn_last_line_is_ended_and_reported() {
+    let dir = tempdir("torn");
+    let cfg = config(&dir);
+    let log = AuditLog::open(&cfg).unwrap();
+    statement(&log, 1, "SELECT 1").unwrap();
+    drop(log);
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&cfg.file)
+        .unwrap()
+        .write_all(b"{\"time\":\"2026-")
+        .unwrap();
+    let log = AuditLog::open(&cfg).unwrap();
+    statement(&log, 2, "SELECT 2").unwrap();
+    let report = verify_files(std::slice::from_ref(&cfg.file)).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].line, 2);
+    assert_eq!(report.records, 3);
+}
+
+#[test]
+fn hashed_parameters_match_audit_hash() {
+    let dir = tempdir("hmac");
+    let cfg = config(&dir);
+    let log = AuditLog::open(&cfg).unwrap();
+    let params = [json!("jan.novák"), json!(7), Value::Null];
+    log.record(&AuditRecord {
+        sql: Some("UPDATE idm_identity SET version = %s WHERE username = %s AND x = %s"),
+        params: Some(&params),
+        ..AuditRecord::new(AuditEvent::Statement)
+    })
+    .unwrap();
+    let key = AuditKey::load(&cfg.key_file).unwrap();
+    let record = &lines(&cfg.file)[0];
+    assert_eq!(
+        record["params"][0]["hmac"],
+        key.hash("jan.novák".as_bytes())
+    );
+    assert_eq!(record["params"][1]["hmac"], key.hash(b"7"));
+    assert_eq!(record["params"][2], Value::Null);
+    assert!(!std::fs::read_to_string(&cfg.file)
+        .unwrap()
+        .contains("novák"));
+}
+
+#[test]
+fn fsync_always_and_disabled() {
+    let dir = tempdir("always");
+    let cfg = AuditConfig {
+        fsync: FsyncMode::Always,
+        ..config(&dir)
+    };
+    let log = AuditLog::open(&cfg).unwrap();
+    statement(&log, 1, "SELECT 1").unwrap();
+    log.flush().unwrap();
+    assert_eq!(lines(&cfg.file).len(), 1);
+
+    let off = AuditConfig {
+        enabled: false,
+        file: dir.join("off/audit.jsonl"),
+        ..config(&dir)
+    };
+    let log = AuditLog::open(&off).unwrap();
+    assert!(!log.is_enabled());
+    statement(&log, 1, "SELECT 1").unwrap();
+    assert!(!off.file.exists());
+}
+
+/// The cost of one record. Not a benchmark with assertions: run it with
+/// `cargo test -p iam-pgbroker --release audit::tests::cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cost_of_one_record() {
+    let dir = tempdir("cost");
+    let sql = "SELECT id, username, first_name, last_name FROM idm_identity WHERE username = %s AND disabled = %s";
+    let params = [json!("jan.novák"), json!(false)];
+    let p = AuditPeer {
+        uid: 1001,
+        user: Some("alice".into()),
+        gid: 1001,
+        groups: vec!["alice".into(), "idm".into()],
+        pid: 4242,
+        process: ProcessInfo::of(std::process::id() as i32),
+    };
+    let t = AuditTarget {
+        db: "czechidm".into(),
+        dbname: Some("czechidm".into()),
+        db_user: "czechidm".into(),
+        container: Some("czechidm-db".into()),
+        address: Some("172.18.0.2:5432".into()),
+    };
+    for (name, fsync, n) in [
+        ("interval", FsyncMode::Interval, 20_000u32),
+        ("always", FsyncMode::Always, 500),
+    ] {
+        let cfg = AuditConfig {
+            fsync,
+            file: dir.join(format!("{name}.jsonl")),
+            ..config(&dir)
+        };
+        let log = AuditLog::open(&cfg).unwrap();
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            log.record(&AuditRecord {
+                session: Some("0123456789abcdef"),
+                request: Some(u64::from(i)),
+                peer: Some(&p),
+                target: Some(&t),
+                mode: Some(SessionMode::Read),
+                sql: Some(sql),
+                kind: Some("SELECT"),
+                writes: Some(false),
+                params: Some(&params),
+                ..AuditRecord::new(AuditEvent::Statement)
+            })
+            .unwrap();
+            log.record(&AuditRecord {
+                session: Some("0123456789abcdef"),
+                request: Some(u64::from(i)),
+                peer: Some(&p),
+                target: Some(&t),
+                kind: Some("SELECT"),
+                writes: Some(false),
+                outcome: Some(Outcome::ok(
+                    Some(1),
+                    Some(std::time::Duration::from_micros(250)),
+                )),
+                ..AuditRecord::new(AuditEvent::Result)
+            })
+            .unwrap();
+        }
+        let per = started.elapsed() / n;
+        let bytes = std::fs::metadata(&cfg.file).unwrap().len() / u64::from(n);
+        println!("fsync {name}: {per:?} per statement (2 records, {bytes} bytes)");
+    }
+    {
+        let cfg = AuditConfig {
+            file: dir.join("results.jsonl"),
+            ..config(&dir)
+        };
+        let log = AuditLog::open(&cfg).unwrap();
+        let started = std::time::Instant::now();
+        for i in 0..20_000u64 {
+            log.record(&AuditRecord {
+                session: Some("0123456789abcdef"),
+                request: Some(i),
+                peer: Some(&p),
+                target: Some(&t),
+                kind: Some("SELECT"),
+                writes: Some(false),
+                outcome: Some(Outcome::ok(Some(1), None)),
+                ..AuditRecord::new(AuditEvent::Result)
+            })
+            .unwrap();
+        }
+        println!("a record without SQL: {:?}", started.elapsed() / 20_000);
+        let mut body = Vec::new();
+        let started = std::time::Instant::now();
+        for i in 0..20_000u64 {
+            body.clear();
+            super::record::write_body(
+                &AuditRecord {
+                    session: Some("0123456789abcdef"),
+                    request: Some(i),
+                    peer: Some(&p),
+                    target: Some(&t),
+                    sql: Some(sql),
+                    params: Some(&params),
+                    ..AuditRecord::new(AuditEvent::Statement)
+                },
+                &super::record::ParamsRender {
+                    mode: ParamsMode::Hmac,
+                    key: Some(&AuditKey::from_bytes(&[1; 32])),
+                },
+                None,
+                &mut body,
+            );
+        }
+        println!(
+            "serializing a statement record: {:?}",
+            started.elapsed() / 20_000
+        );
+    }
+    let seen = iam_pgbroker_sql::convert_placeholders(sql, 2).unwrap();
+    let shape = std::time::Instant::now();
+    for _ in 0..2000 {
+        assert!(iam_pgbroker_sql::normalize(&seen).is_some());
+    }
+    let normalize = shape.elapsed() / 2000;
+    let shape = std::time::Instant::now();
+    for _ in 0..2000 {
+        assert!(iam_pgbroker_sql::fingerprint(&seen).is_some());
+    }
+    println!(
+        "of which normalize {normalize:?}, fingerprint {:?}",
+        shape.elapsed() / 2000
+    );
+}
