@@ -59,10 +59,13 @@ pub trait PasswordProvider: Send + Sync {
     fn password(&self, db: &str, user: &str) -> Result<Password, SecretError>;
 }
 
+/// Where the pwfile of (`db`, `user`) is.
+type PathOf = dyn Fn(&str, &str) -> PathBuf + Send + Sync;
+
 /// Reads `{secrets_dir}/{user}.pwfile`: one line, one trailing newline
 /// stripped.
 pub struct PwfileProvider {
-    pattern: Box<dyn Fn(&str, &str) -> PathBuf + Send + Sync>,
+    pattern: Box<PathOf>,
 }
 
 impl PwfileProvider {
