@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use iam_pgbroker::broker::Broker;
 use iam_pgbroker::config::{Config, DEFAULT_CONFIG_PATH};
-use iam_pgbroker::{listener, server};
+use iam_pgbroker::{audit, listener, server};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +25,77 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Check or read the audit file.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the HMAC of VALUE with the audit key: what a parameter equal
+    /// to VALUE looks like in the audit file (needs read access to the key).
+    AuditHash {
+        /// The value as PostgreSQL receives it (text); `-` reads it from
+        /// standard input.
+        value: String,
+        /// The key file.
+        #[arg(long, conflicts_with = "config")]
+        key: Option<PathBuf>,
+        /// Configuration file whose `[audit] key_file` to use.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of FILE... (oldest first); exit 0 when intact,
+    /// 1 when broken.
+    Verify {
+        /// Audit files, oldest first (e.g. audit.jsonl.1 audit.jsonl).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print records as a table, or the matching JSON lines.
+    Show {
+        /// Audit files, oldest first; default: the configured file.
+        files: Vec<PathBuf>,
+        /// Configuration file (for the default file and the key).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only this user's records (OS user name).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this uid's records.
+        #[arg(long)]
+        uid: Option<u32>,
+        /// Only this database instance (or database name).
+        #[arg(long)]
+        db: Option<String>,
+        /// Only this session.
+        #[arg(long)]
+        session: Option<String>,
+        /// From this time on: 2026-11-20, "2026-11-20 14:30" (UTC),
+        /// RFC 3339, today, yesterday, 7d, "7 days ago".
+        #[arg(long, allow_hyphen_values = true)]
+        since: Option<String>,
+        /// Before this time (same forms as --since).
+        #[arg(long, allow_hyphen_values = true)]
+        until: Option<String>,
+        /// Only what writes: writing statements and commits of write
+        /// sessions.
+        #[arg(long)]
+        writes: bool,
+        /// Only refusals: refused sessions and statements, permission
+        /// errors.
+        #[arg(long)]
+        denied: bool,
+        /// Only records that mention VALUE: in the SQL text, the reason, or
+        /// a parameter (hashed parameters are matched with the key).
+        #[arg(long)]
+        value: Option<String>,
+        /// Print the matching records as JSON lines, unchanged.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +112,51 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Audit { command } => ExitCode::from(audit(command)),
+        Command::AuditHash { value, key, config } => ExitCode::from(audit::cli::hash_command(
+            &value,
+            key.as_deref(),
+            config.as_deref(),
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )),
+    }
+}
+
+fn audit(command: AuditCommand) -> u8 {
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match command {
+        AuditCommand::Verify { files } => audit::cli::verify_command(&files, &mut out, &mut err),
+        AuditCommand::Show {
+            files,
+            config,
+            user,
+            uid,
+            db,
+            session,
+            since,
+            until,
+            writes,
+            denied,
+            value,
+            json,
+        } => {
+            let args = audit::cli::ShowArgs {
+                files,
+                config,
+                user,
+                uid,
+                db,
+                session,
+                since,
+                until,
+                writes,
+                denied,
+                value,
+                json,
+            };
+            audit::cli::show_command(&args, &mut out, &mut err)
+        }
     }
 }
 

@@ -26,6 +26,7 @@
 //! # Ok::<(), iam_pgbroker::audit::AuditError>(())
 //! ```
 
+pub mod cli;
 mod config;
 mod key;
 mod log;
