@@ -212,6 +212,14 @@ impl AuditLog {
             body.clear();
             write_body(rec, &inner.render(), None, body);
             let result = inner.append(body);
+            if let Ok(head) = &result {
+                if matches!(rec.event, AuditEvent::BrokerStart | AuditEvent::BrokerStop) {
+                    // An anchor outside the file: the journal keeps the
+                    // head, so a rewritten chain does not end where the
+                    // journal says it did.
+                    info!(path = %inner.path.display(), head = %head, event = rec.event.as_str(), "audit chain head");
+                }
+            }
             if body.capacity() > KEEP_BUFFER_BYTES {
                 *body = Vec::new();
             }
@@ -448,7 +456,7 @@ impl Inner {
         );
         self.write_line(st, &body)?;
         st.pending = None;
-        info!(path = %self.path.display(), prev = %st.head, "new audit file started");
+        info!(path = %self.path.display(), head = %st.head, "new audit file started");
         Ok(())
     }
 

@@ -394,6 +394,8 @@ fn table_row(v: &Value) -> String {
         cut(&outcome_text(v), 24),
         cut(&what(v), WHAT_CHARS)
     )
+    .trim_end()
+    .to_owned()
 }
 
 fn outcome_text(v: &Value) -> String {
