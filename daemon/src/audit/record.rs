@@ -81,6 +81,17 @@ pub enum SessionMode {
     Write,
 }
 
+impl SessionMode {
+    /// `Read` for a read-only session, else `Write`.
+    pub fn of_readonly(readonly: bool) -> SessionMode {
+        if readonly {
+            SessionMode::Read
+        } else {
+            SessionMode::Write
+        }
+    }
+}
+
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +117,19 @@ impl CloseWhy {
             CloseWhy::Timeout => "timeout",
             CloseWhy::Shutdown => "shutdown",
             CloseWhy::Error => "error",
+        }
+    }
+}
+
+impl From<crate::conn::CloseReason> for CloseWhy {
+    fn from(r: crate::conn::CloseReason) -> CloseWhy {
+        use crate::conn::CloseReason as R;
+        match r {
+            R::ClientClose => CloseWhy::ClientClose,
+            R::Disconnect => CloseWhy::Disconnect,
+            R::Timeout => CloseWhy::Timeout,
+            R::Shutdown => CloseWhy::Shutdown,
+            R::Error => CloseWhy::Error,
         }
     }
 }
