@@ -220,6 +220,8 @@ pub struct BrokerOptions {
     pub limits: String,
     /// Extra lines appended to the `[server]` table.
     pub server: String,
+    /// Extra lines appended to the `[audit]` table.
+    pub audit: String,
     /// Extra top-level TOML appended at the end (e.g. instance overrides).
     pub extra: String,
 }
@@ -264,6 +266,11 @@ pwfile = "{pwfile}"
 [limits]
 {limits}
 
+[audit]
+file = "{dir}/audit.jsonl"
+key_file = "{dir}/audit.key"
+{audit}
+
 {extra}
 
 {policy}
@@ -281,6 +288,8 @@ pwfile = "{pwfile}"
                 app.root.display()
             )),
             limits = options.limits,
+            dir = dir.display(),
+            audit = options.audit,
             extra = options.extra,
             policy = options.policy.as_deref().unwrap_or(STANDARD_POLICY),
         );
@@ -319,6 +328,18 @@ pwfile = "{pwfile}"
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("broker did not start listening:\n{}", self.log());
+    }
+
+    /// The audit file's records so far, parsed.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+            })
+            .collect()
     }
 
     /// The broker's log so far.

@@ -1,6 +1,7 @@
 //! The state every client connection shares: the live configuration, the
 //! Docker resolver and the password provider.
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::docker::ContainerResolver;
 use crate::pool::Pool;
@@ -14,6 +15,7 @@ pub struct Broker {
     resolver: ContainerResolver,
     pool: Arc<Pool>,
     stats: Stats,
+    audit: AuditLog,
     /// Client connections per uid, for the connection limits.
     connections: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
 }
@@ -45,8 +47,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Broker {
-    /// A broker serving `config`.
-    pub fn new(config: Config) -> Broker {
+    /// A broker serving `config`, recording to `audit`.
+    pub fn new(config: Config, audit: AuditLog) -> Broker {
         let resolver = ContainerResolver::new(&config.docker.socket, config.docker.timeout);
         let pool = Arc::new(Pool::new(config.pool.limits()));
         Broker {
@@ -54,6 +56,7 @@ impl Broker {
             resolver,
             pool,
             stats: Stats::default(),
+            audit,
             connections: Default::default(),
         }
     }
@@ -118,6 +121,11 @@ impl Broker {
     /// Client connections open now.
     pub fn connection_count(&self) -> usize {
         lock(&self.connections).values().sum()
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// Counters.

@@ -65,6 +65,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[pool]`.
     pub pool: PoolConfig,
+    /// `[audit]`.
+    pub audit: crate::audit::AuditConfig,
     /// Rules from the main file and the drop-ins, in load order.
     pub policy: Policy,
     /// The drop-in files that were read, in order.
@@ -297,6 +299,8 @@ struct MainFile {
     #[serde(default)]
     pool: PoolConfig,
     #[serde(default)]
+    audit: crate::audit::AuditConfig,
+    #[serde(default)]
     rule: Vec<toml::Spanned<RuleFile>>,
 }
 
@@ -366,6 +370,7 @@ impl Config {
             database: main.database,
             limits: main.limits,
             pool: main.pool,
+            audit: main.audit,
             policy: Policy::new(rules),
             dropins,
         };
@@ -398,6 +403,7 @@ impl Config {
                 self.database.pwfile
             )));
         }
+        self.audit.validate().map_err(&invalid)?;
         if self.limits.max_line_bytes < 1024 {
             return Err(invalid(
                 "limits.max_line_bytes must be at least 1024".into(),

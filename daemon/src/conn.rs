@@ -1,6 +1,7 @@
 //! One client connection: its identity, its session, and the loop that
 //! reads requests and answers them in order.
 
+use crate::audit::{AuditEvent, AuditPeer, AuditRecord, AuditTarget, SessionMode};
 use crate::broker::Broker;
 use crate::frame::{FrameWriter, LineError, LineReader, ReadTimeouts};
 use crate::ops;
@@ -29,12 +30,35 @@ pub struct OpenSession {
     pub user: String,
     /// The database session.
     pub session: Session,
+    /// Where, for the audit.
+    pub target: AuditTarget,
+    /// The granting rule's name.
+    pub rule: String,
+    /// The reason given at open.
+    pub reason: Option<String>,
+}
+
+impl OpenSession {
+    /// A record of `event` in this session by `peer`.
+    pub fn record<'a>(&'a self, peer: &'a AuditPeer, event: AuditEvent) -> AuditRecord<'a> {
+        AuditRecord {
+            session: Some(&self.id),
+            peer: Some(peer),
+            target: Some(&self.target),
+            mode: Some(SessionMode::of_readonly(self.session.readonly())),
+            rule: Some(&self.rule),
+            reason: self.reason.as_deref(),
+            ..AuditRecord::new(event)
+        }
+    }
 }
 
 /// Per-connection state that the operations work on.
 pub struct ClientConnection {
     /// Who is connected, from the kernel.
     pub peer: PeerIdentity,
+    /// The same, with process details, as the audit records it.
+    pub audit_peer: AuditPeer,
     /// Shared broker state.
     pub broker: Arc<Broker>,
     /// The open session, after a successful `open`.
@@ -93,14 +117,17 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
     };
     // Identity lookups may go through NSS (LDAP, sssd): keep them off the
     // async workers.
-    let (std_stream, peer) = match tokio::task::spawn_blocking(move || {
+    let (std_stream, peer, audit_peer) = match tokio::task::spawn_blocking(move || {
         let peer = PeerIdentity::from_stream(&std_stream);
-        (std_stream, peer)
+        // /proc/PID now, while the peer is surely still there.
+        let audit_peer = peer.as_ref().ok().map(AuditPeer::new);
+        (std_stream, peer, audit_peer)
     })
     .await
     {
-        Ok((s, Ok(peer))) => (s, peer),
-        Ok((_, Err(e))) => {
+        Ok((s, Ok(peer), Some(audit_peer))) => (s, peer, audit_peer),
+        Ok((_, Ok(_), None)) => return,
+        Ok((_, Err(e), _)) => {
             warn!(cause = %e, "refusing a connection whose peer cannot be identified");
             return;
         }
@@ -145,6 +172,7 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
         let max = broker.config().limits.max_line_bytes;
         let mut conn = ClientConnection {
             peer,
+            audit_peer,
             broker,
             session: None,
             out: FrameWriter::new(write),
@@ -273,8 +301,16 @@ impl ClientConnection {
     async fn finish(&mut self) {
         if let Some(open) = self.session.take() {
             self.broker.stats().session_closed(self.peer.uid, &open.db);
-            let why = self.closing.unwrap_or(CloseReason::Disconnect).as_str();
+            let reason = self.closing.unwrap_or(CloseReason::Disconnect);
+            let why = reason.as_str();
             let in_txn = open.session.in_transaction();
+            let record = AuditRecord {
+                why: Some(reason.into()),
+                rolled_back: Some(in_txn),
+                ..open.record(&self.audit_peer, AuditEvent::SessionClose)
+            };
+            // Best effort: the session ends whether or not this is written.
+            let _ = self.broker.audit().record(&record);
             match open.session.close().await {
                 Ok(()) if in_txn => {
                     info!(session = %open.id, why, "session ended with a transaction open; rolled back")

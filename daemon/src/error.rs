@@ -51,6 +51,9 @@ pub enum RequestError {
     /// The session's server connection is gone.
     #[error("the database connection was lost; open a new session")]
     ConnectionLost,
+    /// The audit record could not be written, so nothing was run.
+    #[error("the audit record could not be written: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// A configured limit was reached.
     #[error("{0}")]
     Limit(String),
@@ -109,6 +112,11 @@ impl RequestError {
                 ErrorInfo::new(ErrorCode::Unavailable, self.to_string())
             }
             RequestError::Limit(m) => ErrorInfo::new(ErrorCode::Limit, m.clone()),
+            // The cause (a path, an errno) is for the journal, not the client.
+            RequestError::Audit(_) => ErrorInfo::new(
+                ErrorCode::AuditUnavailable,
+                "the audit record could not be written, so nothing was run; see the broker's journal",
+            ),
             RequestError::Internal(m) => ErrorInfo::new(ErrorCode::Internal, m.clone()),
         }
     }

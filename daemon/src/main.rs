@@ -1,12 +1,10 @@
 use clap::{Parser, Subcommand};
-use iam_pgbroker::broker::Broker;
 use iam_pgbroker::config::{Config, DEFAULT_CONFIG_PATH};
-use iam_pgbroker::{audit, listener, server};
+use iam_pgbroker::policy::Access;
+use iam_pgbroker::{admin, audit, service};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use tracing::{error, info};
 
 /// iam-pgbroker: audited, policy-checked access to the appliance's
 /// PostgreSQL containers for unprivileged users.
@@ -24,6 +22,45 @@ enum Command {
         /// Configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+    },
+    /// Validate the configuration and every policy drop-in, and print the
+    /// effective rules (like `visudo -c`, `sshd -t`). Exit 0 when valid, 2
+    /// with file and line when not.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Would USER be allowed, and by which rule?
+    Explain {
+        /// OS user name (as the kernel would report it when they connect).
+        #[arg(long, short)]
+        user: String,
+        /// Database instance.
+        #[arg(long, short, default_value = iam_pgbroker_proto::DEFAULT_DB)]
+        db: String,
+        /// Database user.
+        #[arg(long = "db-user", short = 'U', default_value = iam_pgbroker_proto::DEFAULT_DB_USER)]
+        db_user: String,
+        /// Ask about a read-write session.
+        #[arg(long)]
+        write: bool,
+        /// Configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Show the running broker's sessions, statements, errors and pools
+    /// (root and the admin group only).
+    Status {
+        /// The broker's socket (default: from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Configuration file (for the socket path).
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check or read the audit file.
     Audit {
@@ -111,7 +148,20 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config } => service::serve(&config),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Explain {
+            user,
+            db,
+            db_user,
+            write,
+            config,
+        } => explain(&config, &user, &db, &db_user, write),
+        Command::Status {
+            socket,
+            config,
+            json,
+        } => status(socket, &config, json),
         Command::Audit { command } => ExitCode::from(audit(command)),
         Command::AuditHash { value, key, config } => ExitCode::from(audit::cli::hash_command(
             &value,
@@ -160,70 +210,68 @@ fn audit(command: AuditCommand) -> u8 {
     }
 }
 
-fn serve(path: PathBuf) -> ExitCode {
-    let config = match Config::load(&path) {
+fn check_config(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", admin::check_report(&config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("iam-pgbroker: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn explain(path: &Path, user: &str, db: &str, db_user: &str, write: bool) -> ExitCode {
+    let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            error!("{e}");
+            eprintln!("iam-pgbroker: {e}");
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    let peer = match admin::identity_of(user) {
+        Ok(p) => p,
         Err(e) => {
-            error!(cause = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
+            eprintln!("iam-pgbroker: {e}");
+            return ExitCode::from(2);
         }
     };
-    runtime.block_on(async move {
-        let std_listener = match listener::from_systemd() {
-            Some(l) => {
-                info!("using the socket passed by systemd");
-                l
-            }
-            None => match listener::bind(&config.server) {
-                Ok(l) => l,
-                Err(e) => {
-                    error!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            },
-        };
-        let listener = match std_listener
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
-        {
-            Ok(l) => l,
-            Err(e) => {
-                error!(cause = %e, "cannot use the listening socket");
-                return ExitCode::FAILURE;
-            }
-        };
-        let grace = config.server.shutdown_grace;
-        let socket = config.server.socket.clone();
-        let rules = config.policy.rules().len();
-        let broker = Arc::new(Broker::new(config));
-        info!(socket = %socket.display(), rules, "iam-pgbroker ready");
-        server::run(listener, broker, shutdown_signal(), grace).await;
-        info!("stopped");
-        ExitCode::SUCCESS
-    })
+    let access = Access { db, db_user, write };
+    match admin::explain(&config, &peer, access) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(text) => {
+            println!("{text}");
+            ExitCode::from(1)
+        }
+    }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers; stop the broker with SIGKILL");
-        return std::future::pending().await;
+fn status(socket: Option<PathBuf>, config: &Path, json: bool) -> ExitCode {
+    let socket = match socket {
+        Some(s) => s,
+        None => match Config::load(config) {
+            Ok(c) => c.server.socket,
+            // Without a readable config, the packaged default.
+            Err(_) => PathBuf::from(iam_pgbroker_proto::DEFAULT_SOCKET_PATH),
+        },
     };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
+    match admin::fetch_status(&socket) {
+        Ok(status) => {
+            if json {
+                println!("{status}");
+            } else {
+                print!("{}", admin::status_text(&status));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("iam-pgbroker: {e}");
+            ExitCode::from(1)
+        }
     }
 }

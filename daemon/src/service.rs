@@ -1,6 +1,7 @@
 //! `iam-pgbroker serve`: load the config, take or bind the socket, tell
 //! systemd when ready, reload on SIGHUP, shut down gracefully on SIGTERM.
 
+use crate::audit::{AuditEvent, AuditLog, AuditRecord};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::notify::notify;
@@ -66,10 +67,29 @@ async fn run(path: &Path, config: Config) -> ExitCode {
         error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    let audit = if config.audit.enabled {
+        match AuditLog::open(&config.audit) {
+            Ok(log) => log,
+            Err(e) => {
+                // A missing or malformed key: a configuration problem, not
+                // an outage (an unwritable file only makes statements wait
+                // for it, see AuditLog).
+                error!("cannot start the audit: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        tracing::warn!(
+            "the audit is disabled ([audit] enabled = false): statements run unrecorded"
+        );
+        AuditLog::disabled()
+    };
+    // A failure is logged by the audit itself; the broker still starts.
+    let _ = audit.record(&AuditRecord::new(AuditEvent::BrokerStart));
     let grace = config.server.shutdown_grace;
     let socket = config.server.socket.clone();
     let rules = config.policy.rules().len();
-    let broker = Arc::new(Broker::new(config));
+    let broker = Arc::new(Broker::new(config, audit));
     info!(socket = %socket.display(), rules, "iam-pgbroker ready");
     notify(&format!("READY=1\nSTATUS={}", broker.stats().summary()));
 
@@ -81,6 +101,10 @@ async fn run(path: &Path, config: Config) -> ExitCode {
             while hup.recv().await.is_some() {
                 notify("RELOADING=1");
                 reload(&broker, &path);
+                // logrotate's postrotate: continue the chain in a new file.
+                if let Err(e) = broker.audit().reopen() {
+                    error!("reopening the audit file failed: {e}");
+                }
                 notify(&format!("READY=1\nSTATUS={}", broker.stats().summary()));
             }
         })
@@ -106,6 +130,12 @@ async fn run(path: &Path, config: Config) -> ExitCode {
     server::run(listener, broker.clone(), shutdown, grace).await;
     reloader.abort();
     status.abort();
+    let _ = broker
+        .audit()
+        .record(&AuditRecord::new(AuditEvent::BrokerStop));
+    if let Err(e) = broker.audit().flush() {
+        error!("flushing the audit file failed: {e}");
+    }
     info!("stopped");
     ExitCode::SUCCESS
 }

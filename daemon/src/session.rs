@@ -95,13 +95,28 @@ impl From<RequestError> for Failure {
     }
 }
 
+/// A statement the guard let through.
+#[derive(Debug)]
+pub struct Checked {
+    /// The text PostgreSQL will see (placeholders converted).
+    pub sql: String,
+    /// What the guard found.
+    pub verdict: Verdict,
+}
+
+/// A statement refused before anything was sent.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The client's error.
+    pub error: RequestError,
+    /// The statement kind or function the guard refused, if it was the guard.
+    pub what: Option<String>,
+}
+
 /// A statement ready to run.
 struct Prepared {
     statement: tokio_postgres::Statement,
     params: Vec<TextParam>,
-    verdict: Verdict,
-    /// The text PostgreSQL sees (placeholders converted).
-    sql: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,16 +252,32 @@ impl Session {
         RequestError::Postgres(e)
     }
 
-    /// Converts placeholders, checks the statement with the guard (nothing
-    /// reaches PostgreSQL when it refuses), begins the transaction if none
-    /// is open, and prepares the statement.
-    async fn prepare(&mut self, sql: &str, params: &[Value]) -> Result<Prepared, RequestError> {
-        let sql = iam_pgbroker_sql::convert_placeholders(sql, params.len())
-            .map_err(|e| RequestError::BadRequest(e.to_string()))?;
-        let verdict = self
-            .guard
-            .check(&sql, self.mode)
-            .map_err(|r| refusal(r, self.mode))?;
+    /// Converts placeholders and checks the statement with the guard.
+    /// Sends nothing: when this fails, PostgreSQL never sees the statement
+    /// and the transaction is as it was.
+    pub fn check(&self, sql: &str, nparams: usize) -> Result<Checked, Rejected> {
+        let sql = iam_pgbroker_sql::convert_placeholders(sql, nparams).map_err(|e| Rejected {
+            error: RequestError::BadRequest(e.to_string()),
+            what: None,
+        })?;
+        let verdict = self.guard.check(&sql, self.mode).map_err(|r| Rejected {
+            what: Some(r.what().to_owned()),
+            error: refusal(r, self.mode),
+        })?;
+        Ok(Checked {
+            sql: sql.into_owned(),
+            verdict,
+        })
+    }
+
+    /// Begins the transaction if none is open and prepares a checked
+    /// statement.
+    async fn prepare(
+        &mut self,
+        checked: &Checked,
+        params: &[Value],
+    ) -> Result<Prepared, RequestError> {
+        let sql = &checked.sql;
         if self.client()?.is_closed() {
             return Err(RequestError::ConnectionLost);
         }
@@ -265,8 +296,6 @@ impl Session {
         Ok(Prepared {
             statement,
             params: params.iter().map(TextParam::from_json).collect(),
-            verdict,
-            sql: sql.into_owned(),
         })
     }
 
@@ -285,16 +314,12 @@ impl Session {
     pub async fn query<W: AsyncWrite + Unpin>(
         &mut self,
         id: u64,
-        sql: &str,
+        checked: &Checked,
         params: &[Value],
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
-        let Prepared {
-            statement,
-            params,
-            verdict,
-            sql,
-        } = self.prepare(sql, params).await?;
+        let Prepared { statement, params } = self.prepare(checked, params).await?;
+        let (sql, verdict) = (&checked.sql, &checked.verdict);
         let types: Vec<_> = statement
             .columns()
             .iter()
@@ -323,7 +348,7 @@ impl Session {
             .collect();
         let stream = match self.client()?.query_raw(&statement, params.iter()).await {
             Ok(s) => s,
-            Err(e) => return Err(self.statement_failed(&sql, e).into()),
+            Err(e) => return Err(self.statement_failed(sql, e).into()),
         };
         out.send(&Response::Columns { id, columns })
             .await
@@ -400,19 +425,15 @@ impl Session {
     pub async fn execute<W: AsyncWrite + Unpin>(
         &mut self,
         id: u64,
-        sql: &str,
+        checked: &Checked,
         params: &[Value],
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
-        let Prepared {
-            statement,
-            params,
-            verdict,
-            sql,
-        } = self.prepare(sql, params).await?;
+        let Prepared { statement, params } = self.prepare(checked, params).await?;
+        let (sql, verdict) = (&checked.sql, &checked.verdict);
         let count = match self.client()?.execute_raw(&statement, params.iter()).await {
             Ok(n) => n,
-            Err(e) => return Err(self.statement_failed(&sql, e).into()),
+            Err(e) => return Err(self.statement_failed(sql, e).into()),
         };
         send_done(out, id, count, verdict.kind).await?;
         Ok(count)

@@ -26,8 +26,12 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         Op::Ping => send(conn, &Response::Pong { id }).await,
         Op::Status => status(conn, id).await,
         Op::Open(params) => open::open(conn, id, params).await,
-        Op::Query { sql, params } => statement::query(conn, id, &sql, &params).await,
-        Op::Execute { sql, params } => statement::execute(conn, id, &sql, &params).await,
+        Op::Query { sql, params } => {
+            statement::run(conn, id, &sql, &params, statement::Kind::Query).await
+        }
+        Op::Execute { sql, params } => {
+            statement::run(conn, id, &sql, &params, statement::Kind::Execute).await
+        }
         Op::Commit => transaction::commit(conn, id).await,
         Op::Rollback => transaction::rollback(conn, id).await,
         Op::Close => transaction::close(conn, id).await,

@@ -1,6 +1,7 @@
 //! `open`: policy, container address, password, PostgreSQL connection.
 
 use super::{send, Reply};
+use crate::audit::{AuditEvent, AuditRecord, AuditTarget, Outcome, SessionMode};
 use crate::broker::Broker;
 use crate::conn::{ClientConnection, Next, OpenSession};
 use crate::error::RequestError;
@@ -43,6 +44,96 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         .into());
     }
 
+    let started = std::time::Instant::now();
+    let mut audit_target = AuditTarget {
+        db: params.db.clone(),
+        dbname: params.dbname.clone(),
+        db_user: params.user.clone(),
+        ..AuditTarget::default()
+    };
+    let session_id = new_session_id();
+    let (rule, session) = match establish(conn, &params, &session_id, &mut audit_target).await {
+        Ok(done) => done,
+        Err((error, granted)) => {
+            // Refusals and failures are recorded too, best effort: the
+            // client gets its answer whether or not the record is written.
+            let info = error.to_wire();
+            let event = if granted.is_some() {
+                AuditEvent::SessionOpen
+            } else {
+                AuditEvent::SessionRefused
+            };
+            let record = AuditRecord {
+                session: granted.is_some().then_some(session_id.as_str()),
+                request: Some(id),
+                peer: Some(&conn.audit_peer),
+                target: Some(&audit_target),
+                mode: Some(SessionMode::of_readonly(params.readonly)),
+                reason: params.reason.as_deref(),
+                rule: granted.as_deref(),
+                outcome: Some(Outcome::error(&info, Some(started.elapsed()))),
+                ..AuditRecord::new(event)
+            };
+            let _ = conn.broker.audit().record(&record);
+            return Err(error.into());
+        }
+    };
+    let open = OpenSession {
+        id: session_id,
+        db: params.db,
+        user: params.user,
+        session,
+        target: audit_target,
+        rule: rule.name.clone(),
+        reason: params.reason,
+    };
+    // The session is recorded before the client may use it; without the
+    // record there is no session.
+    let record = AuditRecord {
+        request: Some(id),
+        outcome: Some(Outcome::ok(None, Some(started.elapsed()))),
+        ..open.record(&conn.audit_peer, AuditEvent::SessionOpen)
+    };
+    if let Err(e) = conn.broker.audit().record(&record) {
+        let _ = open.session.close().await;
+        return Err(RequestError::Audit(e).into());
+    }
+    info!(
+        session = %open.id,
+        db = %open.db,
+        dbname = open.target.dbname.as_deref().unwrap_or(""),
+        db_user = %open.user,
+        container = open.target.container.as_deref().unwrap_or(""),
+        addr = open.target.address.as_deref().unwrap_or(""),
+        readonly = open.session.readonly(),
+        rule = %rule.name,
+        db_role = rule.db_role.as_deref().unwrap_or(""),
+        reason = open.reason.as_deref().unwrap_or(""),
+        "session opened"
+    );
+    let opened = Response::Opened(Opened {
+        id,
+        session: open.id.clone(),
+        db: open.db.clone(),
+        dbname: open.target.dbname.clone().unwrap_or_default(),
+        user: open.user.clone(),
+        readonly: open.session.readonly(),
+        rule: rule.name.clone(),
+        identity: conn.peer.to_wire(),
+    });
+    conn.broker.stats().session_opened(conn.peer.uid, &open.db);
+    conn.session = Some(open);
+    send(conn, &opened).await
+}
+
+/// Policy, address, password, connection. On failure, the error and the
+/// granting rule's name if the policy had granted the session.
+async fn establish(
+    conn: &ClientConnection,
+    params: &OpenParams,
+    session_id: &str,
+    audit_target: &mut AuditTarget,
+) -> Result<(Box<crate::policy::Rule>, Session), (RequestError, Option<String>)> {
     let config = conn.broker.config();
     let access = Access {
         db: &params.db,
@@ -61,22 +152,32 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
                 write = !params.readonly,
                 "session refused by policy"
             );
-            return Err(RequestError::Denied(reason).into());
+            return Err((RequestError::Denied(reason), None));
         }
     };
-
     if rule.require_reason && params.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         warn!(uid = conn.peer.uid, db = %params.db, rule = %rule.name, "session refused: no reason given");
-        return Err(RequestError::Denied(format!(
+        let error = RequestError::Denied(format!(
             "rule {:?} requires a reason for sessions on {} as {}: give one (iam-pg --reason, reason=...)",
             rule.name, params.db, params.user
-        ))
-        .into());
+        ));
+        return Err((error, None));
     }
+    let granted = || Some(rule.name.clone());
 
     let instance = config.target(&params.db, params.dbname.as_deref());
-    let addr = conn.broker.resolver().resolve(&instance).await?;
-    let password = Broker::passwords(&config).password(&params.db, &params.user)?;
+    audit_target.dbname = Some(instance.dbname.clone());
+    audit_target.container = Some(instance.container.clone());
+    let addr = conn
+        .broker
+        .resolver()
+        .resolve(&instance)
+        .await
+        .map_err(|e| (e.into(), granted()))?;
+    audit_target.address = Some(format!("{addr}:{}", instance.port));
+    let password = Broker::passwords(&config)
+        .password(&params.db, &params.user)
+        .map_err(|e| (e.into(), granted()))?;
     let target = ServerTarget {
         container: instance.container.clone(),
         addr,
@@ -84,8 +185,7 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         dbname: instance.dbname.clone(),
         user: params.user.clone(),
     };
-    let session_id = new_session_id();
-    let app_name = application_name(&session_id, &conn.peer);
+    let app_name = application_name(session_id, &conn.peer);
     let settings = SessionSettings {
         readonly: params.readonly,
         ddl: rule.ddl,
@@ -105,48 +205,15 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         },
     };
     let pool = conn.broker.pool().clone();
-    let session = match Session::open(&target, &password, &app_name, &settings, pool).await {
-        Ok(s) => s,
+    match Session::open(&target, &password, &app_name, &settings, pool).await {
+        Ok(session) => Ok((rule, session)),
         Err(e) => {
             // The address may be stale (the container moved between an event
             // and now): ask Docker again next time.
             conn.broker.resolver().invalidate(&target.container);
-            return Err(e.into());
+            Err((e, granted()))
         }
-    };
-    info!(
-        session = %session_id,
-        db = %params.db,
-        dbname = %target.dbname,
-        db_user = %params.user,
-        container = %target.container,
-        addr = %target.addr,
-        readonly = params.readonly,
-        rule = %rule.name,
-        db_role = rule.db_role.as_deref().unwrap_or(""),
-        reason = params.reason.as_deref().unwrap_or(""),
-        "session opened"
-    );
-    let opened = Response::Opened(Opened {
-        id,
-        session: session_id.clone(),
-        db: params.db.clone(),
-        dbname: target.dbname.clone(),
-        user: params.user.clone(),
-        readonly: params.readonly,
-        rule: rule.name.clone(),
-        identity: conn.peer.to_wire(),
-    });
-    conn.broker
-        .stats()
-        .session_opened(conn.peer.uid, &params.db);
-    conn.session = Some(OpenSession {
-        id: session_id,
-        db: params.db,
-        user: params.user,
-        session,
-    });
-    send(conn, &opened).await
+    }
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), RequestError> {

@@ -1,54 +1,123 @@
 //! `query` and `execute`: one statement each, inside the broker's
-//! transaction.
+//! transaction, recorded in the audit before it runs.
 
 use super::{session_of, Reply};
+use crate::audit::{AuditEvent, AuditRecord, Outcome};
 use crate::conn::{ClientConnection, Next};
+use crate::error::RequestError;
 use crate::session::Failure;
 use serde_json::Value;
 use std::time::Instant;
 use tracing::info;
 
-pub async fn query(
+/// Whether the client wants the rows or only their count.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `query`: columns, rows, done.
+    Query,
+    /// `execute`: done only.
+    Execute,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Query => "query",
+            Kind::Execute => "execute",
+        }
+    }
+}
+
+pub async fn run(
     conn: &mut ClientConnection,
     id: u64,
     sql: &str,
     params: &[Value],
+    kind: Kind,
 ) -> Result<Next, Reply> {
-    let open = session_of(&mut conn.session)?;
-    conn.broker.stats().statement();
+    let ClientConnection {
+        session,
+        audit_peer,
+        broker,
+        out,
+        ..
+    } = conn;
+    let open = session_of(session)?;
+    let audit = broker.audit();
     let started = Instant::now();
-    let result = open.session.query(id, sql, params, &mut conn.out).await;
-    finish(&open.id, "query", started, result)
-}
 
-pub async fn execute(
-    conn: &mut ClientConnection,
-    id: u64,
-    sql: &str,
-    params: &[Value],
-) -> Result<Next, Reply> {
-    let open = session_of(&mut conn.session)?;
-    conn.broker.stats().statement();
-    let started = Instant::now();
-    let result = open.session.execute(id, sql, params, &mut conn.out).await;
-    finish(&open.id, "execute", started, result)
-}
+    let checked = match open.session.check(sql, params.len()) {
+        Ok(checked) => checked,
+        Err(rejected) => {
+            // Recorded best effort: nothing runs either way.
+            let info = rejected.error.to_wire();
+            let record = AuditRecord {
+                request: Some(id),
+                sql: Some(sql),
+                params: Some(params),
+                rule: rejected.what.as_deref(),
+                outcome: Some(Outcome::error(&info, None)),
+                ..open.record(audit_peer, AuditEvent::StatementRefused)
+            };
+            let _ = audit.record(&record);
+            info!(session = %open.id, op = kind.name(), code = %info.code, "statement refused");
+            return Err(Reply::Error(rejected.error));
+        }
+    };
+    // Fail closed: a statement runs only once its record is written.
+    let record = AuditRecord {
+        request: Some(id),
+        sql: Some(sql),
+        params: Some(params),
+        kind: Some(checked.verdict.kind),
+        writes: Some(checked.verdict.writes || checked.verdict.ddl),
+        ..open.record(audit_peer, AuditEvent::Statement)
+    };
+    if let Err(e) = audit.record(&record) {
+        return Err(Reply::Error(RequestError::Audit(e)));
+    }
+    broker.stats().statement();
 
-fn finish(
-    session: &str,
-    op: &'static str,
-    started: Instant,
-    result: Result<u64, Failure>,
-) -> Result<Next, Reply> {
-    let micros = started.elapsed().as_micros() as u64;
+    let result = match kind {
+        Kind::Query => open.session.query(id, &checked, params, out).await,
+        Kind::Execute => open.session.execute(id, &checked, params, out).await,
+    };
+    let elapsed = started.elapsed();
+    let error_info = match &result {
+        Err(Failure::Request(e)) => Some(e.to_wire()),
+        _ => None,
+    };
+    let outcome = match (&result, &error_info) {
+        (Ok(rows), _) => Outcome::ok(Some(*rows), Some(elapsed)),
+        (Err(Failure::Request(_)), Some(info)) => Outcome::error(info, Some(elapsed)),
+        // The client vanished mid-result: what ran is rolled back with the
+        // session.
+        _ => Outcome {
+            ok: false,
+            code: Some("client_gone"),
+            ..Outcome::ok(None, Some(elapsed))
+        },
+    };
+    let record = AuditRecord {
+        request: Some(id),
+        kind: Some(checked.verdict.kind),
+        writes: Some(checked.verdict.writes || checked.verdict.ddl),
+        outcome: Some(outcome),
+        ..open.record(audit_peer, AuditEvent::Result)
+    };
+    // The statement has run; its outcome is recorded best effort.
+    let _ = audit.record(&record);
+
+    let micros = elapsed.as_micros() as u64;
+    let op = kind.name();
     match result {
         Ok(rows) => {
-            info!(session, op, rows, micros, "statement done");
+            info!(session = %open.id, op, kind = checked.verdict.kind, rows, micros, "statement done");
             Ok(Next::Continue)
         }
         Err(Failure::Request(e)) => Err(Reply::Error(e)),
         Err(Failure::Client(_)) => {
-            info!(session, op, micros, "client went away during the result");
+            info!(session = %open.id, op, micros, "client went away during the result");
             Err(Reply::ClientGone)
         }
     }
