@@ -222,6 +222,8 @@ pub struct BrokerOptions {
     pub server: String,
     /// Extra lines appended to the `[audit]` table.
     pub audit: String,
+    /// Extra environment variables of the broker process.
+    pub env: Vec<(String, String)>,
     /// Extra top-level TOML appended at the end (e.g. instance overrides).
     pub extra: String,
 }
@@ -300,6 +302,7 @@ key_file = "{dir}/audit.key"
             .arg("--config")
             .arg(dir.join("config.toml"))
             .env("IAM_PGBROKER_LOG", "debug")
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

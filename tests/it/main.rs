@@ -7,6 +7,7 @@ mod faults;
 mod guard;
 mod limits;
 mod ops_cli;
+mod ops_daemon;
 mod ops_rpm;
 mod ops_socket;
 mod ops_units;
