@@ -282,7 +282,7 @@ impl Session {
             return Err(RequestError::ConnectionLost);
         }
         self.begin_if_idle().await?;
-        let statement = match self.conn()?.prepare(&sql).await {
+        let statement = match self.conn()?.prepare(sql).await {
             Ok(s) => s,
             Err(e) => return Err(self.failed(e)),
         };
