@@ -50,6 +50,11 @@ const CORPUS: &[(Expect, &str, &str)] = &[
     (Read, "SELECT '; DROP TABLE idm_identity; --'", ""),
     (Read, "SELECT $$ COMMIT; UPDATE t SET x = 1 $$", ""),
     (Read, "SELECT t.lo_bound FROM ranges t", ""),
+    // Names are judged by their last component, never by splitting a joined
+    // string: this function is called `evil.lo_import`, not `lo_import`
+    // (the guard fuzzer's oracle once got that wrong).
+    (Read, "SELECT x.\"evil.lo_import\"('a')", ""),
+    (Never, "SELECT \"evil.x\".lo_import('a')", "lo_import"),
     (Read, "SHOW server_version", ""),
     (Read, "SHOW ALL", ""),
     (Read, "EXPLAIN SELECT * FROM idm_identity", ""),
