@@ -298,6 +298,14 @@ impl Inner {
     }
 
     fn append_locked(&self, st: &mut State, body: &[u8]) -> Result<u64, AuditError> {
+        // The path first: when it names another file now (the outage was
+        // repaired), the chain moves there. A failed flush of the file left
+        // behind must not keep every record refused.
+        if st.file.is_none() {
+            self.first_open(st)?;
+        } else {
+            self.check_path(st, false)?;
+        }
         if self.sync_failed.load(Ordering::Acquire) {
             // A background flush failed: flush ourselves before anything
             // else counts as recorded.
@@ -309,11 +317,6 @@ impl Inner {
             }
             self.sync_failed.store(false, Ordering::Release);
             info!(path = %self.path.display(), "audit file flushes again");
-        }
-        if st.file.is_none() {
-            self.first_open(st)?;
-        } else {
-            self.check_path(st, false)?;
         }
         if let Some(max) = self.max_bytes {
             // The line is the body plus time and prev (~110 bytes).
