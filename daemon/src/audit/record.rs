@@ -473,10 +473,16 @@ struct PeerView<'a> {
     exe: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cmdline: Option<&'a str>,
+    /// The command line was left out because it mentions `PASSWORD`
+    /// (`iam-pg -c "ALTER ROLE … PASSWORD '…'"`), as `sql_redacted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cmdline_redacted: Option<bool>,
 }
 
 impl<'a> PeerView<'a> {
     fn of(p: &'a AuditPeer, full: bool) -> PeerView<'a> {
+        let cmdline = p.process.cmdline.as_deref().filter(|_| full);
+        let redacted = cmdline.is_some_and(mentions_password);
         PeerView {
             uid: p.uid,
             user: p.user.as_deref(),
@@ -486,7 +492,8 @@ impl<'a> PeerView<'a> {
             process: p.process.process.as_deref(),
             unit: p.process.unit.as_deref(),
             exe: p.process.exe.as_deref().filter(|_| full),
-            cmdline: p.process.cmdline.as_deref().filter(|_| full),
+            cmdline: cmdline.filter(|_| !redacted),
+            cmdline_redacted: redacted.then_some(true),
         }
     }
 }
@@ -595,6 +602,27 @@ mod tests {
         assert!(!mentions_password("SELECT * FROM idm_password"));
         assert!(!mentions_password("SELECT password_hash FROM t"));
         assert!(mentions_password("SELECT password FROM idm_password"));
+
+        // Nor through the command line of the client that sent it.
+        let mut p = peer();
+        p.process.cmdline = Some("iam-pg -c ALTER ROLE czechidm PASSWORD 'Tajné-heslo1'".into());
+        let rec = AuditRecord {
+            peer: Some(&p),
+            ..AuditRecord::new(AuditEvent::SessionOpen)
+        };
+        let v = body(&rec, ParamsMode::Hmac, None);
+        assert!(!v.to_string().contains("Tajné"), "{v}");
+        assert_eq!(v["peer"]["cmdline_redacted"], true);
+        assert_eq!(v["peer"]["exe"], "/usr/bin/iam-pg");
+        let v = body(
+            &AuditRecord {
+                peer: Some(&peer()),
+                ..AuditRecord::new(AuditEvent::SessionOpen)
+            },
+            ParamsMode::Hmac,
+            None,
+        );
+        assert!(v["peer"].get("cmdline_redacted").is_none(), "{v}");
     }
 
     #[test]
