@@ -222,6 +222,9 @@ pub struct BrokerOptions {
     pub server: String,
     /// Extra lines appended to the `[audit]` table.
     pub audit: String,
+    /// The audit file; default `{dir}/audit.jsonl` (which
+    /// [`BrokerProcess::audit_records`] reads).
+    pub audit_file: Option<String>,
     /// Extra environment variables of the broker process.
     pub env: Vec<(String, String)>,
     /// Extra top-level TOML appended at the end (e.g. instance overrides).
@@ -269,7 +272,7 @@ pwfile = "{pwfile}"
 {limits}
 
 [audit]
-file = "{dir}/audit.jsonl"
+file = "{audit_file}"
 key_file = "{dir}/audit.key"
 {audit}
 
@@ -291,6 +294,10 @@ key_file = "{dir}/audit.key"
             )),
             limits = options.limits,
             dir = dir.display(),
+            audit_file = options
+                .audit_file
+                .clone()
+                .unwrap_or_else(|| format!("{}/audit.jsonl", dir.display())),
             audit = options.audit,
             extra = options.extra,
             policy = options.policy.as_deref().unwrap_or(STANDARD_POLICY),
