@@ -526,7 +526,11 @@ mod tests {
     }
 
     fn run(filter: &ShowFilter, json: bool) -> String {
-        let path = write_file(if json { "j" } else { "t" }, &records());
+        // A file per call: tests run in parallel, and one writing the file
+        // while another reads it made them fail now and then.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = write_file(&format!("{}{n}", if json { "j" } else { "t" }), &records());
         let mut out = Vec::new();
         show(&[path], filter, json, &mut out).unwrap();
         String::from_utf8(out).unwrap()
