@@ -141,6 +141,10 @@ pub struct Session {
     txn: Txn,
     chunks: ChunkLimits,
     guard: SqlGuard,
+    /// A cancel request was sent on this connection. It reaches the server
+    /// some time later and cancels whatever runs then, so the connection
+    /// is never pooled: it could cancel the next session's statement.
+    cancelled: bool,
 }
 
 impl Session {
@@ -197,6 +201,7 @@ impl Session {
             txn: Txn::Idle,
             chunks: settings.chunks,
             guard: SqlGuard::new(),
+            cancelled: false,
         })
     }
 
@@ -233,7 +238,8 @@ impl Session {
 
     /// Asks the server to cancel the statement now running (best effort,
     /// over a separate connection, as PostgreSQL's protocol does it).
-    fn cancel_running(&self) {
+    fn cancel_running(&mut self) {
+        self.cancelled = true;
         if let Some(conn) = self.conn.as_ref() {
             let token = conn.client.cancel_token();
             tokio::spawn(async move {
@@ -242,6 +248,23 @@ impl Session {
                 }
             });
         }
+    }
+
+    /// Cancels the statement now running, if any: after a client vanished
+    /// mid-result, the statement must not run on (holding its locks,
+    /// burning the server) until it ends by itself or `statement_timeout`
+    /// stops it. The connection is not pooled afterwards.
+    pub async fn cancel_statement(&mut self) {
+        if let Some(token) = self.cancel_token() {
+            self.cancelled = true;
+            cancel(token).await;
+        }
+    }
+
+    /// What cancels this session's running statement with [`cancel`],
+    /// usable while the session itself is busy.
+    pub fn cancel_token(&self) -> Option<tokio_postgres::CancelToken> {
+        self.conn.as_ref().map(|c| c.client.cancel_token())
     }
 
     /// Records that a statement failed inside the transaction.
@@ -477,7 +500,7 @@ impl Session {
         let Some(conn) = self.conn.take() else {
             return result;
         };
-        if result.is_err() || conn.client.is_closed() {
+        if result.is_err() || conn.client.is_closed() || self.cancelled {
             conn.discard();
             return result;
         }
@@ -494,6 +517,17 @@ impl Session {
             Err(_) => conn.discard(),
         }
         result
+    }
+}
+
+/// Asks the server to cancel the statement running on `token`'s connection
+/// (sent when this returns, at most 2 s; the server acts on it shortly
+/// after, and ignores it if the connection is idle by then).
+pub async fn cancel(token: tokio_postgres::CancelToken) {
+    match tokio::time::timeout(Duration::from_secs(2), token.cancel_query(NoTls)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(cause = %e, "cancel request failed"),
+        Err(_) => debug!("cancel request timed out"),
     }
 }
 

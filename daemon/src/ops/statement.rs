@@ -118,6 +118,9 @@ pub async fn run(
         Err(Failure::Request(e)) => Err(Reply::Error(e)),
         Err(Failure::Client(_)) => {
             info!(session = %open.id, op, micros, "client went away during the result");
+            // Nobody reads the rest: stop the statement before the session
+            // is rolled back (the rollback would wait for it to finish).
+            open.session.cancel_statement().await;
             Err(Reply::ClientGone)
         }
     }
