@@ -1,0 +1,646 @@
+//! The measurements. Each runs the broker side and the direct side in the
+//! same process, against the same database, interleaved where the
+//! measurement is short, and returns medians.
+
+use crate::machine::{rss_kib, CpuSnapshot, RssSampler};
+use crate::report::{Goal, Line, Report, Unit};
+use crate::stats::Samples;
+use crate::target::{
+    touch_broker_row, touch_direct_row, Result, Target, Usernames, BIG, BIG_ROWS, CLI_SQL,
+    LOOKUP_BROKER, LOOKUP_DIRECT,
+};
+use futures_util::{pin_mut, TryStreamExt};
+use std::hint::black_box;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+
+/// How much of everything.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Opens per side.
+    pub opens: usize,
+    /// Point lookups per variant.
+    pub lookups: usize,
+    /// Unmeasured point lookups per variant first.
+    pub lookup_warmup: usize,
+    /// Big-result runs per side (after one unmeasured run each).
+    pub big_runs: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Rounds of (broker, direct) for the concurrent measurement.
+    pub rounds: usize,
+    /// Length of one side of one round.
+    pub round_time: Duration,
+    /// Whole-process runs per side.
+    pub cli_runs: usize,
+}
+
+impl Plan {
+    /// The full run (about a minute and a half) or the quick smoke run.
+    pub fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                opens: 30,
+                lookups: 300,
+                lookup_warmup: 30,
+                big_runs: 2,
+                clients: 32,
+                rounds: 1,
+                round_time: Duration::from_secs(1),
+                cli_runs: 8,
+            }
+        } else {
+            Plan {
+                opens: 200,
+                lookups: 3000,
+                lookup_warmup: 300,
+                big_runs: 5,
+                clients: 32,
+                rounds: 3,
+                round_time: Duration::from_secs(3),
+                cli_runs: 30,
+            }
+        }
+    }
+}
+
+/// A current-thread runtime: the caller and the connection's driver share
+/// one thread, which is the fastest tokio-postgres gets for one client.
+fn single_thread() -> Result<Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn seconds(name: &str, key: &'static str, b: &Samples, d: &Samples, goal: Goal) -> Line {
+    Line {
+        name: name.into(),
+        key,
+        broker: b.median(),
+        direct: d.median(),
+        unit: Unit::Seconds,
+        goal,
+    }
+}
+
+/// `open`: client `connect()` until the session is ready vs a direct
+/// tokio-postgres connect with SCRAM, interleaved.
+pub fn open(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
+    let rt = single_thread()?;
+    let mut broker_cpu = 0.0;
+    let cfg = t.broker();
+    let direct = t.direct();
+    let (mut b, mut d) = (Samples::new(), Samples::new());
+    for i in 0..plan.opens + 5 {
+        let cpu = t.cpu.snapshot();
+        let started = Instant::now();
+        let conn = cfg.connect()?;
+        let took = started.elapsed();
+        conn.close()?;
+        if i >= 5 {
+            b.push(took);
+            broker_cpu += cpu_of_broker(&cpu, t);
+        }
+
+        let took = rt.block_on(async {
+            let started = Instant::now();
+            let (client, connection) = direct.connect(tokio_postgres::NoTls).await?;
+            let took = started.elapsed();
+            // Dropping the client makes the driver send Terminate and end.
+            drop(client);
+            connection.await?;
+            Ok::<_, tokio_postgres::Error>(took)
+        })?;
+        if i >= 5 {
+            d.push(took);
+        }
+    }
+    report.add(seconds("open", "open_ratio", &b, &d, Goal::AtMost(0.1)));
+    broker_cpu_note(
+        report,
+        "open",
+        "open + close",
+        broker_cpu,
+        plan.opens as u64,
+    );
+    Ok(())
+}
+
+/// Broker CPU seconds since `earlier` (0 when unknown).
+fn cpu_of_broker(earlier: &CpuSnapshot, t: &Target) -> f64 {
+    t.cpu.snapshot().since(earlier).broker.unwrap_or(0.0)
+}
+
+fn broker_cpu_note(report: &mut Report, name: &str, what: &str, secs: f64, ops: u64) {
+    if secs > 0.0 {
+        report.note(format!(
+            "{name}: broker CPU per {what}: {}",
+            crate::stats::fmt_secs(secs / ops.max(1) as f64)
+        ));
+    }
+}
+
+/// `small_query`: a point lookup by username, per-query latency, through
+/// one broker session vs one direct connection unprepared (tokio-postgres
+/// prepares an unnamed statement each time) and prepared once.
+pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
+    let rt = single_thread()?;
+    let mut conn = t.broker().connect()?;
+    let (client, stmt) = rt.block_on(async {
+        let client = t.connect_direct().await?;
+        let stmt = client.prepare(LOOKUP_DIRECT).await?;
+        Ok::<_, crate::target::BoxError>((client, stmt))
+    })?;
+    let mut names = Usernames::new(1);
+    let (mut b, mut u, mut p) = (Samples::new(), Samples::new(), Samples::new());
+    let mut cpu = t.cpu.snapshot();
+    for i in 0..plan.lookup_warmup + plan.lookups {
+        let record = i >= plan.lookup_warmup;
+        if i == plan.lookup_warmup {
+            cpu = t.cpu.snapshot();
+        }
+        // Rotate the order, so no variant always follows another.
+        for k in 0..3 {
+            let name = names.next().unwrap_or_default();
+            match (i + k) % 3 {
+                0 => {
+                    let started = Instant::now();
+                    let rows = conn.query(LOOKUP_BROKER, &[&name])?;
+                    black_box(rows.iter().map(touch_broker_row).sum::<usize>());
+                    let took = started.elapsed();
+                    check_one(rows.len(), &name)?;
+                    if record {
+                        b.push(took);
+                    }
+                }
+                1 => {
+                    let (took, n) = rt.block_on(async {
+                        let started = Instant::now();
+                        let rows = client.query(LOOKUP_DIRECT, &[&name]).await?;
+                        for row in &rows {
+                            black_box(touch_direct_row(row)?);
+                        }
+                        Ok::<_, crate::target::BoxError>((started.elapsed(), rows.len()))
+                    })?;
+                    check_one(n, &name)?;
+                    if record {
+                        u.push(took);
+                    }
+                }
+                _ => {
+                    let (took, n) = rt.block_on(async {
+                        let started = Instant::now();
+                        let rows = client.query(&stmt, &[&name]).await?;
+                        for row in &rows {
+                            black_box(touch_direct_row(row)?);
+                        }
+                        Ok::<_, crate::target::BoxError>((started.elapsed(), rows.len()))
+                    })?;
+                    check_one(n, &name)?;
+                    if record {
+                        p.push(took);
+                    }
+                }
+            }
+        }
+    }
+    let broker_cpu = cpu_of_broker(&cpu, t);
+    conn.close()?;
+    for line in [
+        Line {
+            name: "small_query (direct: unprepared)".into(),
+            key: "small_query_ratio_unprepared",
+            broker: b.median(),
+            direct: u.median(),
+            unit: Unit::Seconds,
+            goal: Goal::AtMost(1.0),
+        },
+        Line {
+            name: "small_query (direct: prepared)".into(),
+            key: "small_query_ratio_prepared",
+            broker: b.median(),
+            direct: p.median(),
+            unit: Unit::Seconds,
+            goal: Goal::AtMost(1.5),
+        },
+    ] {
+        report.add(line);
+    }
+    broker_cpu_note(
+        report,
+        "small_query",
+        "lookup",
+        broker_cpu,
+        plan.lookups as u64,
+    );
+    Ok(())
+}
+
+/// Lookups per turn in the audit measurement.
+const AUDIT_BLOCK: usize = 30;
+
+/// `audit`: the point lookup through three brokers that differ only in
+/// their `[audit]`: off, `fsync = "interval"` (the main broker) and
+/// `fsync = "always"`; one session each, per-query latency. The brokers
+/// take turns in blocks of [`AUDIT_BLOCK`] lookups: one lookup each in turn
+/// would measure three idle brokers waking up, not the audit.
+pub fn audit(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
+    let Some(sockets) = &t.audit else {
+        report.note("audit not measured: no --audit-off-socket / --audit-always-socket");
+        return Ok(());
+    };
+    let mut conns = [
+        t.broker_at(&sockets.off).connect()?,
+        t.broker().connect()?,
+        t.broker_at(&sockets.always).connect()?,
+    ];
+    let mut samples = [Samples::new(), Samples::new(), Samples::new()];
+    let mut names = Usernames::new(3);
+    let blocks = (plan.lookup_warmup + plan.lookups).div_ceil(AUDIT_BLOCK);
+    for block in 0..blocks {
+        for k in 0..3 {
+            let which = (block + k) % 3;
+            for j in 0..AUDIT_BLOCK {
+                let name = names.next().unwrap_or_default();
+                let started = Instant::now();
+                let rows = conns[which].query(LOOKUP_BROKER, &[&name])?;
+                black_box(rows.iter().map(touch_broker_row).sum::<usize>());
+                let took = started.elapsed();
+                check_one(rows.len(), &name)?;
+                if block * AUDIT_BLOCK + j >= plan.lookup_warmup {
+                    samples[which].push(took);
+                }
+            }
+        }
+    }
+    for conn in conns {
+        conn.close()?;
+    }
+    let [off, interval, always] = samples;
+    report.add(Line {
+        name: "audit fsync=interval (vs audit off)".into(),
+        key: "audit_interval_ratio",
+        broker: interval.median(),
+        direct: off.median(),
+        unit: Unit::Seconds,
+        goal: Goal::AtMost(1.1),
+    });
+    report.add(Line {
+        name: "audit fsync=always (vs audit off)".into(),
+        key: "audit_always_ratio",
+        broker: always.median(),
+        direct: off.median(),
+        unit: Unit::Seconds,
+        goal: Goal::Info,
+    });
+    Ok(())
+}
+
+fn check_one(n: usize, name: &str) -> Result<()> {
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "the lookup of {name} returned {n} rows, not 1 (is idm_identity_bench seeded?)"
+        )
+        .into())
+    }
+}
+
+/// `big_result`: all 100,000 rows × 7 columns, each value read, through
+/// the broker (`query_iter`) vs direct (`query_raw`, streaming); and the
+/// broker's peak RSS growth over the RSS just before each run.
+pub fn big_result(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
+    let rt = single_thread()?;
+    let mut conn = t.broker().connect()?;
+    let client = rt.block_on(t.connect_direct())?;
+    let (mut b, mut d) = (Samples::new(), Samples::new());
+    let mut growth_kib = 0u64;
+    let (mut b_cpu, mut d_cpu) = (Window::default(), Window::default());
+    // Run 0 is unmeasured for time, but its RSS counts: it is the first
+    // big result this broker serves, when its buffers grow.
+    for i in 0..=plan.big_runs {
+        let base = t.broker_pid.and_then(rss_kib);
+        let sampler = t
+            .broker_pid
+            .map(|pid| RssSampler::start(pid, Duration::from_millis(5)));
+        let cpu = t.cpu.snapshot();
+        let started = Instant::now();
+        let mut rows = 0u64;
+        let mut acc = 0usize;
+        {
+            let mut iter = conn.query_iter(BIG, &[])?;
+            for row in &mut iter {
+                acc += touch_broker_row(&row?);
+                rows += 1;
+            }
+        }
+        let took = started.elapsed();
+        if i > 0 {
+            b_cpu.add(&Window {
+                ops: 1,
+                cpu: t.cpu.snapshot().since(&cpu),
+            });
+        }
+        if let (Some(pid), Some(sampler), Some(base)) = (t.broker_pid, sampler, base) {
+            growth_kib = growth_kib.max(sampler.finish(pid).saturating_sub(base));
+        }
+        black_box(acc);
+        conn.rollback()?;
+        check_rows(rows, "broker")?;
+        if i > 0 {
+            b.push(took);
+        }
+
+        let cpu = t.cpu.snapshot();
+        let (took, rows) = rt.block_on(async {
+            let started = Instant::now();
+            let stream = client.query_raw(BIG, std::iter::empty::<&str>()).await?;
+            pin_mut!(stream);
+            let (mut rows, mut acc) = (0u64, 0usize);
+            while let Some(row) = stream.try_next().await? {
+                acc += touch_direct_row(&row)?;
+                rows += 1;
+            }
+            black_box(acc);
+            Ok::<_, crate::target::BoxError>((started.elapsed(), rows))
+        })?;
+        check_rows(rows, "direct")?;
+        if i > 0 {
+            d.push(took);
+            d_cpu.add(&Window {
+                ops: 1,
+                cpu: t.cpu.snapshot().since(&cpu),
+            });
+        }
+    }
+    conn.close()?;
+    report.add(seconds(
+        "big_result (100,000 rows × 7)",
+        "big_result_ratio",
+        &b,
+        &d,
+        Goal::AtMost(1.5),
+    ));
+    if t.broker_pid.is_some() {
+        report.add(Line {
+            name: "big_result broker RSS".into(),
+            key: "big_result_rss_growth_mib",
+            broker: growth_kib as f64 / 1024.0,
+            direct: f64::NAN,
+            unit: Unit::MiB,
+            goal: Goal::AtMost(32.0),
+        });
+    }
+    report.note(format!(
+        "big_result: CPU per result through the broker: {}; direct: {}",
+        b_cpu.cpu.per_op_ms(b_cpu.ops, true),
+        d_cpu.cpu.per_op_ms(d_cpu.ops, false)
+    ));
+    Ok(())
+}
+
+fn check_rows(n: u64, side: &str) -> Result<()> {
+    if n == BIG_ROWS {
+        Ok(())
+    } else {
+        Err(format!("{side}: the big result had {n} rows, not {BIG_ROWS}").into())
+    }
+}
+
+/// `concurrent`: `clients` sessions doing point lookups back to back for a
+/// fixed time, through the broker (one thread per blocking client) vs as
+/// many direct connections (one task each on a multi-threaded runtime);
+/// total lookups per second, the median over rounds.
+pub fn concurrent(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
+    let (mut b, mut d) = (Samples::new(), Samples::new());
+    let (mut b_cpu, mut d_cpu) = (Window::default(), Window::default());
+    for round in 0..plan.rounds {
+        let w = concurrent_broker(t, plan, round)?;
+        b.push_value(w.ops as f64 / plan.round_time.as_secs_f64());
+        b_cpu.add(&w);
+        let w = concurrent_direct(t, plan, round)?;
+        d.push_value(w.ops as f64 / plan.round_time.as_secs_f64());
+        d_cpu.add(&w);
+    }
+    report.add(Line {
+        name: format!("concurrent ({} clients)", plan.clients),
+        key: "concurrent_throughput_ratio",
+        broker: b.median(),
+        direct: d.median(),
+        unit: Unit::PerSecond,
+        goal: Goal::AtLeast(0.8),
+    });
+    report.note(format!(
+        "concurrent: CPU per lookup through the broker: {}; direct: {}",
+        b_cpu.cpu.per_op(b_cpu.ops, true),
+        d_cpu.cpu.per_op(d_cpu.ops, false)
+    ));
+    Ok(())
+}
+
+/// What one side of one round did while the clock ran.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    /// Lookups finished before the deadline.
+    ops: u64,
+    /// CPU used from the start to the deadline.
+    cpu: CpuSnapshot,
+}
+
+impl Window {
+    fn add(&mut self, other: &Window) {
+        let sum = |a: Option<f64>, b: Option<f64>| Some(a.unwrap_or(0.0) + b?);
+        self.ops += other.ops;
+        self.cpu = CpuSnapshot {
+            broker: sum(self.cpu.broker, other.cpu.broker),
+            db: sum(self.cpu.db, other.cpu.db),
+            clients: sum(self.cpu.clients, other.cpu.clients),
+        };
+    }
+}
+
+fn concurrent_broker(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
+    let start = Arc::new(Barrier::new(plan.clients + 1));
+    let deadline: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for c in 0..plan.clients {
+        let (start, deadline, failed) = (start.clone(), deadline.clone(), failed.clone());
+        let cfg = t.broker();
+        threads.push(std::thread::spawn(move || -> Result<u64> {
+            let mut names = Usernames::new((round * 1000 + c) as u64 + 17);
+            // Open and warm up before the clock starts; on failure still
+            // meet the barrier, or everyone waits forever.
+            let ready = (|| {
+                let mut conn = cfg.connect()?;
+                for _ in 0..10 {
+                    let name = names.next().unwrap_or_default();
+                    conn.query(LOOKUP_BROKER, &[&name])?;
+                }
+                Ok::<_, crate::target::BoxError>(conn)
+            })();
+            if ready.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            start.wait();
+            let mut conn = ready?;
+            let until = *deadline.get().ok_or("no deadline")?;
+            let mut done = 0u64;
+            while !failed.load(Ordering::Relaxed) {
+                let name = names.next().unwrap_or_default();
+                let rows = conn.query(LOOKUP_BROKER, &[&name])?;
+                black_box(rows.iter().map(touch_broker_row).sum::<usize>());
+                if Instant::now() > until {
+                    break;
+                }
+                done += 1;
+            }
+            conn.close()?;
+            Ok(done)
+        }));
+    }
+    let until = Instant::now() + plan.round_time;
+    let _ = deadline.set(until);
+    start.wait();
+    let before = t.cpu.snapshot();
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    let cpu = t.cpu.snapshot().since(&before);
+    let mut total = 0u64;
+    let mut first_error = None;
+    for th in threads {
+        match th.join() {
+            Ok(Ok(n)) => total += n,
+            Ok(Err(e)) => {
+                failed.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert_with(|| "a client thread panicked".into());
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(format!("concurrent through the broker: {e}").into()),
+        None => Ok(Window { ops: total, cpu }),
+    }
+}
+
+fn concurrent_direct(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let clients = plan.clients;
+    let round_time = plan.round_time;
+    rt.block_on(async {
+        // Connect and prepare before the clock starts.
+        let mut conns = Vec::new();
+        for c in 0..clients {
+            let client = t.connect_direct().await?;
+            let stmt = client.prepare(LOOKUP_DIRECT).await?;
+            let mut names = Usernames::new((round * 1000 + c) as u64 + 17);
+            for _ in 0..10 {
+                let name = names.next().unwrap_or_default();
+                client.query(&stmt, &[&name]).await?;
+            }
+            conns.push((client, stmt, names));
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(clients + 1));
+        let deadline: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+        let mut tasks = Vec::new();
+        for (client, stmt, mut names) in conns {
+            let (start, deadline) = (start.clone(), deadline.clone());
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                let until = *deadline.get().ok_or("no deadline")?;
+                let mut done = 0u64;
+                loop {
+                    let name = names.next().unwrap_or_default();
+                    let rows = client.query(&stmt, &[&name]).await?;
+                    for row in &rows {
+                        black_box(touch_direct_row(row)?);
+                    }
+                    if Instant::now() > until {
+                        break;
+                    }
+                    done += 1;
+                }
+                Ok::<_, crate::target::BoxError>(done)
+            }));
+        }
+        // The deadline is set once every task is connected and warm: the
+        // barrier opens only when all have arrived.
+        let until = Instant::now() + round_time;
+        let _ = deadline.set(until);
+        start.wait().await;
+        let before = t.cpu.snapshot();
+        tokio::time::sleep_until(until.into()).await;
+        let cpu = t.cpu.snapshot().since(&before);
+        let mut total = 0u64;
+        for task in tasks {
+            total += task.await??;
+        }
+        Ok::<_, crate::target::BoxError>(Window { ops: total, cpu })
+    })
+}
+
+/// `cli`: `iam-pg -c` vs `psql -c` with PGPASSWORD, as whole processes,
+/// interleaved; wall time.
+pub fn cli(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
+    let iam_pg = || {
+        let mut c = Command::new(&t.iam_pg);
+        c.arg("-c")
+            .arg(CLI_SQL)
+            .env("IAM_PGBROKER_SOCKET", &t.socket);
+        c
+    };
+    let psql = || {
+        let mut c = Command::new(&t.psql);
+        c.args(["-h", &t.host, "-p", &t.port.to_string()])
+            .args(["-U", &t.user, "-d", &t.dbname, "-c", CLI_SQL])
+            .env("PGPASSWORD", &t.password);
+        c
+    };
+    let (mut b, mut d) = (Samples::new(), Samples::new());
+    for i in 0..plan.cli_runs + 2 {
+        let took = run(iam_pg())?;
+        if i >= 2 {
+            b.push(took);
+        }
+        let took = run(psql())?;
+        if i >= 2 {
+            d.push(took);
+        }
+    }
+    report.add(seconds(
+        "cli (iam-pg -c vs psql -c)",
+        "cli_vs_psql_ratio",
+        &b,
+        &d,
+        Goal::AtMost(0.5),
+    ));
+    Ok(())
+}
+
+/// Runs a whole process to its end, output captured as a pipe would.
+fn run(mut cmd: Command) -> Result<Duration> {
+    cmd.stdin(Stdio::null());
+    let started = Instant::now();
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} failed ({}): {}",
+            cmd.get_program(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(took)
+}
