@@ -7,7 +7,7 @@ use crate::frame::{FrameWriter, LineError, LineReader, ReadTimeouts};
 use crate::ops;
 use crate::peer::PeerIdentity;
 use crate::session::Session;
-use iam_pgbroker_proto::{ErrorCode, ErrorInfo, Request, Response};
+use iam_pgbroker_proto::{ErrorCode, ErrorInfo, Op, Request, Response};
 use std::sync::Arc;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
@@ -186,13 +186,48 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
     .await
 }
 
+/// The request that was running when shutdown began: its statement is
+/// cancelled (again every half second, since a cancel that reaches the
+/// server between two statements is ignored), and after `limit` it is given
+/// up on — a client that reads nothing would otherwise keep it forever.
+async fn in_flight_at_shutdown(
+    mut dispatch: std::pin::Pin<&mut impl std::future::Future<Output = Next>>,
+    cancel: Option<tokio_postgres::CancelToken>,
+    limit: std::time::Duration,
+) -> Next {
+    let deadline = tokio::time::Instant::now() + limit;
+    if cancel.is_some() {
+        info!("shutting down: cancelling the running statement");
+    }
+    loop {
+        if let Some(token) = &cancel {
+            crate::session::cancel(token.clone()).await;
+        }
+        let wait = std::time::Duration::from_millis(500)
+            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, dispatch.as_mut()).await {
+            Ok(next) => return next,
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                warn!("shutting down: the request does not finish (a client that reads nothing?); closing the connection");
+                return Next::Close;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 impl ClientConnection {
     async fn run(
         &mut self,
         mut lines: LineReader<OwnedReadHalf>,
         shutdown: &mut broadcast::Receiver<()>,
     ) {
+        let mut stopping = false;
         loop {
+            if stopping {
+                self.shut_down().await;
+                return;
+            }
             let timeouts = {
                 let config = self.broker.config();
                 ReadTimeouts {
@@ -203,14 +238,7 @@ impl ClientConnection {
             let line = tokio::select! {
                 line = lines.next_line_timed(timeouts) => line,
                 _ = shutdown.recv() => {
-                    let rolled_back = self.session.as_ref().is_some_and(|s| s.session.in_transaction());
-                    let message = if rolled_back {
-                        "the broker is shutting down; the open transaction was rolled back"
-                    } else {
-                        "the broker is shutting down"
-                    };
-                    self.closing = Some(CloseReason::Shutdown);
-                    let _ = self.reply_error(None, ErrorInfo::new(ErrorCode::Unavailable, message)).await;
+                    self.shut_down().await;
                     return;
                 }
             };
@@ -276,7 +304,36 @@ impl ClientConnection {
                     continue;
                 }
             };
-            match ops::dispatch(self, request).await {
+            // A statement is the one request that may run long: shutdown
+            // cancels it, so the session still rolls back, closes and is
+            // recorded within the grace period.
+            let cancel = match request.op {
+                Op::Query { .. } | Op::Execute { .. } => {
+                    self.session.as_ref().and_then(|s| s.session.cancel_token())
+                }
+                _ => None,
+            };
+            let grace = self.broker.config().server.shutdown_grace;
+            let next = {
+                let dispatch = ops::dispatch(self, request);
+                tokio::pin!(dispatch);
+                tokio::select! {
+                    next = &mut dispatch => next,
+                    _ = shutdown.recv() => {
+                        stopping = true;
+                        // A client that reads nothing keeps the answer from
+                        // being written: give up on it after half the grace
+                        // period, so that the session is still rolled back
+                        // and recorded before the broker exits.
+                        in_flight_at_shutdown(dispatch, cancel, grace / 2).await
+                    }
+                }
+            };
+            if stopping && matches!(next, Next::Close) {
+                self.closing = Some(CloseReason::Shutdown);
+                return;
+            }
+            match next {
                 Next::Continue => {}
                 Next::Close => {
                     self.closing.get_or_insert(CloseReason::Disconnect);
@@ -289,6 +346,24 @@ impl ClientConnection {
                 return;
             }
         }
+    }
+
+    /// Tells the client the broker is shutting down; `finish` then rolls
+    /// back and closes its session.
+    async fn shut_down(&mut self) {
+        let rolled_back = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.session.in_transaction());
+        let message = if rolled_back {
+            "the broker is shutting down; the open transaction was rolled back"
+        } else {
+            "the broker is shutting down"
+        };
+        self.closing = Some(CloseReason::Shutdown);
+        let _ = self
+            .reply_error(None, ErrorInfo::new(ErrorCode::Unavailable, message))
+            .await;
     }
 
     /// Sends an error frame and flushes.
