@@ -15,6 +15,7 @@ mod ops_units;
 mod params;
 mod pool;
 mod read;
+mod reliability;
 mod restart;
 mod types;
 mod write;
