@@ -75,6 +75,9 @@ fn extras(r: &Rule) -> String {
     if r.require_reason {
         parts.push("reason required".to_owned());
     }
+    if r.approve {
+        parts.push("approves change requests".to_owned());
+    }
     if let Some(role) = &r.db_role {
         parts.push(format!("role {role}"));
     }

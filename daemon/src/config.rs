@@ -332,6 +332,8 @@ struct RuleFile {
     db_role: Option<String>,
     statement_timeout_ms: Option<u64>,
     idle_in_transaction_timeout_ms: Option<u64>,
+    #[serde(default)]
+    approve: bool,
 }
 
 impl Config {
@@ -565,6 +567,7 @@ fn collect_rules(
             db_role: r.db_role,
             statement_timeout_ms: r.statement_timeout_ms,
             idle_in_transaction_timeout_ms: r.idle_in_transaction_timeout_ms,
+            approve: r.approve,
         });
     }
     Ok(())

@@ -17,6 +17,10 @@ pub enum RuleMode {
     Read,
     /// Read-only sessions, and read-write sessions when the client asks.
     Write,
+    /// Read-only sessions, and change requests that another person must
+    /// approve before they run (`docs/approval.md`); never a read-write
+    /// session.
+    Request,
 }
 
 impl fmt::Display for RuleMode {
@@ -24,6 +28,7 @@ impl fmt::Display for RuleMode {
         f.write_str(match self {
             RuleMode::Read => "read",
             RuleMode::Write => "write",
+            RuleMode::Request => "request",
         })
     }
 }
@@ -59,6 +64,9 @@ pub struct Rule {
     pub statement_timeout_ms: Option<u64>,
     /// Idle-in-transaction timeout for sessions under this rule.
     pub idle_in_transaction_timeout_ms: Option<u64>,
+    /// May approve or reject other people's change requests for its `dbs`
+    /// and `db_users`.
+    pub approve: bool,
 }
 
 impl Rule {
@@ -76,7 +84,8 @@ impl Rule {
                 .any(|g| self.groups.iter().any(|r| r == g))
     }
 
-    fn grants(&self, db: &str, db_user: &str) -> bool {
+    /// Whether it names instance `db` and database user `db_user`.
+    pub fn grants(&self, db: &str, db_user: &str) -> bool {
         let any = |list: &[String], value: &str| list.iter().any(|v| v == "*" || v == value);
         any(&self.dbs, db) && any(&self.db_users, db_user)
     }
@@ -129,7 +138,7 @@ impl Policy {
             if !rule.grants(access.db, access.db_user) {
                 continue;
             }
-            if access.write && rule.mode == RuleMode::Read {
+            if access.write && rule.mode != RuleMode::Write {
                 read_only_grant.get_or_insert(rule);
                 continue;
             }
@@ -138,6 +147,10 @@ impl Policy {
         let mode = if access.write { "write" } else { "read" };
         let who = peer.describe();
         let reason = match read_only_grant {
+            Some(rule) if rule.mode == RuleMode::Request => format!(
+                "{who} may not write to {} as {} directly: rule {:?} grants change requests only; submit the change for approval (iam-pg request)",
+                access.db, access.db_user, rule.name
+            ),
             Some(rule) => format!(
                 "{who} may not write to {} as {}: rule {:?} grants read only",
                 access.db, access.db_user, rule.name
@@ -196,6 +209,7 @@ mod tests {
             db_role: None,
             statement_timeout_ms: None,
             idle_in_transaction_timeout_ms: None,
+            approve: false,
         }
     }
 
@@ -307,5 +321,28 @@ mod tests {
             granted_by(policy.decide(&alice, access("czechidm", "czechidm", false))).as_deref(),
             Some("r")
         );
+    }
+
+    #[test]
+    fn a_request_rule_reads_but_never_writes() {
+        let policy = Policy::new(vec![rule(
+            "q",
+            &["alice"],
+            &[],
+            &["czechidm"],
+            &["czechidm"],
+            RuleMode::Request,
+        )]);
+        let alice = peer(1001, "alice", &[]);
+        assert_eq!(
+            granted_by(policy.decide(&alice, access("czechidm", "czechidm", false))).as_deref(),
+            Some("q")
+        );
+        let PolicyDecision::Deny { reason } =
+            policy.decide(&alice, access("czechidm", "czechidm", true))
+        else {
+            panic!("write granted by a request rule")
+        };
+        assert!(reason.contains("change requests only"), "{reason}");
     }
 }
