@@ -24,10 +24,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod approval;
 mod error;
 mod request;
 mod response;
 
+pub use approval::{
+    ApprovalRequest, Person, RequestState, RequestStatement, StatementSpec, SubmitParams,
+};
 pub use error::{DecodeError, ErrorCode, ErrorInfo};
 pub use request::{Op, OpenParams, Request};
 pub use response::{Column, Identity, Opened, Response};

@@ -84,11 +84,11 @@ pub struct OpenParams {
     pub reason: Option<String>,
 }
 
-fn default_db() -> String {
+pub(crate) fn default_db() -> String {
     crate::DEFAULT_DB.to_owned()
 }
 
-fn default_user() -> String {
+pub(crate) fn default_user() -> String {
     crate::DEFAULT_DB_USER.to_owned()
 }
 

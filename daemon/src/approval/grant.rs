@@ -1,0 +1,136 @@
+//! What the policy says about change requests: who may submit them and who
+//! may approve them, for which instance and database user.
+
+use crate::peer::PeerIdentity;
+use crate::policy::{Policy, Rule, RuleMode};
+
+/// The first rule that lets `peer` submit change requests for `db` as
+/// `db_user`: `mode = "request"` (or `"write"`, which may write directly
+/// and so may also ask first). `Err` says why not, safe to show.
+pub fn submit_rule(
+    policy: &Policy,
+    peer: &PeerIdentity,
+    db: &str,
+    db_user: &str,
+) -> Result<Rule, String> {
+    let mut read_only: Option<&Rule> = None;
+    for rule in policy.rules().iter().filter(|r| r.matches(peer)) {
+        if !rule.grants(db, db_user) {
+            continue;
+        }
+        match rule.mode {
+            RuleMode::Request | RuleMode::Write => return Ok(rule.clone()),
+            RuleMode::Read => {
+                read_only.get_or_insert(rule);
+            }
+        }
+    }
+    let who = peer.describe();
+    Err(match read_only {
+        Some(rule) => format!(
+            "{who} may not submit changes to {db} as {db_user}: rule {:?} grants read only",
+            rule.name
+        ),
+        None => format!(
+            "{who} may not submit changes to {db} as {db_user}: no rule with mode \"request\" grants it"
+        ),
+    })
+}
+
+/// The first rule with `approve = true` that lets `peer` approve change
+/// requests for `db` as `db_user`.
+pub fn approve_rule(policy: &Policy, peer: &PeerIdentity, db: &str, db_user: &str) -> Option<Rule> {
+    policy
+        .rules()
+        .iter()
+        .find(|r| r.approve && r.matches(peer) && r.grants(db, db_user))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::GroupInfo;
+
+    fn peer(uid: u32, user: &str, groups: &[&str]) -> PeerIdentity {
+        PeerIdentity {
+            uid,
+            gid: uid,
+            pid: 1,
+            user: Some(user.into()),
+            groups: groups
+                .iter()
+                .map(|g| GroupInfo {
+                    gid: 5000,
+                    name: Some((*g).into()),
+                })
+                .collect(),
+        }
+    }
+
+    fn rule(name: &str, groups: &[&str], dbs: &[&str], mode: RuleMode, approve: bool) -> Rule {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
+        Rule {
+            name: name.into(),
+            source: "test:1".into(),
+            users: vec![],
+            uids: vec![],
+            groups: v(groups),
+            dbs: v(dbs),
+            db_users: v(&["*"]),
+            mode,
+            ddl: false,
+            require_reason: false,
+            db_role: None,
+            statement_timeout_ms: None,
+            idle_in_transaction_timeout_ms: None,
+            approve,
+        }
+    }
+
+    #[test]
+    fn request_and_write_rules_may_submit_read_rules_may_not() {
+        let policy = Policy::new(vec![
+            rule("read", &["helpdesk"], &["*"], RuleMode::Read, false),
+            rule("ask", &["ops"], &["czechidm"], RuleMode::Request, false),
+            rule("dba", &["dba"], &["*"], RuleMode::Write, false),
+        ]);
+        let alice = peer(1001, "alice", &["helpdesk", "ops"]);
+        assert_eq!(
+            submit_rule(&policy, &alice, "czechidm", "czechidm")
+                .unwrap()
+                .name,
+            "ask"
+        );
+        let err = submit_rule(&policy, &alice, "bridge", "bridge").unwrap_err();
+        assert!(err.contains("grants read only"), "{err}");
+        let bob = peer(1002, "bob", &["dba"]);
+        assert_eq!(
+            submit_rule(&policy, &bob, "bridge", "postgres")
+                .unwrap()
+                .name,
+            "dba"
+        );
+        let nobody = peer(1003, "eve", &[]);
+        assert!(submit_rule(&policy, &nobody, "czechidm", "czechidm")
+            .unwrap_err()
+            .contains("no rule"));
+    }
+
+    #[test]
+    fn approve_needs_the_flag_for_that_db() {
+        let policy = Policy::new(vec![
+            rule("dba", &["dba"], &["*"], RuleMode::Write, false),
+            rule("lead", &["leads"], &["czechidm"], RuleMode::Read, true),
+        ]);
+        let lead = peer(1004, "carol", &["leads"]);
+        assert_eq!(
+            approve_rule(&policy, &lead, "czechidm", "czechidm").map(|r| r.name),
+            Some("lead".into())
+        );
+        assert!(approve_rule(&policy, &lead, "bridge", "bridge").is_none());
+        // Writing is not approving.
+        let dba = peer(1005, "dan", &["dba"]);
+        assert!(approve_rule(&policy, &dba, "czechidm", "czechidm").is_none());
+    }
+}
