@@ -16,6 +16,8 @@ pub struct Broker {
     pool: Arc<Pool>,
     stats: Stats,
     audit: AuditLog,
+    /// Change requests: per-request locks and the key that seals them.
+    approvals: crate::approval::ApprovalStore,
     /// Client connections per uid, for the connection limits.
     connections: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
 }
@@ -57,6 +59,7 @@ impl Broker {
             pool,
             stats: Stats::default(),
             audit,
+            approvals: Default::default(),
             connections: Default::default(),
         }
     }
@@ -126,6 +129,11 @@ impl Broker {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// Change requests (`docs/approval.md`).
+    pub fn approvals(&self) -> &crate::approval::ApprovalStore {
+        &self.approvals
     }
 
     /// Counters.

@@ -67,6 +67,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// `[audit]`.
     pub audit: crate::audit::AuditConfig,
+    /// `[approval]`: change requests.
+    pub approval: crate::approval::ApprovalConfig,
     /// Rules from the main file and the drop-ins, in load order.
     pub policy: Policy,
     /// The drop-in files that were read, in order.
@@ -301,6 +303,8 @@ struct MainFile {
     #[serde(default)]
     audit: crate::audit::AuditConfig,
     #[serde(default)]
+    approval: crate::approval::ApprovalConfig,
+    #[serde(default)]
     rule: Vec<toml::Spanned<RuleFile>>,
 }
 
@@ -373,6 +377,7 @@ impl Config {
             limits: main.limits,
             pool: main.pool,
             audit: main.audit,
+            approval: main.approval,
             policy: Policy::new(rules),
             dropins,
         };
@@ -406,6 +411,7 @@ impl Config {
             )));
         }
         self.audit.validate().map_err(&invalid)?;
+        self.approval.validate().map_err(&invalid)?;
         if self.limits.max_line_bytes < 1024 {
             return Err(invalid(
                 "limits.max_line_bytes must be at least 1024".into(),

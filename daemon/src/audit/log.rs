@@ -180,6 +180,12 @@ impl AuditLog {
         self.inner.as_deref().map(|i| i.path.as_path())
     }
 
+    /// The key parameters are hashed with (`None` unless `params =
+    /// "hmac"`); change requests are sealed with it too.
+    pub fn key(&self) -> Option<&AuditKey> {
+        self.inner.as_deref().and_then(|i| i.key.as_ref())
+    }
+
     /// The hash of the last record written: the `prev` of the next one.
     /// Logged at start and stop so that the journal holds anchors an
     /// attacker who rewrites the file would also have to forge.
