@@ -573,6 +573,8 @@ fn frame_type(frame: &Response) -> &'static str {
         Response::Ok { .. } => "ok",
         Response::Pong { .. } => "pong",
         Response::Status { .. } => "status",
+        Response::Request { .. } => "request",
+        Response::Requests { .. } => "requests",
         Response::Error { .. } => "error",
     }
 }

@@ -57,6 +57,9 @@ pub enum RequestError {
     /// A configured limit was reached.
     #[error("{0}")]
     Limit(String),
+    /// A named object (a change request) does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// A broker bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -112,6 +115,7 @@ impl RequestError {
                 ErrorInfo::new(ErrorCode::Unavailable, self.to_string())
             }
             RequestError::Limit(m) => ErrorInfo::new(ErrorCode::Limit, m.clone()),
+            RequestError::NotFound(m) => ErrorInfo::new(ErrorCode::NotFound, m.clone()),
             // The cause (a path, an errno) is for the journal, not the client.
             RequestError::Audit(_) => ErrorInfo::new(
                 ErrorCode::AuditUnavailable,

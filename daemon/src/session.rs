@@ -637,3 +637,21 @@ fn refusal(r: Refusal, mode: Mode) -> RequestError {
         _ => RequestError::Forbidden(r.to_string()),
     }
 }
+
+// Change requests (`approval/`): their dry run and their execution run
+// statements with no client to stream to.
+impl Session {
+    /// Runs a checked statement in the broker's transaction and returns the
+    /// rows it affected (or returned), sending no frames.
+    pub async fn execute_counted(
+        &mut self,
+        checked: &Checked,
+        params: &[Value],
+    ) -> Result<u64, RequestError> {
+        let Prepared { statement, params } = self.prepare(checked, params).await?;
+        match self.client()?.execute_raw(&statement, params.iter()).await {
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.statement_failed(&checked.sql, e)),
+        }
+    }
+}

@@ -59,6 +59,40 @@ pub enum Op {
     /// The broker's counters (root and the admin group only); answered with
     /// `status`. Needs no session.
     Status,
+    /// Submit a change for approval: guard, dry run, store. Answered with
+    /// `request`. Needs no session (as all `request_*` operations).
+    RequestSubmit(crate::SubmitParams),
+    /// The change requests the caller may see; answered with `requests`.
+    RequestList {
+        /// Requests in every state, not only pending ones.
+        #[serde(default)]
+        all: bool,
+    },
+    /// One change request; answered with `request`.
+    RequestShow {
+        /// The request's id.
+        request: String,
+    },
+    /// Approve a change request, which runs it; answered with `request`.
+    RequestApprove {
+        /// The request's id.
+        request: String,
+        /// The approver's comment, for the requester and the audit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+    /// Reject a change request; answered with `request`.
+    RequestReject {
+        /// The request's id.
+        request: String,
+        /// Why (required).
+        comment: String,
+    },
+    /// Withdraw one's own change request; answered with `request`.
+    RequestCancel {
+        /// The request's id.
+        request: String,
+    },
 }
 
 /// Parameters of [`Op::Open`]. Every field has the seed library's default.
@@ -109,7 +143,21 @@ impl Default for OpenParams {
 }
 
 const OPS: &[&str] = &[
-    "hello", "open", "query", "execute", "commit", "rollback", "close", "ping", "status",
+    "hello",
+    "open",
+    "query",
+    "execute",
+    "commit",
+    "rollback",
+    "close",
+    "ping",
+    "status",
+    "request_submit",
+    "request_list",
+    "request_show",
+    "request_approve",
+    "request_reject",
+    "request_cancel",
 ];
 
 impl Request {
@@ -177,6 +225,12 @@ impl Op {
             Op::Close => "close",
             Op::Ping => "ping",
             Op::Status => "status",
+            Op::RequestSubmit(_) => "request_submit",
+            Op::RequestList { .. } => "request_list",
+            Op::RequestShow { .. } => "request_show",
+            Op::RequestApprove { .. } => "request_approve",
+            Op::RequestReject { .. } => "request_reject",
+            Op::RequestCancel { .. } => "request_cancel",
         }
     }
 }
@@ -199,6 +253,30 @@ mod tests {
             (r#"{"id":6,"op":"rollback"}"#, "rollback"),
             (r#"{"id":7,"op":"close"}"#, "close"),
             (r#"{"id":8,"op":"ping"}"#, "ping"),
+            (
+                r#"{"id":9,"op":"request_submit","reason":"INC-1","statements":[{"sql":"UPDATE t SET x = %s","params":[1]}]}"#,
+                "request_submit",
+            ),
+            (
+                r#"{"id":10,"op":"request_list","all":true}"#,
+                "request_list",
+            ),
+            (
+                r#"{"id":11,"op":"request_show","request":"ab"}"#,
+                "request_show",
+            ),
+            (
+                r#"{"id":12,"op":"request_approve","request":"ab"}"#,
+                "request_approve",
+            ),
+            (
+                r#"{"id":13,"op":"request_reject","request":"ab","comment":"no"}"#,
+                "request_reject",
+            ),
+            (
+                r#"{"id":14,"op":"request_cancel","request":"ab"}"#,
+                "request_cancel",
+            ),
         ];
         for (line, name) in cases {
             let req = Request::decode(line.as_bytes()).unwrap();

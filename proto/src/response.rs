@@ -59,6 +59,27 @@ pub enum Response {
         /// Uptime, version, sessions, statements, errors, pools.
         status: Value,
     },
+    /// Answer to `request_submit`, `request_show`, `request_approve`,
+    /// `request_reject` and `request_cancel`: the change request as it is
+    /// now.
+    Request {
+        /// Echo of the request id.
+        id: u64,
+        /// The change request (boxed: it is much larger than the other
+        /// frames).
+        request: Box<crate::ApprovalRequest>,
+    },
+    /// Answer to `request_list`.
+    Requests {
+        /// Echo of the request id.
+        id: u64,
+        /// The change requests the caller may see, oldest first.
+        requests: Vec<crate::ApprovalRequest>,
+        /// Ids of request files the broker refused to read because they
+        /// were changed outside the broker (their MAC does not match).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<String>,
+    },
     /// The request failed. For `query`, an error may also follow a
     /// `columns` frame and some `rows` (the statement failed midway).
     Error {
@@ -126,7 +147,9 @@ impl Response {
             | Response::Done { id, .. }
             | Response::Ok { id }
             | Response::Pong { id }
-            | Response::Status { id, .. } => Some(*id),
+            | Response::Status { id, .. }
+            | Response::Request { id, .. }
+            | Response::Requests { id, .. } => Some(*id),
             Response::Opened(o) => Some(o.id),
             Response::Error { id, .. } => *id,
         }

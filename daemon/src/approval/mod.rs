@@ -23,9 +23,11 @@
 
 mod config;
 mod grant;
+pub mod lifecycle;
 mod mac;
 pub mod store;
 
 pub use config::{ApprovalConfig, DEFAULT_REQUESTS_DIR};
 pub use grant::{approve_rule, submit_rule};
+pub use lifecycle::Actor;
 pub use store::ApprovalStore;

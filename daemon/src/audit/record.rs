@@ -41,6 +41,26 @@ pub enum AuditEvent {
     /// A new audit file begins (size rotation, `SIGHUP` reopen, the file
     /// vanished). Written by the log itself.
     Rotated,
+    /// A change request was submitted; written before its dry run
+    /// (`approval` has the request id; `docs/approval.md`).
+    RequestSubmit,
+    /// How a change request's dry run ended: its counts, and whether it was
+    /// stored.
+    RequestDryRun,
+    /// A change request was approved; written before it runs.
+    RequestApprove,
+    /// How an approved change request ran: `executed`, `drifted` or
+    /// `failed`, with its counts.
+    RequestExecute,
+    /// A change request was rejected.
+    RequestReject,
+    /// A change request was withdrawn by its requester.
+    RequestCancel,
+    /// A change request expired unapproved.
+    RequestExpire,
+    /// An action on a change request was refused (self-approval, no
+    /// `approve` grant, a request file changed outside the broker, …).
+    RequestRefused,
 }
 
 impl AuditEvent {
@@ -58,6 +78,14 @@ impl AuditEvent {
             AuditEvent::Rollback => "rollback",
             AuditEvent::Result => "result",
             AuditEvent::Rotated => "rotated",
+            AuditEvent::RequestSubmit => "request_submit",
+            AuditEvent::RequestDryRun => "request_dry_run",
+            AuditEvent::RequestApprove => "request_approve",
+            AuditEvent::RequestExecute => "request_execute",
+            AuditEvent::RequestReject => "request_reject",
+            AuditEvent::RequestCancel => "request_cancel",
+            AuditEvent::RequestExpire => "request_expire",
+            AuditEvent::RequestRefused => "request_refused",
         }
     }
 
@@ -66,7 +94,14 @@ impl AuditEvent {
     fn full_peer(self) -> bool {
         matches!(
             self,
-            AuditEvent::SessionOpen | AuditEvent::SessionRefused | AuditEvent::SessionClose
+            AuditEvent::SessionOpen
+                | AuditEvent::SessionRefused
+                | AuditEvent::SessionClose
+                | AuditEvent::RequestSubmit
+                | AuditEvent::RequestApprove
+                | AuditEvent::RequestReject
+                | AuditEvent::RequestCancel
+                | AuditEvent::RequestRefused
         )
     }
 }
@@ -241,6 +276,9 @@ pub struct AuditRecord<'a> {
     pub rolled_back: Option<bool>,
     /// How it ended.
     pub outcome: Option<Outcome<'a>>,
+    /// A change request's details (`request_*` events): its id, requester,
+    /// approver, comment, counts. Never parameter values.
+    pub approval: Option<&'a Value>,
 }
 
 impl<'a> AuditRecord<'a> {
@@ -262,6 +300,7 @@ impl<'a> AuditRecord<'a> {
             why: None,
             rolled_back: None,
             outcome: None,
+            approval: None,
         }
     }
 }
@@ -342,6 +381,7 @@ pub(crate) fn write_body(
         params,
         rolled_back: rec.rolled_back,
         outcome: rec.outcome.as_ref(),
+        approval: rec.approval,
     };
     // Serializing these types cannot fail (no maps with non-string keys, no
     // failing Serialize impls); a failure would be a bug, caught by tests.
@@ -442,6 +482,8 @@ struct Body<'a> {
     rolled_back: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome: Option<&'a Outcome<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<&'a Value>,
 }
 
 #[derive(Serialize)]

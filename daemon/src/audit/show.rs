@@ -337,7 +337,7 @@ fn kind_writes(kind: &str) -> bool {
 fn denied(v: &Value) -> bool {
     if matches!(
         v["event"].as_str(),
-        Some("session_refused" | "statement_refused")
+        Some("session_refused" | "statement_refused" | "request_refused")
     ) {
         return true;
     }
@@ -366,6 +366,28 @@ fn mentions(v: &Value, m: &ValueMatch) -> bool {
             _ => false,
         })
     })
+}
+
+/// A change request's event: `request ID by REQUESTER, approver APPROVER:
+/// STATE "comment"` (`docs/approval.md`).
+fn request_what(a: &Value) -> String {
+    let mut t = format!("request {}", a["id"].as_str().unwrap_or("?"));
+    if let Some(user) = a["requester"]["user"].as_str() {
+        t.push_str(&format!(" by {user}"));
+    }
+    if let Some(user) = a["approver"]["user"].as_str() {
+        t.push_str(&format!(", approver {user}"));
+    }
+    if let Some(action) = a["action"].as_str() {
+        t.push_str(&format!(" ({action})"));
+    }
+    if let Some(state) = a["state"].as_str() {
+        t.push_str(&format!(": {state}"));
+    }
+    if let Some(comment) = a["comment"].as_str() {
+        t.push_str(&format!(" {comment:?}"));
+    }
+    t
 }
 
 fn table_row(v: &Value) -> String {
@@ -469,6 +491,7 @@ fn what(v: &Value) -> String {
             v["broker"]["version"].as_str().unwrap_or("?"),
             v["broker"]["pid"]
         ),
+        e if e.starts_with("request_") => request_what(&v["approval"]),
         "rotated" => match v["previous_file"].as_str() {
             Some(f) => format!("{} (previous file {f})", str_of("why")),
             None => str_of("why").to_owned(),

@@ -1,6 +1,7 @@
 //! The protocol's operations, one file each (`open.rs`, `statement.rs`,
-//! `transaction.rs`); `hello` and `ping` are one-liners here.
+//! `transaction.rs`, `approval.rs`); `hello` and `ping` are one-liners here.
 
+mod approval;
 mod open;
 mod statement;
 mod transaction;
@@ -35,6 +36,16 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         Op::Commit => transaction::commit(conn, id).await,
         Op::Rollback => transaction::rollback(conn, id).await,
         Op::Close => transaction::close(conn, id).await,
+        Op::RequestSubmit(params) => approval::submit(conn, id, params).await,
+        Op::RequestList { all } => approval::list(conn, id, all).await,
+        Op::RequestShow { request } => approval::show(conn, id, &request).await,
+        Op::RequestApprove { request, comment } => {
+            approval::approve(conn, id, &request, comment).await
+        }
+        Op::RequestReject { request, comment } => {
+            approval::reject(conn, id, &request, &comment).await
+        }
+        Op::RequestCancel { request } => approval::cancel(conn, id, &request).await,
     };
     match result {
         Ok(next) => next,

@@ -216,7 +216,7 @@ async fn establish(
     }
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), RequestError> {
+pub(super) fn check_name(field: &str, value: &str) -> Result<(), RequestError> {
     let ok = !value.is_empty()
         && value.len() <= 63
         && !value.starts_with(['.', '-'])

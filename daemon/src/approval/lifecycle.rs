@@ -1,0 +1,1111 @@
+//! The life of a change request: submit (policy, guard, dry run, store),
+//! approve (checks, run, compare counts, commit or roll back), reject,
+//! cancel, expire, and reading requests back. Every step is an audit
+//! record; every decision is written before it takes effect.
+
+use super::grant;
+use super::store::{self, LoadError, StoredRequest};
+use crate::audit::{
+    timefmt, AuditEvent, AuditKey, AuditPeer, AuditRecord, AuditTarget, Outcome, SessionMode,
+};
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::error::RequestError;
+use crate::peer::PeerIdentity;
+use crate::secrets::PasswordProvider;
+use crate::session::{ChunkLimits, ServerTarget, Session, SessionSettings};
+use iam_pgbroker_proto::{
+    ApprovalRequest, ErrorCode, ErrorInfo, Person, RequestState, RequestStatement, SubmitParams,
+};
+use iam_pgbroker_sql::{Mode, RefusalKind, SqlGuard};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use time::OffsetDateTime;
+use tracing::{error, info, warn};
+
+/// Who acts on a request, as the kernel said when they connected.
+pub struct Actor<'a> {
+    /// Shared broker state.
+    pub broker: &'a Broker,
+    /// The caller's identity.
+    pub peer: &'a PeerIdentity,
+    /// The same, as the audit records it.
+    pub audit_peer: &'a AuditPeer,
+    /// The protocol request's id, for the audit.
+    pub request: u64,
+}
+
+impl Actor<'_> {
+    fn person(&self) -> Person {
+        Person {
+            uid: self.peer.uid,
+            user: self.peer.user.clone(),
+        }
+    }
+
+    /// A record of `event` on request `stored` by this actor.
+    fn record<'r>(
+        &'r self,
+        event: AuditEvent,
+        stored: &'r StoredRequest,
+        target: &'r AuditTarget,
+        approval: &'r Value,
+    ) -> AuditRecord<'r> {
+        AuditRecord {
+            session: Some(&stored.request.id),
+            request: Some(self.request),
+            peer: Some(self.audit_peer),
+            target: Some(target),
+            mode: Some(SessionMode::Write),
+            reason: Some(&stored.request.reason),
+            rule: Some(&stored.request.rule),
+            approval: Some(approval),
+            ..AuditRecord::new(event)
+        }
+    }
+}
+
+/// Where a run goes: dry run at submit, or the real one after approval.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    DryRun,
+    Execute,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::DryRun => "dry_run",
+            Phase::Execute => "execute",
+        }
+    }
+}
+
+/// Submits a change: the policy must grant `request` (or `write`) for the
+/// instance and database user; every statement must pass the write-session
+/// guard; the dry run must succeed. Only then is the request stored.
+pub async fn submit(
+    actor: &Actor<'_>,
+    params: SubmitParams,
+) -> Result<ApprovalRequest, RequestError> {
+    let config = actor.broker.config();
+    let audit = actor.broker.audit();
+    let n = params.statements.len();
+    if n == 0 {
+        return Err(RequestError::BadRequest(
+            "a change request needs at least one statement".into(),
+        ));
+    }
+    if n > config.approval.max_statements {
+        return Err(RequestError::BadRequest(format!(
+            "a change request may have at most {} statements (approval.max_statements); this one has {n}",
+            config.approval.max_statements
+        )));
+    }
+    let id = store::new_id()
+        .map_err(|e| RequestError::Internal(format!("cannot make a request id: {e}")))?;
+    let instance = config.target(&params.db, params.dbname.as_deref());
+    let now = OffsetDateTime::now_utc();
+    let mut stored = StoredRequest {
+        request: ApprovalRequest {
+            id: id.clone(),
+            state: RequestState::Pending,
+            db: params.db.clone(),
+            dbname: instance.dbname.clone(),
+            db_user: params.user.clone(),
+            requester: actor.person(),
+            reason: params.reason.trim().to_owned(),
+            rule: String::new(),
+            statements: params
+                .statements
+                .iter()
+                .map(|s| RequestStatement {
+                    sql: s.sql.clone(),
+                    params: s.params.clone(),
+                    kind: String::new(),
+                    dry_run_rows: 0,
+                    rows: None,
+                })
+                .collect(),
+            submitted: timefmt::format_utc(now),
+            expires: timefmt::format_utc(now + config.approval.expiry),
+            decided_by: None,
+            decided_at: None,
+            comment: None,
+            error: None,
+        },
+        requester_gid: actor.peer.gid,
+        requester_groups: actor.peer.group_names(),
+        db_role: None,
+        statement_timeout_ms: config.database.statement_timeout_ms,
+        idle_in_transaction_timeout_ms: config.database.idle_in_transaction_timeout_ms,
+    };
+    let mut target = target_of(&stored);
+
+    let rule = match grant::submit_rule(&config.policy, actor.peer, &params.db, &params.user) {
+        Ok(rule) => rule,
+        Err(why) => {
+            return Err(refuse(
+                actor,
+                &stored,
+                &target,
+                "submit",
+                RequestError::Denied(why),
+            ))
+        }
+    };
+    stored.request.rule = rule.name.clone();
+    stored.db_role = rule.db_role.clone();
+    if let Some(ms) = rule.statement_timeout_ms {
+        stored.statement_timeout_ms = ms;
+    }
+    if let Some(ms) = rule.idle_in_transaction_timeout_ms {
+        stored.idle_in_transaction_timeout_ms = ms;
+    }
+
+    // The guard of a write session, before anything reaches PostgreSQL:
+    // a request may do exactly what a write session without DDL may.
+    let guard = SqlGuard::new();
+    for i in 0..n {
+        let statement = &stored.request.statements[i];
+        match guard_check(&guard, &statement.sql, statement.params.len()) {
+            Ok(kind) => stored.request.statements[i].kind = kind,
+            Err((error, what)) => {
+                let error = numbered(error, i, n);
+                let info = error.to_wire();
+                let approval = json!({"id": id, "phase": "submit", "statement": i + 1});
+                let record = AuditRecord {
+                    sql: Some(&statement.sql),
+                    params: Some(&statement.params),
+                    rule: what.as_deref(),
+                    outcome: Some(Outcome::error(&info, None)),
+                    ..actor.record(AuditEvent::StatementRefused, &stored, &target, &approval)
+                };
+                let _ = audit.record(&record);
+                info!(request = %id, statement = i + 1, code = %info.code, "change request refused by the guard");
+                return Err(error);
+            }
+        }
+    }
+
+    // Fail closed: the dry run sends the statements to PostgreSQL, so the
+    // submission is in the audit first.
+    let approval = json!({
+        "id": id,
+        "requester": person_json(&stored.request.requester),
+        "statements": n,
+        "expires": stored.request.expires,
+    });
+    audit
+        .record(&actor.record(AuditEvent::RequestSubmit, &stored, &target, &approval))
+        .map_err(RequestError::Audit)?;
+
+    let started = Instant::now();
+    let ran = match run(actor, &config, &stored, Phase::DryRun, &mut target).await {
+        Ok(ran) => ran,
+        Err(e) => return Err(dry_run_failed(actor, &stored, &target, started, e)),
+    };
+    let Ran {
+        mut session,
+        rows,
+        error,
+    } = ran;
+    // A dry run never commits, whatever happened.
+    let _ = session.rollback().await;
+    let _ = session.close().await;
+    if let Some((i, e)) = error {
+        return Err(dry_run_failed(
+            actor,
+            &stored,
+            &target,
+            started,
+            numbered(e, i, n),
+        ));
+    }
+    for (statement, count) in stored.request.statements.iter_mut().zip(&rows) {
+        statement.dry_run_rows = *count;
+    }
+
+    let key = key(actor.broker, &config)?;
+    if let Err(e) = store::write(&config.approval.dir, &key, &stored) {
+        error!(request = %id, dir = %config.approval.dir.display(), cause = %e, "cannot store a change request");
+        let error = RequestError::Internal(format!(
+            "the dry run succeeded but the request could not be stored in {}: {e}",
+            config.approval.dir.display()
+        ));
+        return Err(dry_run_failed(actor, &stored, &target, started, error));
+    }
+    let approval = json!({
+        "id": id,
+        "requester": person_json(&stored.request.requester),
+        "dry_run_rows": rows,
+        "stored": true,
+        "expires": stored.request.expires,
+    });
+    let record = AuditRecord {
+        outcome: Some(Outcome::ok(
+            Some(rows.iter().sum()),
+            Some(started.elapsed()),
+        )),
+        ..actor.record(AuditEvent::RequestDryRun, &stored, &target, &approval)
+    };
+    // A request that is not in the audit chain must not be approvable.
+    if let Err(e) = audit.record(&record) {
+        let _ = store::remove(&config.approval.dir, &id);
+        return Err(RequestError::Audit(e));
+    }
+    info!(request = %id, db = %stored.request.db, db_user = %stored.request.db_user, statements = n, rows = ?rows, "change request submitted");
+    Ok(stored.request)
+}
+
+/// Approves a pending request and runs it: in one transaction as the
+/// target database user, each statement's count compared with its dry run.
+/// Equal counts commit (`executed`); any difference or a database error
+/// rolls back (`drifted`). Exactly once: the request's lock is held from
+/// the state check to the final write, and the state is `executing` on
+/// disk before anything runs.
+pub async fn approve(
+    actor: &Actor<'_>,
+    id: &str,
+    comment: Option<String>,
+) -> Result<ApprovalRequest, RequestError> {
+    let config = actor.broker.config();
+    let audit = actor.broker.audit();
+    let key = key(actor.broker, &config)?;
+    let _lock = actor.broker.approvals().lock(id).await;
+    let mut stored = load(actor, &config, &key, id)?;
+    let mut target = target_of(&stored);
+    let rule = check_decision(actor, &config, &stored, &target, "approve")?;
+    // The requester's own grant may have been withdrawn since: a change
+    // its author may no longer ask for is not run.
+    if let Err(why) = grant::submit_rule(
+        &config.policy,
+        &stored.requester_identity(),
+        &stored.request.db,
+        &stored.request.db_user,
+    ) {
+        let error = RequestError::Denied(format!(
+            "the requester may no longer submit this change: {why}"
+        ));
+        return Err(refuse(actor, &stored, &target, "approve", error));
+    }
+
+    let approver = actor.person();
+    let decision = json!({
+        "id": id,
+        "requester": person_json(&stored.request.requester),
+        "approver": person_json(&approver),
+        "comment": comment,
+    });
+    let record = AuditRecord {
+        rule: Some(&rule.name),
+        ..actor.record(AuditEvent::RequestApprove, &stored, &target, &decision)
+    };
+    audit.record(&record).map_err(RequestError::Audit)?;
+
+    stored.request.state = RequestState::Executing;
+    stored.request.decided_by = Some(approver.clone());
+    stored.request.decided_at = Some(timefmt::format_utc(OffsetDateTime::now_utc()));
+    stored.request.comment = comment;
+    store::write(&config.approval.dir, &key, &stored).map_err(|e| {
+        RequestError::Internal(format!(
+            "cannot mark request {id} as executing, so it did not run: {e}"
+        ))
+    })?;
+
+    let started = Instant::now();
+    let ran = match run(actor, &config, &stored, Phase::Execute, &mut target).await {
+        Ok(ran) => ran,
+        Err(e) => return Err(back_to_pending(actor, &config, &key, stored, &target, e)),
+    };
+    let Ran {
+        mut session,
+        rows,
+        error,
+    } = ran;
+    for (statement, count) in stored.request.statements.iter_mut().zip(&rows) {
+        statement.rows = Some(*count);
+    }
+    let drifted = stored.request.statements.iter().any(|s| s.drifted());
+    let n = stored.request.statements.len();
+    let (state, failure) = match error {
+        Some((_, e)) if !is_about_the_data(&e) => {
+            // Nothing reached the data (the connection broke, the audit
+            // failed): the request waits again.
+            let _ = session.rollback().await;
+            let _ = session.close().await;
+            for statement in &mut stored.request.statements {
+                statement.rows = None;
+            }
+            return Err(back_to_pending(actor, &config, &key, stored, &target, e));
+        }
+        Some((i, e)) => {
+            let _ = session.rollback().await;
+            let _ = session.close().await;
+            (RequestState::Drifted, Some(numbered_info(&e, i, n)))
+        }
+        None if drifted => {
+            let _ = session.rollback().await;
+            let _ = session.close().await;
+            (RequestState::Drifted, None)
+        }
+        None => match session.commit().await {
+            Ok(()) => {
+                let _ = session.close().await;
+                (RequestState::Executed, None)
+            }
+            // PostgreSQL refused the commit (a deferred constraint, a
+            // serialization failure): it rolled back.
+            Err(RequestError::Postgres(e)) if e.as_db_error().is_some() => {
+                let _ = session.close().await;
+                (
+                    RequestState::Drifted,
+                    Some(RequestError::Postgres(e).to_wire()),
+                )
+            }
+            Err(e) => {
+                // The connection broke while committing: whether PostgreSQL
+                // committed cannot be known here.
+                let _ = session.close().await;
+                (RequestState::Failed, Some(e.to_wire()))
+            }
+        },
+    };
+    stored.request.state = state;
+    stored.request.error = failure;
+    if let Err(e) = store::write(&config.approval.dir, &key, &stored) {
+        // The file still says `executing`: never run again, and `show`
+        // tells people to look at the data and the audit.
+        error!(request = %id, cause = %e, state = %state, "cannot write the final state of a change request");
+    }
+
+    let drift: Vec<Value> = stored
+        .request
+        .drift()
+        .map(|(i, s)| json!({"statement": i + 1, "dry_run_rows": s.dry_run_rows, "rows": s.rows}))
+        .collect();
+    let message = match (&stored.request.error, drift.is_empty()) {
+        (Some(info), _) => Some(info.message.clone()),
+        (None, false) => Some(drift_text(&stored.request)),
+        (None, true) => None,
+    };
+    let approval = json!({
+        "id": id,
+        "requester": person_json(&stored.request.requester),
+        "approver": person_json(&approver),
+        "state": state.as_str(),
+        "dry_run_rows": stored.request.statements.iter().map(|s| s.dry_run_rows).collect::<Vec<_>>(),
+        "rows": rows,
+        "drift": drift,
+    });
+    let outcome = match state {
+        RequestState::Executed => Outcome::ok(Some(rows.iter().sum()), Some(started.elapsed())),
+        _ => Outcome {
+            ok: false,
+            code: Some(state.as_str()),
+            sqlstate: stored
+                .request
+                .error
+                .as_ref()
+                .and_then(|e| e.sqlstate.as_deref()),
+            message: message.as_deref().filter(|_| {
+                // PostgreSQL's messages may quote values; keep only ours.
+                stored
+                    .request
+                    .error
+                    .as_ref()
+                    .is_none_or(|e| e.sqlstate.is_none())
+            }),
+            ..Outcome::ok(None, Some(started.elapsed()))
+        },
+    };
+    let record = AuditRecord {
+        rule: Some(&rule.name),
+        outcome: Some(outcome),
+        ..actor.record(AuditEvent::RequestExecute, &stored, &target, &approval)
+    };
+    // What ran has ended; its outcome is recorded best effort.
+    let _ = audit.record(&record);
+    info!(request = %id, state = %state, rows = ?rows, approver = %actor.peer.describe(), "change request approved");
+    Ok(stored.request)
+}
+
+/// Rejects a pending request; `comment` says why.
+pub async fn reject(
+    actor: &Actor<'_>,
+    id: &str,
+    comment: String,
+) -> Result<ApprovalRequest, RequestError> {
+    let config = actor.broker.config();
+    let key = key(actor.broker, &config)?;
+    let _lock = actor.broker.approvals().lock(id).await;
+    let mut stored = load(actor, &config, &key, id)?;
+    let target = target_of(&stored);
+    let rule = check_decision(actor, &config, &stored, &target, "reject")?;
+    let approver = actor.person();
+    let approval = json!({
+        "id": id,
+        "requester": person_json(&stored.request.requester),
+        "approver": person_json(&approver),
+        "comment": comment,
+    });
+    let record = AuditRecord {
+        rule: Some(&rule.name),
+        ..actor.record(AuditEvent::RequestReject, &stored, &target, &approval)
+    };
+    actor
+        .broker
+        .audit()
+        .record(&record)
+        .map_err(RequestError::Audit)?;
+    stored.request.state = RequestState::Rejected;
+    stored.request.decided_by = Some(approver);
+    stored.request.decided_at = Some(timefmt::format_utc(OffsetDateTime::now_utc()));
+    stored.request.comment = Some(comment);
+    write_state(&config, &key, &stored)?;
+    info!(request = %id, by = %actor.peer.describe(), "change request rejected");
+    Ok(stored.request)
+}
+
+/// Withdraws a pending request; only its requester may.
+pub async fn cancel(actor: &Actor<'_>, id: &str) -> Result<ApprovalRequest, RequestError> {
+    let config = actor.broker.config();
+    let key = key(actor.broker, &config)?;
+    let _lock = actor.broker.approvals().lock(id).await;
+    let mut stored = load(actor, &config, &key, id)?;
+    let target = target_of(&stored);
+    if stored.request.requester.uid != actor.peer.uid {
+        let error = RequestError::Denied(format!(
+            "{} may not cancel request {id}: only its requester, {}, may",
+            actor.peer.describe(),
+            stored.request.requester
+        ));
+        return Err(refuse(actor, &stored, &target, "cancel", error));
+    }
+    if stored.request.state != RequestState::Pending {
+        let error = not_pending(&stored, "cancelled");
+        return Err(refuse(actor, &stored, &target, "cancel", error));
+    }
+    let approval = json!({"id": id, "requester": person_json(&stored.request.requester)});
+    actor
+        .broker
+        .audit()
+        .record(&actor.record(AuditEvent::RequestCancel, &stored, &target, &approval))
+        .map_err(RequestError::Audit)?;
+    stored.request.state = RequestState::Cancelled;
+    stored.request.decided_by = Some(actor.person());
+    stored.request.decided_at = Some(timefmt::format_utc(OffsetDateTime::now_utc()));
+    write_state(&config, &key, &stored)?;
+    info!(request = %id, "change request cancelled by its requester");
+    Ok(stored.request)
+}
+
+/// One request, for its requester and for those who may approve it.
+pub async fn show(actor: &Actor<'_>, id: &str) -> Result<ApprovalRequest, RequestError> {
+    let config = actor.broker.config();
+    let key = key(actor.broker, &config)?;
+    let _lock = actor.broker.approvals().lock(id).await;
+    let stored = load(actor, &config, &key, id)?;
+    if !visible(actor, &config, &stored) {
+        return Err(RequestError::Denied(format!(
+            "{} may not see request {id}: it is not theirs, and no rule lets them approve changes to {} as {}",
+            actor.peer.describe(),
+            stored.request.db,
+            stored.request.db_user
+        )));
+    }
+    Ok(stored.request)
+}
+
+/// The requests the caller may see, oldest first: pending ones, or all
+/// with `all`. Also the ids of files that were refused (changed outside
+/// the broker).
+pub async fn list(
+    actor: &Actor<'_>,
+    all: bool,
+) -> Result<(Vec<ApprovalRequest>, Vec<String>), RequestError> {
+    let config = actor.broker.config();
+    let key = key(actor.broker, &config)?;
+    let ids = store::ids(&config.approval.dir).map_err(|e| {
+        RequestError::Internal(format!(
+            "cannot list change requests in {}: {e}",
+            config.approval.dir.display()
+        ))
+    })?;
+    let mut requests = Vec::new();
+    let mut refused = Vec::new();
+    for id in ids {
+        let _lock = actor.broker.approvals().lock(&id).await;
+        match load(actor, &config, &key, &id) {
+            Ok(stored) => {
+                if (all || stored.request.state == RequestState::Pending)
+                    && visible(actor, &config, &stored)
+                {
+                    requests.push(stored.request);
+                }
+            }
+            // Removed between listing and reading.
+            Err(RequestError::NotFound(_)) => {}
+            Err(_) => refused.push(id),
+        }
+    }
+    requests.sort_by(|a, b| a.submitted.cmp(&b.submitted).then(a.id.cmp(&b.id)));
+    Ok((requests, refused))
+}
+
+/// The key that seals request files.
+fn key(broker: &Broker, config: &Config) -> Result<AuditKey, RequestError> {
+    broker
+        .approvals()
+        .key(broker.audit(), &config.audit.key_file)
+        .map_err(|e| {
+            error!(cause = %e, "no key to seal change requests with");
+            RequestError::Internal(format!("change requests cannot be sealed: {e}"))
+        })
+}
+
+/// Reads request `id`, refusing (and reporting) a file changed outside the
+/// broker, and marks it expired when its time has passed.
+fn load(
+    actor: &Actor<'_>,
+    config: &Config,
+    key: &AuditKey,
+    id: &str,
+) -> Result<StoredRequest, RequestError> {
+    let dir = &config.approval.dir;
+    let mut stored = match store::read(dir, key, id) {
+        Ok(stored) => stored,
+        Err(LoadError::NotFound) => {
+            return Err(RequestError::NotFound(format!("no change request {id}")))
+        }
+        Err(LoadError::Io(e)) => {
+            error!(request = %id, dir = %dir.display(), cause = %e, "cannot read a change request");
+            return Err(RequestError::Internal(format!(
+                "cannot read change request {id}: {e}"
+            )));
+        }
+        Err(LoadError::Refused(why)) => {
+            error!(request = %id, dir = %dir.display(), "REFUSED a change request file: {why}; it will not be executed");
+            let message = format!(
+                "change request {id} is refused and will not be executed: {why} (see the broker's journal)"
+            );
+            let info = ErrorInfo::new(ErrorCode::Internal, message.clone());
+            let approval =
+                json!({"id": id, "action": "read", "file": dir.join(format!("{id}.json"))});
+            let record = AuditRecord {
+                session: Some(id),
+                request: Some(actor.request),
+                peer: Some(actor.audit_peer),
+                outcome: Some(Outcome::error(&info, None)),
+                approval: Some(&approval),
+                ..AuditRecord::new(AuditEvent::RequestRefused)
+            };
+            let _ = actor.broker.audit().record(&record);
+            return Err(RequestError::Internal(message));
+        }
+    };
+    if stored.request.state == RequestState::Pending && past(&stored.request.expires) {
+        stored.request.state = RequestState::Expired;
+        if let Err(e) = store::write(dir, key, &stored) {
+            error!(request = %id, cause = %e, "cannot mark a change request expired");
+        }
+        let target = target_of(&stored);
+        let approval = json!({
+            "id": id,
+            "requester": person_json(&stored.request.requester),
+            "expires": stored.request.expires,
+        });
+        let record = AuditRecord {
+            peer: None,
+            ..actor.record(AuditEvent::RequestExpire, &stored, &target, &approval)
+        };
+        let _ = actor.broker.audit().record(&record);
+        info!(request = %id, expires = %stored.request.expires, "change request expired");
+    }
+    Ok(stored)
+}
+
+/// Whether an RFC 3339 time has passed (an unreadable one has: a request
+/// whose expiry cannot be read is not run).
+fn past(time: &str) -> bool {
+    match OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => OffsetDateTime::now_utc() >= t,
+        Err(_) => true,
+    }
+}
+
+fn visible(actor: &Actor<'_>, config: &Config, stored: &StoredRequest) -> bool {
+    stored.request.requester.uid == actor.peer.uid
+        || grant::approve_rule(
+            &config.policy,
+            actor.peer,
+            &stored.request.db,
+            &stored.request.db_user,
+        )
+        .is_some()
+}
+
+/// The checks every decision (approve, reject) shares, in this order:
+/// not the requester's own, an `approve` grant for its instance and
+/// database user (so that nobody else learns more than "denied"), still
+/// pending. The approver's rule.
+fn check_decision(
+    actor: &Actor<'_>,
+    config: &Config,
+    stored: &StoredRequest,
+    target: &AuditTarget,
+    action: &str,
+) -> Result<crate::policy::Rule, RequestError> {
+    // Two people, whatever the rules say: the same uid never decides on
+    // its own change (root included).
+    if stored.request.requester.uid == actor.peer.uid {
+        let hint = if action == "reject" {
+            "; withdraw it with `iam-pg cancel`"
+        } else {
+            "; another person must approve it"
+        };
+        let error = RequestError::Denied(format!(
+            "nobody may {action} their own change request: {} submitted {}{hint}",
+            actor.peer.describe(),
+            stored.request.id
+        ));
+        return Err(refuse(actor, stored, target, action, error));
+    }
+    let rule = approver_rule(actor, config, stored, target, action)?;
+    if stored.request.state != RequestState::Pending {
+        let verb = if action == "approve" {
+            "approved"
+        } else {
+            "rejected"
+        };
+        return Err(refuse(
+            actor,
+            stored,
+            target,
+            action,
+            not_pending(stored, verb),
+        ));
+    }
+    Ok(rule)
+}
+
+fn approver_rule(
+    actor: &Actor<'_>,
+    config: &Config,
+    stored: &StoredRequest,
+    target: &AuditTarget,
+    action: &str,
+) -> Result<crate::policy::Rule, RequestError> {
+    let r = &stored.request;
+    grant::approve_rule(&config.policy, actor.peer, &r.db, &r.db_user).ok_or_else(|| {
+        let error = RequestError::Denied(format!(
+            "{} may not {action} changes to {} as {}: no rule with approve = true grants it",
+            actor.peer.describe(),
+            r.db,
+            r.db_user
+        ));
+        refuse(actor, stored, target, action, error)
+    })
+}
+
+fn not_pending(stored: &StoredRequest, verb: &str) -> RequestError {
+    let r = &stored.request;
+    match r.state {
+        RequestState::Expired => RequestError::BadRequest(format!(
+            "request {} expired at {} and can no longer be {verb}; the requester must submit it again",
+            r.id, r.expires
+        )),
+        state => RequestError::BadRequest(format!(
+            "request {} is {state}, not pending: it can no longer be {verb}",
+            r.id
+        )),
+    }
+}
+
+/// Records a refused action on a request (best effort) and returns the
+/// error to answer with.
+fn refuse(
+    actor: &Actor<'_>,
+    stored: &StoredRequest,
+    target: &AuditTarget,
+    action: &str,
+    error: RequestError,
+) -> RequestError {
+    let info = error.to_wire();
+    warn!(request = %stored.request.id, action, uid = actor.peer.uid, code = %info.code, "change request action refused: {}", info.message);
+    let approval = json!({
+        "id": stored.request.id,
+        "action": action,
+        "requester": person_json(&stored.request.requester),
+    });
+    let record = AuditRecord {
+        outcome: Some(Outcome::error(&info, None)),
+        ..actor.record(AuditEvent::RequestRefused, stored, target, &approval)
+    };
+    let _ = actor.broker.audit().record(&record);
+    error
+}
+
+fn write_state(
+    config: &Config,
+    key: &AuditKey,
+    stored: &StoredRequest,
+) -> Result<(), RequestError> {
+    store::write(&config.approval.dir, key, stored).map_err(|e| {
+        error!(request = %stored.request.id, cause = %e, "cannot write a change request");
+        RequestError::Internal(format!(
+            "cannot write change request {}: {e}",
+            stored.request.id
+        ))
+    })
+}
+
+/// A dry run that failed: recorded, and the request is not stored.
+fn dry_run_failed(
+    actor: &Actor<'_>,
+    stored: &StoredRequest,
+    target: &AuditTarget,
+    started: Instant,
+    error: RequestError,
+) -> RequestError {
+    let info = error.to_wire();
+    let approval = json!({"id": stored.request.id, "stored": false});
+    let record = AuditRecord {
+        outcome: Some(Outcome::error(&info, Some(started.elapsed()))),
+        ..actor.record(AuditEvent::RequestDryRun, stored, target, &approval)
+    };
+    let _ = actor.broker.audit().record(&record);
+    info!(request = %stored.request.id, code = %info.code, "change request's dry run failed; not stored");
+    error
+}
+
+/// An approved request that could not run (nothing reached the data):
+/// pending again, so that it can be approved once the cause is gone.
+fn back_to_pending(
+    actor: &Actor<'_>,
+    config: &Config,
+    key: &AuditKey,
+    mut stored: StoredRequest,
+    target: &AuditTarget,
+    error: RequestError,
+) -> RequestError {
+    stored.request.state = RequestState::Pending;
+    stored.request.decided_by = None;
+    stored.request.decided_at = None;
+    stored.request.comment = None;
+    let _ = write_state(config, key, &stored);
+    let info = error.to_wire();
+    let approval = json!({
+        "id": stored.request.id,
+        "requester": person_json(&stored.request.requester),
+        "approver": person_json(&actor.person()),
+        "state": "pending",
+    });
+    let record = AuditRecord {
+        outcome: Some(Outcome::error(&info, None)),
+        ..actor.record(AuditEvent::RequestExecute, &stored, target, &approval)
+    };
+    let _ = actor.broker.audit().record(&record);
+    warn!(request = %stored.request.id, code = %info.code, "an approved change request could not run; it is pending again");
+    error
+}
+
+/// Whether a failed statement says something about the data (so the
+/// request drifted), rather than about the broker or the connection (so
+/// nothing ran and it may be approved again).
+fn is_about_the_data(e: &RequestError) -> bool {
+    matches!(
+        e.to_wire().code,
+        ErrorCode::Database
+            | ErrorCode::ReadOnly
+            | ErrorCode::ForbiddenStatement
+            | ErrorCode::BadRequest
+    )
+}
+
+/// What running a request's statements gave.
+struct Ran {
+    /// The session, its transaction still open (or aborted).
+    session: Session,
+    /// Rows of each statement that ran, in order.
+    rows: Vec<u64>,
+    /// The statement that failed (0-based), and why.
+    error: Option<(usize, RequestError)>,
+}
+
+/// Connects as the request's database user and runs its statements in one
+/// transaction, each recorded before it runs. `Err` when nothing could run
+/// (no connection); a failing statement stops the run and is in
+/// [`Ran::error`]. The caller commits or rolls back.
+async fn run(
+    actor: &Actor<'_>,
+    config: &Arc<Config>,
+    stored: &StoredRequest,
+    phase: Phase,
+    target: &mut AuditTarget,
+) -> Result<Ran, RequestError> {
+    let mut session = connect(actor, config, stored, target).await?;
+    let audit = actor.broker.audit();
+    let mut rows = Vec::new();
+    let mut error = None;
+    for (i, statement) in stored.request.statements.iter().enumerate() {
+        let checked = match session.check(&statement.sql, statement.params.len()) {
+            Ok(checked) => checked,
+            Err(rejected) => {
+                error = Some((i, rejected.error));
+                break;
+            }
+        };
+        let approval = json!({
+            "id": stored.request.id,
+            "phase": phase.as_str(),
+            "statement": i + 1,
+            "requester": person_json(&stored.request.requester),
+        });
+        let record = AuditRecord {
+            sql: Some(&statement.sql),
+            params: Some(&statement.params),
+            kind: Some(checked.verdict.kind),
+            writes: Some(checked.verdict.writes || checked.verdict.ddl),
+            ..actor.record(AuditEvent::Statement, stored, target, &approval)
+        };
+        if let Err(e) = audit.record(&record) {
+            error = Some((i, RequestError::Audit(e)));
+            break;
+        }
+        actor.broker.stats().statement();
+        let started = Instant::now();
+        let result = session.execute_counted(&checked, &statement.params).await;
+        let info = result.as_ref().err().map(RequestError::to_wire);
+        let outcome = match (&result, &info) {
+            (Ok(n), _) => Outcome::ok(Some(*n), Some(started.elapsed())),
+            (Err(_), Some(info)) => Outcome::error(info, Some(started.elapsed())),
+            (Err(_), None) => Outcome::default(),
+        };
+        let record = AuditRecord {
+            kind: Some(checked.verdict.kind),
+            writes: Some(checked.verdict.writes || checked.verdict.ddl),
+            outcome: Some(outcome),
+            ..actor.record(AuditEvent::Result, stored, target, &approval)
+        };
+        let _ = audit.record(&record);
+        match result {
+            Ok(n) => rows.push(n),
+            Err(e) => {
+                error = Some((i, e));
+                break;
+            }
+        }
+    }
+    Ok(Ran {
+        session,
+        rows,
+        error,
+    })
+}
+
+/// A read-write session as the request's database user, under the role
+/// and timeouts of the requester's rule (the same for the dry run and the
+/// execution, so that their counts compare).
+async fn connect(
+    actor: &Actor<'_>,
+    config: &Arc<Config>,
+    stored: &StoredRequest,
+    target: &mut AuditTarget,
+) -> Result<Session, RequestError> {
+    let r = &stored.request;
+    let instance = config.target(&r.db, Some(&r.dbname));
+    target.container = Some(instance.container.clone());
+    let addr = actor.broker.resolver().resolve(&instance).await?;
+    target.address = Some(format!("{addr}:{}", instance.port));
+    let password = Broker::passwords(config).password(&r.db, &r.db_user)?;
+    let server = ServerTarget {
+        container: instance.container.clone(),
+        addr,
+        port: instance.port,
+        dbname: instance.dbname.clone(),
+        user: r.db_user.clone(),
+    };
+    let settings = SessionSettings {
+        readonly: false,
+        ddl: false,
+        db_role: stored.db_role.clone(),
+        statement_timeout_ms: stored.statement_timeout_ms,
+        idle_in_transaction_timeout_ms: stored.idle_in_transaction_timeout_ms,
+        connect_timeout: config.database.connect_timeout,
+        chunks: ChunkLimits {
+            rows: config.limits.rows_per_chunk,
+            bytes: config.limits.chunk_bytes,
+            max_rows: config.limits.max_result_rows,
+            max_bytes: config.limits.max_result_bytes,
+        },
+    };
+    let app_name = application_name(&r.id, actor.peer);
+    let pool = actor.broker.pool().clone();
+    match Session::open(&server, &password, &app_name, &settings, pool).await {
+        Ok(session) => Ok(session),
+        Err(e) => {
+            actor.broker.resolver().invalidate(&server.container);
+            Err(e)
+        }
+    }
+}
+
+/// The write-session guard (no DDL) on one statement, placeholders
+/// converted first: the statement kind, or the error and what the guard
+/// refused.
+fn guard_check(
+    guard: &SqlGuard,
+    sql: &str,
+    nparams: usize,
+) -> Result<String, (RequestError, Option<String>)> {
+    let converted = iam_pgbroker_sql::convert_placeholders(sql, nparams)
+        .map_err(|e| (RequestError::BadRequest(e.to_string()), None))?;
+    match guard.check(&converted, Mode::Write { ddl: false }) {
+        Ok(verdict) => Ok(verdict.kind.to_owned()),
+        Err(r) => {
+            let what = Some(r.what().to_owned());
+            let error = match r.kind() {
+                RefusalKind::Syntax => RequestError::Syntax(r.to_string()),
+                _ => RequestError::Forbidden(r.to_string()),
+            };
+            Err((error, what))
+        }
+    }
+}
+
+/// Names the statement in the broker's own messages when there are
+/// several (PostgreSQL's errors keep their text: the audit names the
+/// statement).
+fn numbered(error: RequestError, i: usize, n: usize) -> RequestError {
+    if n < 2 {
+        return error;
+    }
+    let at = |m: String| format!("statement {} of {n}: {m}", i + 1);
+    match error {
+        RequestError::BadRequest(m) => RequestError::BadRequest(at(m)),
+        RequestError::Forbidden(m) => RequestError::Forbidden(at(m)),
+        RequestError::Syntax(m) => RequestError::Syntax(at(m)),
+        RequestError::ReadOnly(m) => RequestError::ReadOnly(at(m)),
+        other => other,
+    }
+}
+
+/// The wire form of a statement's error, naming the statement.
+fn numbered_info(error: &RequestError, i: usize, n: usize) -> ErrorInfo {
+    let mut info = error.to_wire();
+    if n > 1 {
+        info.message = format!("statement {} of {n}: {}", i + 1, info.message);
+    }
+    info
+}
+
+/// `statement 1: 1 row in the dry run, 2 now; …`
+fn drift_text(request: &ApprovalRequest) -> String {
+    request
+        .drift()
+        .map(|(i, s)| {
+            format!(
+                "statement {}: {} in the dry run, {} at approval",
+                i + 1,
+                rows_text(s.dry_run_rows),
+                rows_text(s.rows.unwrap_or(0))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn rows_text(n: u64) -> String {
+    if n == 1 {
+        "1 row".into()
+    } else {
+        format!("{n} rows")
+    }
+}
+
+fn person_json(p: &Person) -> Value {
+    json!({"uid": p.uid, "user": p.user})
+}
+
+fn target_of(stored: &StoredRequest) -> AuditTarget {
+    AuditTarget {
+        db: stored.request.db.clone(),
+        dbname: Some(stored.request.dbname.clone()),
+        db_user: stored.request.db_user.clone(),
+        container: None,
+        address: None,
+    }
+}
+
+/// `pgbroker request <id> <user>(<uid>)`, cut to PostgreSQL's 63 bytes, so
+/// `pg_stat_activity` names the request and who ran it.
+fn application_name(id: &str, peer: &PeerIdentity) -> String {
+    let mut name = format!(
+        "pgbroker request {id} {}({})",
+        peer.user.as_deref().unwrap_or("?"),
+        peer.uid
+    );
+    if name.len() > 63 {
+        let mut cut = 63;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_of_a_write_session_without_ddl() {
+        let guard = SqlGuard::new();
+        assert_eq!(
+            guard_check(&guard, "UPDATE t SET x = %s WHERE id = %s", 2).unwrap(),
+            "UPDATE"
+        );
+        for (sql, what) in [
+            ("COPY t TO PROGRAM 'id'", "COPY"),
+            ("SET ROLE postgres", "SET"),
+            ("DROP TABLE t", "DROP"),
+            ("COMMIT", "COMMIT"),
+        ] {
+            let (error, refused) = guard_check(&guard, sql, 0).unwrap_err();
+            assert!(
+                matches!(error, RequestError::Forbidden(_)),
+                "{sql}: {error:?}"
+            );
+            assert!(
+                refused.as_deref().unwrap_or("").contains(what),
+                "{sql}: {refused:?}"
+            );
+        }
+        assert!(matches!(
+            guard_check(&guard, "UPDATE t SET x = %(name)s", 1),
+            Err((RequestError::BadRequest(_), None))
+        ));
+        assert!(matches!(
+            guard_check(&guard, "UPDAT t", 0),
+            Err((RequestError::Syntax(_), _))
+        ));
+    }
+
+    #[test]
+    fn expiry_times() {
+        assert!(past("2000-01-01T00:00:00.000000Z"));
+        assert!(!past("2999-01-01T00:00:00.000000Z"));
+        assert!(past("not a time"));
+    }
+
+    #[test]
+    fn several_statements_are_numbered() {
+        let e = numbered(RequestError::Forbidden("COPY is not allowed".into()), 1, 3);
+        assert_eq!(e.to_string(), "statement 2 of 3: COPY is not allowed");
+        let e = numbered(RequestError::Forbidden("x".into()), 0, 1);
+        assert_eq!(e.to_string(), "x");
+    }
+}
