@@ -120,6 +120,16 @@ impl Config {
         resolve_socket(self.socket.as_deref(), std::env::var_os(SOCKET_ENV))
     }
 
+    /// The read and write timeouts of the socket.
+    pub(crate) fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.read_timeout, self.write_timeout)
+    }
+
+    /// The client name sent in `hello`.
+    pub(crate) fn name(&self) -> &str {
+        &self.client_name
+    }
+
     /// Connects to the broker and opens the session.
     ///
     /// Fails with [`Error::is_unavailable`] when the socket is missing or

@@ -114,8 +114,18 @@
 //! [`is_unavailable`](Error::is_unavailable). A database error aborts the
 //! transaction, as in PostgreSQL; [`Connection::rollback`] makes the session
 //! usable again.
+//!
+//! # Two-person approval
+//!
+//! Where the policy gives `mode = "request"`, a person may not write but
+//! may ask: [`Config::approvals`] connects for change requests,
+//! [`Approvals::submit`] sends a [`Change`] (dry-run and stored by the
+//! broker), and another person's [`Approvals::approve`] runs it — committed
+//! only if every statement affects as many rows as in the dry run. See
+//! `docs/approval.md`.
 #![warn(missing_docs)]
 
+mod approval;
 mod config;
 mod connection;
 mod error;
@@ -128,10 +138,13 @@ mod fake_broker;
 #[cfg(test)]
 mod protocol_tests;
 
+pub use approval::{Approvals, Change, RequestList};
 pub use config::Config;
 pub use connection::{Connection, RowIter, SessionInfo};
 pub use error::Error;
-pub use iam_pgbroker_proto::{Column, ErrorCode, Identity};
+pub use iam_pgbroker_proto::{
+    ApprovalRequest, Column, ErrorCode, Identity, Person, RequestState, RequestStatement,
+};
 pub use param::ToParam;
 pub use row::{ColumnIndex, ConversionError, FromValue, Row, RowValues};
 
