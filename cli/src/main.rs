@@ -2,6 +2,7 @@
 //!
 //! Parses the arguments and hands over to [`run::main`]; see `iam-pg --help`.
 
+mod approval;
 mod args;
 mod describe;
 mod generate;
@@ -17,6 +18,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     if let Some(status) = generate::from_args(std::env::args_os().skip(1)) {
         return status;
+    }
+    if approval::is_approval_command(std::env::args_os().nth(1).as_deref()) {
+        return approval::main(approval::ApprovalArgs::parse());
     }
     // clap exits with status 2 on a usage error, which is ours too.
     run::main(args::Args::parse())
