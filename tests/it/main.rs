@@ -1,6 +1,7 @@
 //! Integration tests: the real broker binary, real PostgreSQL containers
 //! of the development appliance, real Unix sockets and real other OS users.
 
+mod approval;
 mod audit;
 mod bad_input;
 mod docs;

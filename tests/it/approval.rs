@@ -1,0 +1,763 @@
+//! Two-person write approval with three real OS users: one asks, another
+//! approves, a third may approve elsewhere only. Every refusal is checked
+//! against the data and the audit.
+
+use iam_pgbroker_tests::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const REQUESTER: &str = "iam-demo-requester";
+const APPROVER: &str = "iam-demo-approver";
+const APPROVER2: &str = "iam-demo-approver2";
+
+/// The three people exist and may reach the socket. `scripts/dev-appliance`
+/// creates them; an appliance brought up before they were added to it gets
+/// them here, under the same lock the script takes.
+fn ensure_users() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        Appliance::get();
+        let script = format!(
+            r#"lockdir=/run/lock; [ -d "$lockdir" ] && [ -w "$lockdir" ] || lockdir=/tmp
+exec 8>"$lockdir/iam-dev-os-users.lock"; flock 8
+getent group iam-pgbroker >/dev/null || groupadd --system iam-pgbroker
+for u in {REQUESTER} {APPROVER} {APPROVER2}; do
+    getent passwd "$u" >/dev/null || useradd --system --user-group --no-create-home \
+        --home-dir /nonexistent --shell /bin/bash --comment "iam-pgbroker demo user" "$u"
+    usermod -a -G iam-pgbroker "$u"
+done"#
+        );
+        let ran = run(Command::new("sh").args(["-c", &script]));
+        assert_eq!(ran.code, 0, "creating the demo users: {ran:?}");
+    });
+}
+
+/// Requester asks, approver approves (and may also ask: self-approval must
+/// still be refused), approver2 approves on bridge only.
+fn policy() -> String {
+    format!(
+        r#"
+[[rule]]
+name = "root"
+uids = [0]
+dbs = ["*"]
+db_users = ["*"]
+mode = "write"
+
+[[rule]]
+name = "helpdesk-asks"
+users = ["{REQUESTER}"]
+dbs = ["czechidm"]
+db_users = ["czechidm"]
+mode = "request"
+
+[[rule]]
+name = "leads-approve"
+users = ["{APPROVER}"]
+dbs = ["czechidm"]
+db_users = ["czechidm"]
+mode = "request"
+approve = true
+
+[[rule]]
+name = "bridge-approves"
+users = ["{APPROVER2}"]
+dbs = ["bridge", "czechidm"]
+db_users = ["bridge"]
+mode = "read"
+approve = true
+
+[[rule]]
+name = "demo-writer"
+users = ["iam-demo-writer"]
+dbs = ["czechidm"]
+db_users = ["czechidm"]
+mode = "write"
+"#
+    )
+}
+
+/// A broker with the approval policy (or `policy`), its own request folder
+/// and `approval` extra lines in `[approval]`.
+fn start(policy: Option<String>, approval: &str) -> (BrokerProcess, PathBuf) {
+    ensure_users();
+    let dir = Appliance::get()
+        .root
+        .join("requests")
+        .join(unique_name("r"));
+    let broker = BrokerProcess::start_with(BrokerOptions {
+        policy: Some(policy.unwrap_or_else(self::policy)),
+        extra: format!("[approval]\ndir = \"{}\"\n{approval}\n", dir.display()),
+        ..BrokerOptions::default()
+    });
+    (broker, dir)
+}
+
+fn table(rows: &str) -> String {
+    Appliance::get().scratch_table("appr", "id int primary key, note text, n int", rows)
+}
+
+fn psql(sql: &str) -> String {
+    Appliance::get().psql("czechidm", sql)
+}
+
+fn json_of(ran: &Ran) -> Value {
+    serde_json::from_str(ran.stdout.trim()).unwrap_or_else(|_| panic!("not JSON: {ran:?}"))
+}
+
+/// `iam-pg ARGS` as `user`.
+fn pg(user: &str, broker: &BrokerProcess, args: &[&str]) -> Ran {
+    run(iam_pg(user, broker).args(args))
+}
+
+/// Submits a change as `user` on czechidm as czechidm; returns the request.
+fn submit(user: &str, broker: &BrokerProcess, sql: &[&str], params: &[&str]) -> Value {
+    let mut args = vec![
+        "request",
+        "-U",
+        "czechidm",
+        "--reason",
+        "INC-4711: oprava",
+        "--json",
+    ];
+    for s in sql {
+        args.extend(["-c", s]);
+    }
+    for p in params {
+        args.extend(["-p", p]);
+    }
+    let ran = pg(user, broker, &args);
+    assert_eq!(ran.code, 0, "submit: {ran:?}");
+    json_of(&ran)
+}
+
+fn show(user: &str, broker: &BrokerProcess, id: &str) -> Value {
+    let ran = pg(user, broker, &["request", "show", id, "--json"]);
+    assert_eq!(ran.code, 0, "show: {ran:?}");
+    json_of(&ran)
+}
+
+/// Audit records about request `id` (they carry it as `session`).
+fn records_of(broker: &BrokerProcess, id: &str) -> Vec<Value> {
+    broker
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["session"] == id)
+        .collect()
+}
+
+fn events(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+fn verify_chain(broker: &BrokerProcess) {
+    let ran = run(Command::new(workspace_bin("iam-pgbroker"))
+        .args(["audit", "verify"])
+        .arg(broker.dir.join("audit.jsonl")));
+    assert_eq!(ran.code, 0, "audit chain: {ran:?}");
+}
+
+#[test]
+fn a_change_goes_from_request_to_approval_to_an_audited_commit() {
+    let (broker, dir) = start(None, "");
+    let t = table("(1, 'Novák', 0), (2, 'Dvořák', 0)");
+
+    // The requester may read but never write directly.
+    let direct = pg(
+        REQUESTER,
+        &broker,
+        &[
+            "-U",
+            "czechidm",
+            "--write",
+            "-c",
+            &format!("UPDATE {t} SET n = 1"),
+        ],
+    );
+    assert_eq!(direct.code, 3, "{direct:?}");
+    assert!(direct.stderr.contains("change requests only"), "{direct:?}");
+    let read = pg(
+        REQUESTER,
+        &broker,
+        &["-U", "czechidm", "-c", &format!("SELECT count(*) FROM {t}")],
+    );
+    assert_eq!(read.code, 0, "{read:?}");
+
+    // Submit: the human output names the id and the dry-run counts.
+    let update = format!("UPDATE {t} SET note = %s WHERE id = %s");
+    let insert = format!("INSERT INTO {t} VALUES (3, 'Černá', 0)");
+    let ran = pg(
+        REQUESTER,
+        &broker,
+        &[
+            "request",
+            "-U",
+            "czechidm",
+            "--reason",
+            "INC-4711: příjmení",
+            "-c",
+            &update,
+            "-c",
+            &insert,
+            "-p",
+            "Nováková",
+            "-p",
+            "1",
+        ],
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let first = ran.stdout.lines().next().unwrap_or_default().to_owned();
+    let id = first
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        first.starts_with("request ") && first.ends_with(" pending"),
+        "{ran:?}"
+    );
+    assert!(ran.stdout.contains("→ 1 row"), "{ran:?}");
+    // The dry run was rolled back.
+    assert_eq!(psql(&format!("SELECT note FROM {t} WHERE id = 1")), "Novák");
+    assert_eq!(psql(&format!("SELECT count(*) FROM {t}")), "2");
+    assert!(dir.join(format!("{id}.json")).exists());
+
+    // Both see it; the approver sees everything needed to decide.
+    for user in [REQUESTER, APPROVER] {
+        let list = pg(user, &broker, &["requests", "--json"]);
+        assert_eq!(list.code, 0, "{list:?}");
+        assert!(
+            json_of(&list)
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == id.as_str()),
+            "{user}: {list:?}"
+        );
+    }
+    let r = show(APPROVER, &broker, &id);
+    assert_eq!(r["state"], "pending");
+    assert_eq!(r["requester"]["user"], REQUESTER);
+    assert_eq!(r["reason"], "INC-4711: příjmení");
+    assert_eq!(r["rule"], "helpdesk-asks");
+    assert_eq!(r["statements"][0]["sql"], update.as_str());
+    assert_eq!(
+        r["statements"][0]["params"],
+        serde_json::json!(["Nováková", "1"])
+    );
+    assert_eq!(r["statements"][0]["dry_run_rows"], 1);
+    assert_eq!(r["statements"][1]["kind"], "INSERT");
+    let text = pg(APPROVER, &broker, &["request", "show", &id]);
+    assert!(
+        text.stdout.contains("Nováková") && text.stdout.contains("dry run: 1 row"),
+        "{text:?}"
+    );
+
+    // Approve: executed, committed, with the counts.
+    let ran = pg(
+        APPROVER,
+        &broker,
+        &["approve", &id, "--comment", "ověřeno", "--json"],
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let done = json_of(&ran);
+    assert_eq!(done["state"], "executed", "{done}");
+    assert_eq!(done["decided_by"]["user"], APPROVER);
+    assert_eq!(done["comment"], "ověřeno");
+    assert_eq!(done["statements"][0]["rows"], 1);
+    assert_eq!(done["statements"][1]["rows"], 1);
+    assert_eq!(
+        psql(&format!("SELECT note FROM {t} WHERE id = 1")),
+        "Nováková"
+    );
+    assert_eq!(psql(&format!("SELECT note FROM {t} WHERE id = 3")), "Černá");
+    assert_eq!(show(REQUESTER, &broker, &id)["state"], "executed");
+    // Done means done: it can never run again.
+    let again = pg(APPROVER, &broker, &["approve", &id]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("executed, not pending"), "{again:?}");
+    // Pending lists no longer show it; --all does.
+    let pending = json_of(&pg(APPROVER, &broker, &["requests", "--json"]));
+    assert!(pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["id"] != id.as_str()));
+    let all = json_of(&pg(APPROVER, &broker, &["requests", "--all", "--json"]));
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == id.as_str()));
+
+    // The audit answers "who asked for this change and who let it through".
+    let records = records_of(&broker, &id);
+    let ev = events(&records);
+    let pos = |e: &str| {
+        ev.iter()
+            .position(|x| x == e)
+            .unwrap_or_else(|| panic!("no {e} in {ev:?}"))
+    };
+    assert!(pos("request_submit") < pos("request_dry_run"), "{ev:?}");
+    assert!(pos("request_dry_run") < pos("request_approve"), "{ev:?}");
+    assert!(pos("request_approve") < pos("request_execute"), "{ev:?}");
+    let submit = &records[pos("request_submit")];
+    assert_eq!(submit["peer"]["user"], REQUESTER);
+    assert_eq!(submit["reason"], "INC-4711: příjmení");
+    assert!(submit["peer"]["cmdline"]
+        .as_str()
+        .unwrap_or("")
+        .contains("request"));
+    let approve = &records[pos("request_approve")];
+    assert_eq!(approve["peer"]["user"], APPROVER);
+    assert_eq!(approve["approval"]["requester"]["user"], REQUESTER);
+    assert_eq!(approve["approval"]["approver"]["user"], APPROVER);
+    assert_eq!(approve["rule"], "leads-approve");
+    let execute = &records[pos("request_execute")];
+    assert_eq!(execute["approval"]["state"], "executed");
+    assert_eq!(execute["approval"]["requester"]["user"], REQUESTER);
+    assert_eq!(execute["approval"]["approver"]["user"], APPROVER);
+    assert_eq!(execute["outcome"]["ok"], true);
+    // Each statement is recorded before it runs, in the dry run and after
+    // approval, with its parameters hashed.
+    let statements: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "statement")
+        .collect();
+    assert_eq!(statements.len(), 4, "{ev:?}");
+    assert_eq!(statements[0]["approval"]["phase"], "dry_run");
+    assert_eq!(statements[0]["peer"]["user"], REQUESTER);
+    assert_eq!(statements[2]["approval"]["phase"], "execute");
+    assert_eq!(statements[2]["peer"]["user"], APPROVER);
+    assert_eq!(statements[2]["writes"], true);
+    assert!(statements[2]["params"][0]["hmac"].is_string());
+    // (The submit record's command line holds what `-p` was given, as for
+    // any iam-pg session; statement records never hold the value.)
+    assert!(!serde_json::to_string(&statements)
+        .unwrap()
+        .contains("Nováková"));
+    verify_chain(&broker);
+}
+
+#[test]
+fn nobody_approves_their_own_request_nor_one_outside_their_grant() {
+    let (broker, _dir) = start(None, "");
+    let t = table("(1, 'a', 0)");
+    let r = submit(APPROVER, &broker, &[&format!("UPDATE {t} SET n = 7")], &[]);
+    let id = r["id"].as_str().unwrap();
+
+    let own = pg(APPROVER, &broker, &["approve", id]);
+    assert_eq!(own.code, 3, "{own:?}");
+    assert!(own.stderr.contains("own change request"), "{own:?}");
+    let own = pg(APPROVER, &broker, &["reject", id, "--comment", "no"]);
+    assert_eq!(own.code, 3, "{own:?}");
+
+    // approve = true for bridge (and for czechidm as bridge) is not
+    // approve for czechidm as czechidm.
+    let elsewhere = pg(APPROVER2, &broker, &["approve", id]);
+    assert_eq!(elsewhere.code, 3, "{elsewhere:?}");
+    assert!(
+        elsewhere.stderr.contains("no rule with approve = true"),
+        "{elsewhere:?}"
+    );
+    let peek = pg(APPROVER2, &broker, &["request", "show", id]);
+    assert_eq!(peek.code, 3, "{peek:?}");
+    // A requester is not an approver.
+    let requester = pg(REQUESTER, &broker, &["approve", id]);
+    assert_eq!(requester.code, 3, "{requester:?}");
+    let cancel = pg(REQUESTER, &broker, &["cancel", id]);
+    assert_eq!(cancel.code, 3, "{cancel:?}");
+    assert!(cancel.stderr.contains("only its requester"), "{cancel:?}");
+
+    assert_eq!(psql(&format!("SELECT n FROM {t}")), "0");
+    assert_eq!(show(APPROVER, &broker, id)["state"], "pending");
+
+    // The requester withdraws it; then nobody can approve it.
+    let ran = pg(APPROVER, &broker, &["cancel", id, "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(json_of(&ran)["state"], "cancelled");
+
+    // A rejected request: the comment is required and kept.
+    let r2 = submit(REQUESTER, &broker, &[&format!("UPDATE {t} SET n = 8")], &[]);
+    let id2 = r2["id"].as_str().unwrap();
+    let usage = pg(APPROVER, &broker, &["reject", id2]);
+    assert_eq!(usage.code, 2, "{usage:?}");
+    let ran = pg(
+        APPROVER,
+        &broker,
+        &["reject", id2, "--comment", "špatný uživatel", "--json"],
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(json_of(&ran)["state"], "rejected");
+    assert_eq!(json_of(&ran)["comment"], "špatný uživatel");
+    let late = pg(APPROVER2, &broker, &["approve", id2]);
+    assert_eq!(late.code, 3, "{late:?}");
+    assert_eq!(psql(&format!("SELECT n FROM {t}")), "0");
+
+    let refused: Vec<Value> = records_of(&broker, id)
+        .into_iter()
+        .filter(|r| r["event"] == "request_refused")
+        .collect();
+    assert!(refused.len() >= 5, "{refused:?}");
+    assert!(refused.iter().all(|r| r["outcome"]["code"] == "denied"));
+    assert!(refused
+        .iter()
+        .any(|r| r["peer"]["user"] == APPROVER2 && r["approval"]["action"] == "approve"));
+    let ev = events(&records_of(&broker, id2));
+    assert!(ev.contains(&"request_reject".to_owned()), "{ev:?}");
+    assert!(events(&records_of(&broker, id)).contains(&"request_cancel".to_owned()));
+    verify_chain(&broker);
+}
+
+#[test]
+fn changed_data_rolls_back_and_marks_the_request_drifted() {
+    let (broker, _dir) = start(None, "");
+    let t = table("(1, 'a', 0), (2, 'b', 0)");
+    let r = submit(
+        REQUESTER,
+        &broker,
+        &[
+            &format!("UPDATE {t} SET n = n + 1 WHERE note < %s"),
+            &format!("DELETE FROM {t} WHERE id = 2"),
+        ],
+        &["c"],
+    );
+    let id = r["id"].as_str().unwrap();
+    assert_eq!(r["statements"][0]["dry_run_rows"], 2);
+    assert_eq!(r["statements"][1]["dry_run_rows"], 1);
+
+    // Someone changes the data between the request and its approval.
+    psql(&format!("INSERT INTO {t} VALUES (3, 'b2', 0)"));
+
+    let ran = pg(APPROVER, &broker, &["approve", id]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(ran.stdout.contains("DIFFERS"), "{ran:?}");
+    assert!(ran.stderr.contains("drifted"), "{ran:?}");
+    // Rolled back: the statement that still matched is undone too.
+    assert_eq!(
+        psql(&format!(
+            "SELECT string_agg(n::text, ',' ORDER BY id) FROM {t}"
+        )),
+        "0,0,0"
+    );
+    let r = show(REQUESTER, &broker, id);
+    assert_eq!(r["state"], "drifted");
+    assert_eq!(r["statements"][0]["rows"], 3);
+    assert_eq!(r["statements"][1]["rows"], 1);
+    assert_eq!(pg(APPROVER, &broker, &["approve", id]).code, 2);
+
+    let execute = records_of(&broker, id)
+        .into_iter()
+        .find(|r| r["event"] == "request_execute")
+        .expect("request_execute");
+    assert_eq!(execute["outcome"]["code"], "drifted");
+    assert_eq!(execute["approval"]["drift"][0]["statement"], 1);
+    assert_eq!(execute["approval"]["drift"][0]["dry_run_rows"], 2);
+    assert_eq!(execute["approval"]["drift"][0]["rows"], 3);
+
+    // A statement that fails at approval (the row it inserts exists now)
+    // drifts the same way, with the database's error.
+    let r = submit(
+        REQUESTER,
+        &broker,
+        &[&format!("INSERT INTO {t} VALUES (4, 'd', 0)")],
+        &[],
+    );
+    let id = r["id"].as_str().unwrap();
+    psql(&format!("INSERT INTO {t} VALUES (4, 'someone else', 0)"));
+    let ran = pg(APPROVER, &broker, &["approve", id, "--json"]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let r = json_of(&ran);
+    assert_eq!(r["state"], "drifted");
+    assert_eq!(r["error"]["sqlstate"], "23505", "{r}");
+    assert_eq!(
+        psql(&format!("SELECT note FROM {t} WHERE id = 4")),
+        "someone else"
+    );
+}
+
+#[test]
+fn two_approvers_at_once_execute_a_request_once() {
+    let policy = policy().replace(
+        &format!(
+            "users = [\"{APPROVER2}\"]\ndbs = [\"bridge\", \"czechidm\"]\ndb_users = [\"bridge\"]"
+        ),
+        &format!("users = [\"{APPROVER2}\"]\ndbs = [\"czechidm\"]\ndb_users = [\"czechidm\"]"),
+    );
+    assert!(policy.contains("db_users = [\"czechidm\"]\nmode = \"read\"\napprove = true"));
+    let (broker, _dir) = start(Some(policy), "");
+    let t = table("(1, 'a', 0)");
+    for round in 0..3 {
+        let r = submit(
+            REQUESTER,
+            &broker,
+            &[&format!("UPDATE {t} SET n = n + 1")],
+            &[],
+        );
+        let id = r["id"].as_str().unwrap();
+        let mut a = iam_pg(APPROVER, &broker);
+        a.args(["approve", id, "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut b = iam_pg(APPROVER2, &broker);
+        b.args(["approve", id, "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let (a, b) = (a.spawn().expect("approver"), b.spawn().expect("approver2"));
+        let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let codes: Vec<i32> = outputs
+            .iter()
+            .map(|o| o.status.code().unwrap_or(-1))
+            .collect();
+        let text: Vec<String> = outputs
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == 0).count(),
+            1,
+            "round {round}: {codes:?} {text:?}"
+        );
+        assert!(codes.contains(&2), "round {round}: {codes:?} {text:?}");
+        assert!(text.iter().any(|t| t.contains("not pending")), "{text:?}");
+        assert_eq!(
+            psql(&format!("SELECT n FROM {t}")),
+            (round + 1).to_string(),
+            "round {round}"
+        );
+        let ev = events(&records_of(&broker, id));
+        assert_eq!(
+            ev.iter().filter(|e| *e == "request_execute").count(),
+            1,
+            "{ev:?}"
+        );
+        assert_eq!(
+            ev.iter().filter(|e| *e == "request_approve").count(),
+            1,
+            "{ev:?}"
+        );
+    }
+}
+
+#[test]
+fn an_expired_request_cannot_be_approved() {
+    // 0.0005 h = 1.8 s.
+    let (broker, _dir) = start(None, "expiry_hours = 0.0005");
+    let t = table("(1, 'a', 0)");
+    let r = submit(REQUESTER, &broker, &[&format!("UPDATE {t} SET n = 1")], &[]);
+    let id = r["id"].as_str().unwrap();
+    assert_eq!(r["state"], "pending");
+    std::thread::sleep(Duration::from_millis(2500));
+    let ran = pg(APPROVER, &broker, &["approve", id]);
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(ran.stderr.contains("expired"), "{ran:?}");
+    assert_eq!(psql(&format!("SELECT n FROM {t}")), "0");
+    assert_eq!(show(REQUESTER, &broker, id)["state"], "expired");
+    let ev = events(&records_of(&broker, id));
+    assert_eq!(
+        ev.iter().filter(|e| *e == "request_expire").count(),
+        1,
+        "{ev:?}"
+    );
+    assert!(!ev.contains(&"request_approve".to_owned()), "{ev:?}");
+}
+
+#[test]
+fn pending_requests_survive_a_restart_and_a_reload() {
+    let (mut broker, dir) = start(None, "");
+    let t = table("(1, 'a', 0)");
+    let r = submit(REQUESTER, &broker, &[&format!("UPDATE {t} SET n = 5")], &[]);
+    let id = r["id"].as_str().unwrap().to_owned();
+
+    // A reload keeps it.
+    broker.signal(libc::SIGHUP);
+    assert!(eventually(Duration::from_secs(10), || broker
+        .log()
+        .contains("configuration reloaded")));
+    assert_eq!(show(APPROVER, &broker, &id)["state"], "pending");
+
+    // Stop the broker; start it again on the same configuration (same
+    // socket, request folder and key).
+    broker.signal(libc::SIGTERM);
+    assert!(
+        broker.wait_exit(Duration::from_secs(15)).is_some(),
+        "broker did not stop"
+    );
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(broker.dir.join("broker.log"))
+        .expect("log");
+    let _again = KillOnDrop(
+        Command::new(workspace_bin("iam-pgbroker"))
+            .args(["serve", "--config"])
+            .arg(broker.dir.join("config.toml"))
+            .env("IAM_PGBROKER_LOG", "debug")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart iam-pgbroker"),
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&broker.socket).is_ok()
+        }),
+        "restarted broker did not listen:\n{}",
+        broker.log()
+    );
+    assert!(dir.join(format!("{id}.json")).exists());
+    let list = json_of(&pg(APPROVER, &broker, &["requests", "--json"]));
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str()),
+        "{list}"
+    );
+    let ran = pg(APPROVER, &broker, &["approve", &id, "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(json_of(&ran)["state"], "executed");
+    assert_eq!(psql(&format!("SELECT n FROM {t}")), "5");
+    verify_chain(&broker);
+}
+
+#[test]
+fn a_request_file_changed_outside_the_broker_is_refused() {
+    let (broker, dir) = start(None, "");
+    let t = table("(1, 'a', 0)");
+    let r = submit(
+        REQUESTER,
+        &broker,
+        &[&format!("UPDATE {t} SET note = 'fixed' WHERE id = 1")],
+        &[],
+    );
+    let id = r["id"].as_str().unwrap();
+    let path = dir.join(format!("{id}.json"));
+    let original = std::fs::read_to_string(&path).expect("request file");
+    // Someone with access to the folder widens the change.
+    let edited = original.replace("WHERE id = 1", "WHERE id > 0");
+    assert_ne!(edited, original);
+    std::fs::write(&path, &edited).unwrap();
+
+    for args in [vec!["approve", id], vec!["request", "show", id]] {
+        let ran = pg(APPROVER, &broker, &args);
+        assert_eq!(ran.code, 1, "{args:?}: {ran:?}");
+        assert!(
+            ran.stderr.contains("refused") && ran.stderr.contains("changed outside the broker"),
+            "{ran:?}"
+        );
+    }
+    let list = pg(APPROVER, &broker, &["requests"]);
+    assert_eq!(list.code, 0, "{list:?}");
+    assert!(
+        list.stderr.contains(&format!("request {id} was refused")),
+        "{list:?}"
+    );
+    assert_eq!(psql(&format!("SELECT note FROM {t}")), "a");
+    assert!(
+        broker.log().contains("REFUSED a change request file"),
+        "{}",
+        broker.log()
+    );
+    let refused = records_of(&broker, id)
+        .into_iter()
+        .filter(|r| r["event"] == "request_refused")
+        .count();
+    assert!(refused >= 3, "{refused}");
+    assert!(!events(&records_of(&broker, id)).contains(&"request_approve".to_owned()));
+
+    // A forged file (a copy of a real one under a new id) is refused too.
+    std::fs::write(&path, &original).unwrap();
+    let forged = "0123456789abcdef";
+    std::fs::write(dir.join(format!("{forged}.json")), &original).unwrap();
+    let ran = pg(APPROVER, &broker, &["approve", forged]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    // The genuine file, restored, is whole again.
+    let ran = pg(APPROVER, &broker, &["approve", id, "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(psql(&format!("SELECT note FROM {t}")), "fixed");
+}
+
+#[test]
+fn the_guard_refuses_in_a_request_what_it_refuses_in_a_write_session() {
+    let (broker, dir) = start(None, "");
+    let t = table("(1, 'a', 0)");
+    for sql in [
+        "COPY (SELECT 1) TO PROGRAM 'touch /tmp/iam-approval-pwned'".to_owned(),
+        "SET ROLE postgres".to_owned(),
+        format!("DROP TABLE {t}"),
+        "COMMIT".to_owned(),
+        "SELECT pg_read_file('/etc/passwd')".to_owned(),
+        format!("UPDATE {t} SET n = 1; COMMIT"),
+    ] {
+        let write = pg(
+            "iam-demo-writer",
+            &broker,
+            &["-U", "czechidm", "--write", "-c", &sql],
+        );
+        assert_eq!(write.code, 1, "write session: {sql}: {write:?}");
+        // The guard's own words, the same in both (a request names the
+        // statement when it has several).
+        let why = write
+            .stderr
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("iam-pg: error: "))
+            .unwrap_or_else(|| panic!("{sql}: {write:?}"))
+            .to_owned();
+        let ran = pg(
+            REQUESTER,
+            &broker,
+            &["request", "-U", "czechidm", "--reason", "x", "-c", &sql],
+        );
+        assert_eq!(ran.code, 1, "request: {sql}: {ran:?}");
+        assert!(ran.stderr.contains(&why), "{sql}: {why}: {ran:?}");
+    }
+    // A dry run that fails is not stored either.
+    let ran = pg(
+        REQUESTER,
+        &broker,
+        &[
+            "request",
+            "-U",
+            "czechidm",
+            "--reason",
+            "x",
+            "-c",
+            &format!("INSERT INTO {t} VALUES (1, 'dup', 0)"),
+        ],
+    );
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(ran.stderr.contains("23505"), "{ran:?}");
+    assert!(store_is_empty(&dir), "nothing was stored");
+    assert_eq!(psql(&format!("SELECT count(*) FROM {t} WHERE n = 0")), "1");
+    let refused = broker
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "statement_refused" && r["peer"]["user"] == REQUESTER)
+        .count();
+    assert_eq!(refused, 6);
+    let dry = broker
+        .audit_records()
+        .into_iter()
+        .find(|r| r["event"] == "request_dry_run")
+        .expect("request_dry_run");
+    assert_eq!(dry["outcome"]["ok"], false);
+    assert_eq!(dry["approval"]["stored"], false);
+}
+
+fn store_is_empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.count() == 0)
+        .unwrap_or(true)
+}
