@@ -13,11 +13,11 @@ caller may do, and audits every statement.
         print(db.query("SELECT count(*) AS total FROM idm_identity"))
 """
 
-from . import errors
+from . import approval, errors
 from .connection import DEFAULT_SOCKET, SOCKET_ENV, IamDbConnection, connect
 from .errors import *  # noqa: F401,F403 - the exception classes, as psycopg2 exports them
 
 __version__ = "0.1.0"
 
-__all__ = ["connect", "IamDbConnection", "errors", "DEFAULT_SOCKET", "SOCKET_ENV",
+__all__ = ["connect", "IamDbConnection", "approval", "errors", "DEFAULT_SOCKET", "SOCKET_ENV",
            "__version__"] + errors.__all__
