@@ -40,6 +40,12 @@ Parameters:
   has a %s or $n placeholder; statements without placeholders get none. Write
   %% for a literal % in a statement that has parameters.
 
+Change requests (two-person approval, for rules with mode = \"request\"):
+  iam-pg request -U czechidm --reason TEXT -c SQL [-p VALUE]...
+  iam-pg requests [--all]    iam-pg request show ID
+  iam-pg approve ID [--comment TEXT]    iam-pg reject ID --comment TEXT
+  iam-pg cancel ID           (see iam-pg request --help)
+
 Exit status:
   0 success, 1 database error (database, read_only, forbidden_statement,
   limit, or an internal error), 2 usage error or bad request, 3 denied by the
