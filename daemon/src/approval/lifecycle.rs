@@ -59,7 +59,7 @@ impl Actor<'_> {
             target: Some(target),
             mode: Some(SessionMode::Write),
             reason: Some(&stored.request.reason),
-            rule: Some(&stored.request.rule),
+            rule: Some(stored.request.rule.as_str()).filter(|r| !r.is_empty()),
             approval: Some(approval),
             ..AuditRecord::new(event)
         }
@@ -274,7 +274,7 @@ pub async fn approve(
     let audit = actor.broker.audit();
     let key = key(actor.broker, &config)?;
     let _lock = actor.broker.approvals().lock(id).await;
-    let mut stored = load(actor, &config, &key, id)?;
+    let mut stored = load(actor, &config, &key, id, true)?;
     let mut target = target_of(&stored);
     let rule = check_decision(actor, &config, &stored, &target, "approve")?;
     // The requester's own grant may have been withdrawn since: a change
@@ -440,7 +440,7 @@ pub async fn reject(
     let config = actor.broker.config();
     let key = key(actor.broker, &config)?;
     let _lock = actor.broker.approvals().lock(id).await;
-    let mut stored = load(actor, &config, &key, id)?;
+    let mut stored = load(actor, &config, &key, id, true)?;
     let target = target_of(&stored);
     let rule = check_decision(actor, &config, &stored, &target, "reject")?;
     let approver = actor.person();
@@ -473,7 +473,7 @@ pub async fn cancel(actor: &Actor<'_>, id: &str) -> Result<ApprovalRequest, Requ
     let config = actor.broker.config();
     let key = key(actor.broker, &config)?;
     let _lock = actor.broker.approvals().lock(id).await;
-    let mut stored = load(actor, &config, &key, id)?;
+    let mut stored = load(actor, &config, &key, id, true)?;
     let target = target_of(&stored);
     if stored.request.requester.uid != actor.peer.uid {
         let error = RequestError::Denied(format!(
@@ -505,8 +505,9 @@ pub async fn cancel(actor: &Actor<'_>, id: &str) -> Result<ApprovalRequest, Requ
 pub async fn show(actor: &Actor<'_>, id: &str) -> Result<ApprovalRequest, RequestError> {
     let config = actor.broker.config();
     let key = key(actor.broker, &config)?;
-    let _lock = actor.broker.approvals().lock(id).await;
-    let stored = load(actor, &config, &key, id)?;
+    // Reading does not wait for an approval that is running.
+    let lock = actor.broker.approvals().try_lock(id);
+    let stored = load(actor, &config, &key, id, lock.is_some())?;
     if !visible(actor, &config, &stored) {
         return Err(RequestError::Denied(format!(
             "{} may not see request {id}: it is not theirs, and no rule lets them approve changes to {} as {}",
@@ -536,8 +537,8 @@ pub async fn list(
     let mut requests = Vec::new();
     let mut refused = Vec::new();
     for id in ids {
-        let _lock = actor.broker.approvals().lock(&id).await;
-        match load(actor, &config, &key, &id) {
+        let lock = actor.broker.approvals().try_lock(&id);
+        match load(actor, &config, &key, &id, lock.is_some()) {
             Ok(stored) => {
                 if (all || stored.request.state == RequestState::Pending)
                     && visible(actor, &config, &stored)
@@ -566,12 +567,15 @@ fn key(broker: &Broker, config: &Config) -> Result<AuditKey, RequestError> {
 }
 
 /// Reads request `id`, refusing (and reporting) a file changed outside the
-/// broker, and marks it expired when its time has passed.
+/// broker, and, when the caller holds its lock (`locked`), marks it expired
+/// when its time has passed. Without the lock the file is only read: it is
+/// always replaced whole, so a read sees one state or the next.
 fn load(
     actor: &Actor<'_>,
     config: &Config,
     key: &AuditKey,
     id: &str,
+    locked: bool,
 ) -> Result<StoredRequest, RequestError> {
     let dir = &config.approval.dir;
     let mut stored = match store::read(dir, key, id) {
@@ -605,7 +609,7 @@ fn load(
             return Err(RequestError::Internal(message));
         }
     };
-    if stored.request.state == RequestState::Pending && past(&stored.request.expires) {
+    if locked && stored.request.state == RequestState::Pending && past(&stored.request.expires) {
         stored.request.state = RequestState::Expired;
         if let Err(e) = store::write(dir, key, &stored) {
             error!(request = %id, cause = %e, "cannot mark a change request expired");

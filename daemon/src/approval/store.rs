@@ -237,21 +237,28 @@ impl ApprovalStore {
     /// Waits for and takes the lock of request `id`. Held across the
     /// read, the state check, the run and the final write.
     pub async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            // Locks nobody holds or waits for any more are dropped here, so
-            // the map stays as small as the requests in use.
-            map.retain(|_, weak| weak.strong_count() > 0);
-            match map.get(id).and_then(Weak::upgrade) {
-                Some(lock) => lock,
-                None => {
-                    let lock = Arc::new(tokio::sync::Mutex::new(()));
-                    map.insert(id.to_owned(), Arc::downgrade(&lock));
-                    lock
-                }
+        self.entry(id).lock_owned().await
+    }
+
+    fn entry(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Locks nobody holds or waits for any more are dropped here, so the
+        // map stays as small as the requests in use.
+        map.retain(|_, weak| weak.strong_count() > 0);
+        match map.get(id).and_then(Weak::upgrade) {
+            Some(lock) => lock,
+            None => {
+                let lock = Arc::new(tokio::sync::Mutex::new(()));
+                map.insert(id.to_owned(), Arc::downgrade(&lock));
+                lock
             }
-        };
-        lock.lock_owned().await
+        }
+    }
+
+    /// The lock of request `id` if nobody holds it now: for reads that
+    /// should not wait for an approval that is running.
+    pub fn try_lock(&self, id: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.entry(id).try_lock_owned().ok()
     }
 
     /// The sealing key: the audit's HMAC key, which the log already holds
@@ -392,6 +399,7 @@ mod tests {
         )
         .await;
         assert!(waiting.is_err(), "the same request was locked twice");
+        assert!(store.try_lock("0123456789abcdef").is_none());
         drop((a, b));
         let _again = store.lock("0123456789abcdef").await;
     }
