@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed the corpora and fuzz both targets: ./fuzz/run.sh [seconds per target]
+# Seed the corpora and fuzz the targets: ./fuzz/run.sh [seconds per target]
 # Needs cargo-fuzz and a nightly toolchain (cargo +nightly fuzz ...).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,8 +15,11 @@ seed() { # seed <target> <prefix> <file>
 }
 seed guard '' seeds/guard.txt
 seed placeholders '\x02' seeds/placeholders.txt
+seed protocol '' seeds/protocol.txt
 
-for target in guard placeholders; do
+for target in guard placeholders protocol; do
+    dict=sql.dict
+    [ "$target" = protocol ] && dict=protocol.dict
     cargo +nightly fuzz run "$target" -- \
-        -max_total_time="$secs" -max_len=512 -dict=sql.dict -print_final_stats=1
+        -max_total_time="$secs" -max_len=512 -dict="$dict" -print_final_stats=1
 done
