@@ -620,3 +620,50 @@ fn sigterm_rolls_back_tells_clients_records_why_and_a_new_broker_serves() {
         "after"
     );
 }
+
+// ---------------------------------------------------------------------------
+// PostgreSQL's idle-in-transaction timeout ends a forgotten transaction.
+
+#[test]
+fn an_idle_transaction_is_ended_by_postgresql_and_the_next_session_works() {
+    let x = ExtraInstance::start("idletxn");
+    psql(
+        &x,
+        "CREATE TABLE t (id int primary key, note text); INSERT INTO t VALUES (1, 'original')",
+    );
+    let broker = BrokerProcess::start_with(BrokerOptions {
+        policy: Some(
+            "[[rule]]\nname = \"root\"\nuids = [0]\ndbs = [\"*\"]\ndb_users = [\"*\"]\n\
+             mode = \"write\"\nidle_in_transaction_timeout_ms = 500\n"
+                .into(),
+        ),
+        ..BrokerOptions::default()
+    });
+    let (mut raw, f) = open(&broker, &x.db, "postgres", false);
+    assert_eq!(f["type"], "opened", "{f}");
+    let f = raw.call(json!({"id": 2, "op": "execute", "sql": "UPDATE t SET note = 'forgotten'"}));
+    assert_eq!(f[0]["type"], "done", "{f:?}");
+    // The client goes quiet with the row locked; PostgreSQL ends the
+    // session and rolls back after 500 ms, releasing the lock.
+    assert!(
+        eventually(Duration::from_secs(10), || broker_backends(&x).is_empty()),
+        "{:?}",
+        broker_backends(&x)
+    );
+    assert_eq!(psql(&x, "SELECT note FROM t"), "original");
+    let f = query(&mut raw, "SELECT note FROM t");
+    let (c, state) = (code(&f), f["error"]["sqlstate"].as_str());
+    assert!(
+        c == "unavailable" || (c == "database" && state == Some("25P03")),
+        "a clear error: {f}"
+    );
+    let f = raw.call(json!({"id": 3, "op": "commit"}));
+    assert_eq!(f[0]["type"], "error", "nothing to commit: {f:?}");
+    // Others can write the row at once, and new sessions work.
+    let (mut next, f) = open(&broker, &x.db, "postgres", false);
+    assert_eq!(f["type"], "opened", "{f}");
+    let f = next.call(json!({"id": 2, "op": "execute", "sql": "UPDATE t SET note = 'next'"}));
+    assert_eq!(f[0]["type"], "done", "{f:?}");
+    assert_eq!(next.call(json!({"id": 3, "op": "commit"}))[0]["type"], "ok");
+    assert_eq!(psql(&x, "SELECT note FROM t"), "next");
+}
