@@ -9,7 +9,7 @@
 //!    write-session guard; the broker runs them in one transaction as the
 //!    target database user and rolls back (the dry run), keeping each
 //!    statement's row count; only a successful dry run is stored, one
-//!    sealed file per request ([`store`], [`mac`]).
+//!    sealed file per request ([`store`], sealed by `mac.rs`).
 //! 2. **approve** — by another uid with `approve` for that instance and
 //!    database user; under the request's lock the state goes `pending` →
 //!    `executing` on disk before anything runs; the statements run again
