@@ -117,7 +117,15 @@ fn check_broker_rpm(rpm: &Path) {
             .any(|f| f.starts_with("/usr/share/man/man1/iam-pg.1")),
         "man page missing: {files:#?}"
     );
-    for doc in ["README.md", "operations.md", "protocol.md", "security.md"] {
+    for doc in [
+        "README.md",
+        "operations.md",
+        "protocol.md",
+        "security.md",
+        "configuration.md",
+        "audit.md",
+        "approval.md",
+    ] {
         assert!(
             files
                 .iter()
