@@ -7,6 +7,7 @@ use crate::docker::ContainerResolver;
 use crate::pool::Pool;
 use crate::secrets::PwfileProvider;
 use crate::stats::Stats;
+use crate::sync::lock;
 use std::sync::{Arc, RwLock};
 
 /// Shared broker state.
@@ -37,14 +38,6 @@ impl Drop for ConnectionSlot {
                 map.remove(&self.uid);
             }
         }
-    }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Counts stay consistent: every change is one increment or decrement.
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

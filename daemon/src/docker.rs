@@ -1,6 +1,7 @@
 //! Finding a database container's address through the Docker Engine API.
 
 use crate::config::InstanceTarget;
+use crate::sync::lock;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 use std::net::IpAddr;
@@ -76,14 +77,6 @@ struct AddressCache {
     watching: bool,
     /// (container, network) → address.
     entries: std::collections::HashMap<(String, Option<String>), IpAddr>,
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every mutation under these locks is a single insert/remove/clear.
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 /// Docker Engine API version we speak. 1.41 is Docker 20.10, the oldest

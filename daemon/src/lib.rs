@@ -31,4 +31,5 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod stats;
+pub mod sync;
 pub mod types;

@@ -7,6 +7,7 @@
 //! then age out. A connection comes back only when its session ended
 //! cleanly, rolled back, and passed the reset ([`RESET_SQL`]).
 
+use crate::sync::lock;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -264,14 +265,5 @@ impl Pool {
     /// Total idle connections.
     pub fn idle_count(&self) -> usize {
         lock(&self.idle).values().map(Vec::len).sum()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The data (connection lists) stays consistent even if a holder
-    // panicked: every mutation is a single push/pop/retain.
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }

@@ -1,5 +1,6 @@
 //! Counters for `iam-pgbroker status` and systemd's STATUS= line.
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -23,14 +24,6 @@ impl Default for Stats {
             open: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(BTreeMap::new()),
         }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Counters stay meaningful even if a holder panicked mid-increment.
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
