@@ -69,6 +69,9 @@ fn who(r: &Rule) -> String {
 
 fn extras(r: &Rule) -> String {
     let mut parts = Vec::new();
+    if r.approve {
+        parts.push("approves requests".to_owned());
+    }
     if r.ddl {
         parts.push("ddl".to_owned());
     }

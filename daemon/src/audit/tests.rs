@@ -332,4 +332,3 @@ fn fsync_always_and_disabled() {
     statement(&log, 1, "SELECT 1").unwrap();
     assert!(!off.file.exists());
 }
-
