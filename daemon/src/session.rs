@@ -531,6 +531,30 @@ pub async fn cancel(token: tokio_postgres::CancelToken) {
     }
 }
 
+/// Connection attempts in progress at once per server (address and port).
+/// A burst of opens — every tool reconnecting after a restart — would
+/// otherwise start hundreds of authentications at once, each slowed down by
+/// all the others until most of them time out and are retried, which keeps
+/// the server as busy as before (500 at once on two cores: most failed).
+/// Queued, they finish one after another at the rate the server accepts
+/// them. Waiting for a slot counts against `connect_timeout_ms`; a pooled
+/// connection needs no slot.
+const CONNECTING_PER_SERVER: usize = 8;
+
+fn connect_slots(addr: IpAddr, port: u16) -> Arc<tokio::sync::Semaphore> {
+    type Slots = std::collections::HashMap<(IpAddr, u16), Arc<tokio::sync::Semaphore>>;
+    static SLOTS: std::sync::OnceLock<std::sync::Mutex<Slots>> = std::sync::OnceLock::new();
+    let mut slots = match SLOTS.get_or_init(Default::default).lock() {
+        Ok(g) => g,
+        // A map insert cannot be left half-done.
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    slots
+        .entry((addr, port))
+        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(CONNECTING_PER_SERVER)))
+        .clone()
+}
+
 /// A new connection to `target`.
 async fn connect(
     target: &ServerTarget,
@@ -554,22 +578,27 @@ async fn connect(
         .dbname(&target.dbname)
         .application_name(application_name)
         .connect_timeout(connect_timeout);
-    let (client, connection) =
-        match tokio::time::timeout(connect_timeout, config.connect(NoTls)).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(source)) => {
-                return Err(RequestError::Connect {
-                    target: target.to_string(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(RequestError::Limit(format!(
-                    "connecting to {target} took longer than {} ms",
-                    connect_timeout.as_millis()
-                )))
-            }
-        };
+    let slots = connect_slots(target.addr, target.port);
+    let attempt = async {
+        // Held through authentication only.
+        let _slot = slots.acquire().await;
+        config.connect(NoTls).await
+    };
+    let (client, connection) = match tokio::time::timeout(connect_timeout, attempt).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(source)) => {
+            return Err(RequestError::Connect {
+                target: target.to_string(),
+                source,
+            })
+        }
+        Err(_) => {
+            return Err(RequestError::Limit(format!(
+                "connecting to {target} took longer than {} ms",
+                connect_timeout.as_millis()
+            )))
+        }
+    };
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
             debug!(cause = %e, "database connection ended with an error");
