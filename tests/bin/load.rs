@@ -5,6 +5,7 @@
 //! iam-pgbroker-load work --socket S --connections N --seconds T
 //!     [--db czechidm] [--user czechidm] [--write-table T] [--mix 80,15,5]
 //!     [--reopen-every 100] [--think-ms 0] [--label L]
+//!     (think: a pause after each request, uniform in 0..2 × think-ms)
 //! iam-pgbroker-load misbehave --socket S --clients N --seconds T
 //!     [--write-table T] [--max-line-bytes N] [--label L]
 //! iam-pgbroker-load hold --socket S [--db D] [--user U] [--write SQL] --sql SQL
@@ -434,7 +435,9 @@ fn work_thread(plan: &WorkPlan, index: u64) -> WorkStats {
             }
         }
         if !plan.think.is_zero() {
-            std::thread::sleep(plan.think);
+            // Uniform in 0..2 × think: the mean, without lockstep.
+            let ms = plan.think.as_millis() as u64;
+            std::thread::sleep(Duration::from_millis(rng.upto(2 * ms)));
         }
     }
     if let Some(db) = session.take() {
