@@ -544,12 +544,7 @@ const CONNECTING_PER_SERVER: usize = 8;
 fn connect_slots(addr: IpAddr, port: u16) -> Arc<tokio::sync::Semaphore> {
     type Slots = std::collections::HashMap<(IpAddr, u16), Arc<tokio::sync::Semaphore>>;
     static SLOTS: std::sync::OnceLock<std::sync::Mutex<Slots>> = std::sync::OnceLock::new();
-    let mut slots = match SLOTS.get_or_init(Default::default).lock() {
-        Ok(g) => g,
-        // A map insert cannot be left half-done.
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    slots
+    crate::sync::lock(SLOTS.get_or_init(Default::default))
         .entry((addr, port))
         .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(CONNECTING_PER_SERVER)))
         .clone()
