@@ -39,7 +39,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full run (about a minute and a half) or the quick smoke run.
+    /// The full run (30-60 s) or the quick smoke run (5-10 s).
     pub fn new(quick: bool) -> Plan {
         if quick {
             Plan {
