@@ -41,7 +41,11 @@ fn doubles_parse_to_the_nearest_double_and_print_the_same() {
 
 #[test]
 fn integers_stay_exact() {
-    for text in ["9007199254740993", "18446744073709551615", "-9223372036854775808"] {
+    for text in [
+        "9007199254740993",
+        "18446744073709551615",
+        "-9223372036854775808",
+    ] {
         let got = params(&format!(
             r#"{{"id":1,"op":"execute","sql":"SELECT $1","params":[{text}]}}"#
         ));
