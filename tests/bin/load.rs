@@ -4,8 +4,9 @@
 //! ```text
 //! iam-pgbroker-load work --socket S --connections N --seconds T
 //!     [--db czechidm] [--user czechidm] [--write-table T] [--mix 80,15,5]
-//!     [--reopen-every 100] [--think-ms 0] [--label L]
-//!     (think: a pause after each request, uniform in 0..2 × think-ms)
+//!     [--reopen-every 100] [--think-ms 0] [--ramp-ms 0] [--label L]
+//!     (think: a pause after each request, uniform in 0..2 × think-ms;
+//!     ramp: the connections start evenly spread over ramp-ms)
 //! iam-pgbroker-load misbehave --socket S --clients N --seconds T
 //!     [--write-table T] [--max-line-bytes N] [--label L]
 //! iam-pgbroker-load hold --socket S [--db D] [--user U] [--write SQL] --sql SQL
@@ -16,7 +17,8 @@
 //! of point lookups (`idm_identity_bench` by username), larger reads (1,000
 //! rows) and, with `--write-table`, write transactions (an UPDATE of a
 //! random row of the table and an INSERT into `<table>_log`, committed),
-//! closing and reopening its session every `--reopen-every` requests.
+//! closing and reopening its session every `--reopen-every` requests (on
+//! average; each session draws its own count).
 //! Prints one JSON object: requests by kind, errors by code, latency
 //! histograms, commits.
 //!
@@ -294,6 +296,9 @@ struct WorkPlan {
     bulk: u64,
     reopen_every: u64,
     think: Duration,
+    /// Connections start spread over this long.
+    ramp: Duration,
+    connections: u64,
     deadline: Instant,
     label: String,
 }
@@ -331,6 +336,8 @@ fn work(opts: &Opts) {
         bulk: bulk * 100 / total,
         reopen_every: opts.num("reopen-every", 100).max(1),
         think: Duration::from_millis(opts.num("think-ms", 0)),
+        ramp: Duration::from_millis(opts.num("ramp-ms", 0)),
+        connections,
         deadline: Instant::now() + Duration::from_secs(seconds),
         label: opts.get("label").unwrap_or("work").to_owned(),
     });
@@ -367,6 +374,7 @@ fn work(opts: &Opts) {
         "error_samples": stats.samples,
         "commits": stats.commits,
         "latency": latency,
+        "cpu_s": round2(cpu_seconds()),
     });
     println!("{out}");
 }
@@ -382,7 +390,12 @@ fn work_thread(plan: &WorkPlan, index: u64) -> WorkStats {
         .client_name(format!("iam-pgbroker-load/{}", plan.label))
         .read_timeout(Duration::from_secs(120));
     let mut session: Option<Connection> = None;
+    std::thread::sleep(
+        plan.ramp
+            .mul_f64(index as f64 / plan.connections.max(1) as f64),
+    );
     let mut used = 0u64;
+    let mut reopen_at = plan.reopen_every;
     while Instant::now() < plan.deadline {
         if session.is_none() {
             let t = Instant::now();
@@ -391,6 +404,9 @@ fn work_thread(plan: &WorkPlan, index: u64) -> WorkStats {
                     stats.done("open", t.elapsed());
                     session = Some(c);
                     used = 0;
+                    // Uniform around the mean, so sessions do not all
+                    // reopen at the same moment.
+                    reopen_at = plan.reopen_every / 2 + rng.upto(plan.reopen_every);
                 }
                 Err(e) => {
                     stats.error("open", &e);
@@ -425,7 +441,7 @@ fn work_thread(plan: &WorkPlan, index: u64) -> WorkStats {
                 }
             }
         }
-        if used >= plan.reopen_every {
+        if used >= reopen_at {
             if let Some(db) = session.take() {
                 let t = Instant::now();
                 match db.close() {
@@ -583,6 +599,7 @@ fn misbehave(opts: &Opts) {
         "uid": unsafe { libc::getuid() },
         "clients": clients,
         "outcomes": all.seen,
+        "cpu_s": round2(cpu_seconds()),
     });
     println!("{out}");
 }
@@ -810,6 +827,7 @@ fn report(opts: &Opts) {
     let mut processes = Vec::new();
     let mut outcomes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut misbehaving = 0u64;
+    let mut load_cpu = 0f64;
     for file in &opts.files {
         let mut text = String::new();
         std::fs::File::open(file)
@@ -824,6 +842,7 @@ fn report(opts: &Opts) {
             *errors.entry(format!("no_result:{file}")).or_default() += 1;
             continue;
         };
+        load_cpu += v["cpu_s"].as_f64().unwrap_or(0.0);
         match v["mode"].as_str() {
             Some("work") => {
                 processes.push(
@@ -916,6 +935,7 @@ fn report(opts: &Opts) {
         "misbehaviour": outcomes,
         "misbehaviour_unexpected": unexpected,
         "processes": processes,
+        "load_generator_cpu_s": round2(load_cpu),
         "measured": measured,
     });
     // The table, for people.
@@ -963,11 +983,23 @@ fn report(opts: &Opts) {
     for (b, m) in &outcomes {
         let _ = writeln!(t, "  {b:<24} {}", json!(m));
     }
+    let _ = writeln!(t, "load generators' CPU: {load_cpu:.1} s");
     for (k, v) in &opts.sets {
         let _ = writeln!(t, "{k}: {v}");
     }
     eprint!("{t}");
     println!("{summary}");
+}
+
+/// CPU seconds (user + system) this process has used, all threads.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn round2(x: f64) -> f64 {
