@@ -449,14 +449,17 @@ fn a_client_killed_mid_result_is_rolled_back_and_leaks_nothing() {
             .args(["--sql", sql]);
         let mut held = Spawned::new(&mut cmd);
         let line = held.wait_for("HOLD");
+        // Killed (and reaped) even when an assertion below fails.
+        let Spawned { child, .. } = held;
+        let mut held = KillOnDrop(child);
         let session = line.trim_start_matches("HOLD ").trim().to_owned();
         // Mid-result: the broker is blocked writing rows nobody reads.
         assert!(eventually(Duration::from_secs(5), || {
             broker_backends(&x).iter().any(|s| s == "active") || fd_count(broker.pid()) > baseline
         }));
         let killed = Instant::now();
-        held.child.kill().expect("SIGKILL");
-        let _ = held.child.wait();
+        held.0.kill().expect("SIGKILL");
+        let _ = held.0.wait();
 
         let settled = eventually(Duration::from_secs(10), || {
             let states = broker_backends(&x);
@@ -531,6 +534,8 @@ fn sigterm_rolls_back_tells_clients_records_why_and_a_new_broker_serves() {
         .args(["--sql", "SELECT * FROM idm_identity_bench"]);
     let mut stuck = Spawned::new(&mut cmd);
     stuck.wait_for("HOLD");
+    let Spawned { child, .. } = stuck;
+    let stuck = KillOnDrop(child);
     let sessions: Vec<String> = broker
         .audit_records()
         .iter()
@@ -559,8 +564,7 @@ fn sigterm_rolls_back_tells_clients_records_why_and_a_new_broker_serves() {
         .wait_exit(grace + Duration::from_secs(5))
         .expect("the broker exits");
     let took = started.elapsed();
-    let _ = stuck.child.kill();
-    let _ = stuck.child.wait();
+    drop(stuck);
     assert!(status.success(), "{status}");
     // Half the grace period for the client that reads nothing, then its
     // session is closed like the others: within the grace period.
