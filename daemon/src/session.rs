@@ -550,6 +550,19 @@ fn connect_slots(addr: IpAddr, port: u16) -> Arc<tokio::sync::Semaphore> {
         .clone()
 }
 
+/// `name` cut to PostgreSQL's limit for `application_name` (63 bytes), at a
+/// character boundary.
+pub fn application_name_cut(mut name: String) -> String {
+    if name.len() > 63 {
+        let mut cut = 63;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    name
+}
+
 /// A new connection to `target`.
 async fn connect(
     target: &ServerTarget,

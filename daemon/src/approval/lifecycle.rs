@@ -1046,19 +1046,11 @@ fn target_of(stored: &StoredRequest) -> AuditTarget {
 /// `pgbroker request <id> <user>(<uid>)`, cut to PostgreSQL's 63 bytes, so
 /// `pg_stat_activity` names the request and who ran it.
 fn application_name(id: &str, peer: &PeerIdentity) -> String {
-    let mut name = format!(
+    crate::session::application_name_cut(format!(
         "pgbroker request {id} {}({})",
         peer.user.as_deref().unwrap_or("?"),
         peer.uid
-    );
-    if name.len() > 63 {
-        let mut cut = 63;
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        name.truncate(cut);
-    }
-    name
+    ))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! The rules live in `crate::approval`; this file checks the fields and
 //! sends the answer.
 
-use super::open::check_name;
+use super::open::{check_dbname, check_name};
 use super::{send, Reply};
 use crate::approval::lifecycle::{self, Actor};
 use crate::approval::store::is_id;
@@ -32,12 +32,7 @@ pub async fn submit(
     check_name("db", &params.db)?;
     check_name("user", &params.user)?;
     if let Some(dbname) = &params.dbname {
-        if dbname.is_empty() || dbname.len() > 63 || dbname.contains('\0') {
-            return Err(RequestError::BadRequest(
-                "dbname must be 1 to 63 bytes without NUL".into(),
-            )
-            .into());
-        }
+        check_dbname(dbname)?;
     }
     check_text("reason", Some(&params.reason), true)?;
     if params.statements.iter().any(|s| s.sql.trim().is_empty()) {

@@ -26,12 +26,7 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
     check_name("db", &params.db)?;
     check_name("user", &params.user)?;
     if let Some(dbname) = &params.dbname {
-        if dbname.is_empty() || dbname.len() > 63 || dbname.contains('\0') {
-            return Err(RequestError::BadRequest(
-                "dbname must be 1 to 63 bytes without NUL".into(),
-            )
-            .into());
-        }
+        check_dbname(dbname)?;
     }
     if params
         .reason
@@ -216,6 +211,16 @@ async fn establish(
     }
 }
 
+/// A database name PostgreSQL can take: 1 to 63 bytes, no NUL.
+pub(super) fn check_dbname(dbname: &str) -> Result<(), RequestError> {
+    if dbname.is_empty() || dbname.len() > 63 || dbname.contains('\0') {
+        return Err(RequestError::BadRequest(
+            "dbname must be 1 to 63 bytes without NUL".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn check_name(field: &str, value: &str) -> Result<(), RequestError> {
     let ok = !value.is_empty()
         && value.len() <= 63
@@ -255,20 +260,12 @@ fn new_session_id() -> String {
 /// `pgbroker <session> <user>(<uid>) pid <pid>`, cut to PostgreSQL's 63
 /// bytes, so `pg_stat_activity` and the server log name the caller.
 fn application_name(session: &str, peer: &crate::peer::PeerIdentity) -> String {
-    let mut name = format!(
+    crate::session::application_name_cut(format!(
         "pgbroker {session} {}({}) pid {}",
         peer.user.as_deref().unwrap_or("?"),
         peer.uid,
         peer.pid
-    );
-    if name.len() > 63 {
-        let mut cut = 63;
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        name.truncate(cut);
-    }
-    name
+    ))
 }
 
 #[cfg(test)]
