@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod analysis;
 pub mod approval;
 pub mod audit;
 pub mod broker;

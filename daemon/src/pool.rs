@@ -12,7 +12,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
@@ -24,6 +24,9 @@ use tracing::debug;
 /// (not a RESET ALL parameter), which belong to the pool key.
 pub const RESET_SQL: &str =
     "RESET ALL; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP";
+
+/// How long a returning connection's reset may take.
+const RESET_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a pooled connection is for. Two sessions share connections only
 /// when every field is equal.
@@ -64,10 +67,12 @@ impl PoolKey {
 
 /// One PostgreSQL connection with its prepared-statement cache.
 pub struct ServerConn {
-    /// The client half.
-    pub client: Client,
+    /// The client half (shared with a reset running in the background).
+    pub client: Arc<Client>,
     /// The task driving the socket.
     pub connection: JoinHandle<()>,
+    /// The reset sent when the last session ended: whether it worked.
+    reset: Option<JoinHandle<bool>>,
     /// Prepared statements by SQL text (least recently used dropped first).
     statements: HashMap<String, (Statement, u64)>,
     uses: u64,
@@ -81,8 +86,9 @@ impl ServerConn {
     /// Wraps a fresh connection.
     pub fn new(client: Client, connection: JoinHandle<()>) -> ServerConn {
         ServerConn {
-            client,
+            client: Arc::new(client),
             connection,
+            reset: None,
             statements: HashMap::new(),
             uses: 0,
             created: Instant::now(),
@@ -119,8 +125,41 @@ impl ServerConn {
         self.statements.remove(sql);
     }
 
+    /// Sends [`RESET_SQL`] without waiting for the answer: the session
+    /// that ended need not wait for it, and whoever takes the connection
+    /// next waits in [`ServerConn::ready`] (by then the answer is usually
+    /// long there). A server that does not answer within 2 s fails it.
+    pub fn reset_in_background(&mut self) {
+        let client = self.client.clone();
+        self.reset = Some(tokio::spawn(async move {
+            match tokio::time::timeout(RESET_TIMEOUT, client.batch_execute(RESET_SQL)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    debug!(cause = %e, "reset failed; the connection will not be used again");
+                    false
+                }
+                Err(_) => {
+                    debug!("reset timed out; the connection will not be used again");
+                    false
+                }
+            }
+        }));
+    }
+
+    /// Waits for the reset sent by the previous session, if any: `false`
+    /// when it failed, and the connection must not be used.
+    pub async fn ready(&mut self) -> bool {
+        match self.reset.take() {
+            None => true,
+            Some(reset) => matches!(reset.await, Ok(true)),
+        }
+    }
+
     /// Ends the connection without waiting for the server.
     pub fn discard(self) {
+        if let Some(reset) = &self.reset {
+            reset.abort();
+        }
         drop(self.client);
         self.connection.abort();
     }

@@ -6,14 +6,15 @@
 //! was granted; `commit`/`rollback` end it; closing, a vanished client or
 //! shutdown roll back. Nothing is committed that the client did not commit.
 
+use crate::analysis::Analysis;
 use crate::error::RequestError;
 use crate::frame::FrameWriter;
-use crate::pool::{Pool, PoolKey, ServerConn, RESET_SQL};
+use crate::pool::{Pool, PoolKey, ServerConn};
 use crate::secrets::Password;
 use crate::types::{is_supported, write_cell, write_json_str, RawCell, TextParam};
 use futures_util::{pin_mut, TryStreamExt};
 use iam_pgbroker_proto::{Column, Response};
-use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
+use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, Verdict};
 use serde_json::Value;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -99,9 +100,11 @@ impl From<RequestError> for Failure {
 #[derive(Debug)]
 pub struct Checked {
     /// The text PostgreSQL will see (placeholders converted).
-    pub sql: String,
+    pub sql: Arc<str>,
     /// What the guard found.
     pub verdict: Verdict,
+    /// Everything known about the text (the audit's shape of it).
+    pub analysis: Arc<Analysis>,
 }
 
 /// A statement refused before anything was sent.
@@ -140,11 +143,29 @@ pub struct Session {
     mode: Mode,
     txn: Txn,
     chunks: ChunkLimits,
-    guard: SqlGuard,
     /// A cancel request was sent on this connection. It reaches the server
     /// some time later and cancels whatever runs then, so the connection
     /// is never pooled: it could cancel the next session's statement.
     cancelled: bool,
+    /// A pooled connection this session has not used yet.
+    first_use: Option<FirstUse>,
+}
+
+/// What a session owes a pooled connection before its first transaction.
+struct FirstUse {
+    /// `SET application_name = …`, sent together with the first `BEGIN`.
+    set: String,
+    /// How to connect afresh if the pooled connection turns out dead (the
+    /// server restarted or ended it while it was idle): nothing ran on it
+    /// for this session yet, so a new connection is as good.
+    again: Box<Reconnect>,
+}
+
+struct Reconnect {
+    target: ServerTarget,
+    password: Password,
+    application_name: String,
+    settings: SessionSettings,
 }
 
 impl Session {
@@ -169,23 +190,34 @@ impl Session {
             idle_in_transaction_timeout_ms: settings.idle_in_transaction_timeout_ms,
             password_hash: PoolKey::hash_password(password.expose()),
         };
-        let conn = match pool.take(&key) {
+        // A pooled connection still carries the name of the session that
+        // used it last; this session's name goes out with its first BEGIN
+        // (no round trip of its own at open). A new connection starts with
+        // the name.
+        let (conn, first_use) = match pool.take(&key) {
             Some(conn) => {
-                // The name belongs to the session, not the connection.
                 let set = format!(
                     "SET application_name = '{}'",
                     application_name.replace('\'', "''")
                 );
-                match conn.client.batch_execute(&set).await {
-                    Ok(()) => conn,
-                    Err(e) => {
-                        debug!(cause = %e, "a pooled connection failed; connecting afresh");
-                        conn.discard();
-                        connect(target, password, application_name, settings).await?
-                    }
-                }
+                let again = Reconnect {
+                    target: target.clone(),
+                    password: password.clone(),
+                    application_name: application_name.to_owned(),
+                    settings: settings.clone(),
+                };
+                (
+                    conn,
+                    Some(FirstUse {
+                        set,
+                        again: Box::new(again),
+                    }),
+                )
             }
-            None => connect(target, password, application_name, settings).await?,
+            None => (
+                connect(target, password, application_name, settings).await?,
+                None,
+            ),
         };
         let mode = if settings.readonly {
             Mode::Read
@@ -200,8 +232,8 @@ impl Session {
             mode,
             txn: Txn::Idle,
             chunks: settings.chunks,
-            guard: SqlGuard::new(),
             cancelled: false,
+            first_use,
         })
     }
 
@@ -224,16 +256,59 @@ impl Session {
     }
 
     async fn begin_if_idle(&mut self) -> Result<(), RequestError> {
-        if self.txn == Txn::Idle {
-            let begin = if self.readonly {
-                "BEGIN READ ONLY"
-            } else {
-                "BEGIN READ WRITE"
-            };
-            self.client()?.batch_execute(begin).await?;
-            self.txn = Txn::Open;
+        if self.txn != Txn::Idle {
+            return Ok(());
         }
+        let begin = if self.readonly {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN READ WRITE"
+        };
+        match self.first_use.take() {
+            None => self.client()?.batch_execute(begin).await?,
+            Some(first) => {
+                // The previous session's reset first (usually done long ago).
+                let ready = self.conn()?.ready().await;
+                if !ready || !self.begin_first(&first.set, begin).await? {
+                    debug!("a pooled connection could not be used; connecting afresh");
+                    let again = first.again;
+                    let fresh = connect(
+                        &again.target,
+                        &again.password,
+                        &again.application_name,
+                        &again.settings,
+                    )
+                    .await?;
+                    if let Some(dead) = self.conn.replace(fresh) {
+                        dead.discard();
+                    }
+                    self.client()?.batch_execute(begin).await?;
+                }
+            }
+        }
+        self.txn = Txn::Open;
         Ok(())
+    }
+
+    /// `SET application_name` and `BEGIN` on a pooled connection's first
+    /// use, in one round trip: two messages sent together (tokio-postgres
+    /// sends a request when its future is first polled, and `join` polls
+    /// both before waiting). Each is its own simple query, so the name is
+    /// set outside the transaction and a later ROLLBACK keeps it.
+    /// `Ok(false)`: the connection is dead (the server restarted or ended
+    /// it while it was idle); nothing ran on it for this session.
+    async fn begin_first(&mut self, set: &str, begin: &str) -> Result<bool, RequestError> {
+        let client = self.client()?;
+        let (set, began) =
+            futures_util::join!(client.batch_execute(set), client.batch_execute(begin));
+        match set.and(began) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_closed() || client.is_closed() => {
+                debug!(cause = %e, "pooled connection found dead");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Asks the server to cancel the statement now running (best effort,
@@ -278,19 +353,36 @@ impl Session {
     /// Converts placeholders and checks the statement with the guard.
     /// Sends nothing: when this fails, PostgreSQL never sees the statement
     /// and the transaction is as it was.
+    ///
+    /// A text seen before (with as many parameters, in a session of the
+    /// same mode) is answered from the broker-wide cache
+    /// ([`crate::analysis`]) without parsing it again.
     pub fn check(&self, sql: &str, nparams: usize) -> Result<Checked, Rejected> {
-        let sql = iam_pgbroker_sql::convert_placeholders(sql, nparams).map_err(|e| Rejected {
-            error: RequestError::BadRequest(e.to_string()),
-            what: None,
-        })?;
-        let verdict = self.guard.check(&sql, self.mode).map_err(|r| Rejected {
-            what: Some(r.what().to_owned()),
-            error: refusal(r, self.mode),
-        })?;
-        Ok(Checked {
-            sql: sql.into_owned(),
-            verdict,
-        })
+        let analysis = crate::analysis::analyze(sql, nparams, self.mode);
+        let converted = match &analysis.converted {
+            Ok(text) => text.clone(),
+            Err(e) => {
+                return Err(Rejected {
+                    error: RequestError::BadRequest(e.clone()),
+                    what: None,
+                })
+            }
+        };
+        match &analysis.verdict {
+            Some(Ok(verdict)) => Ok(Checked {
+                sql: converted,
+                verdict: verdict.clone(),
+                analysis: analysis.clone(),
+            }),
+            Some(Err(r)) => Err(Rejected {
+                what: Some(r.what().to_owned()),
+                error: refusal(r.clone(), self.mode),
+            }),
+            None => Err(Rejected {
+                error: RequestError::Internal("statement analysis without a verdict".into()),
+                what: None,
+            }),
+        }
     }
 
     /// Begins the transaction if none is open and prepares a checked
@@ -301,7 +393,8 @@ impl Session {
         params: &[Value],
     ) -> Result<Prepared, RequestError> {
         let sql = &checked.sql;
-        if self.client()?.is_closed() {
+        // A dead pooled connection is replaced at the first BEGIN.
+        if self.client()?.is_closed() && self.first_use.is_none() {
             return Err(RequestError::ConnectionLost);
         }
         self.begin_if_idle().await?;
@@ -494,28 +587,23 @@ impl Session {
     }
 
     /// Rolls back what is open and ends the session. The server connection
-    /// goes back to the pool only when the rollback and the reset worked.
+    /// goes back to the pool only when the rollback worked; its reset runs
+    /// on afterwards, and the next session to take it waits for it
+    /// ([`ServerConn::ready`]). A connection this session never used goes
+    /// back as it came.
     pub async fn close(mut self) -> Result<(), RequestError> {
         let result = self.rollback().await;
-        let Some(conn) = self.conn.take() else {
+        let Some(mut conn) = self.conn.take() else {
             return result;
         };
         if result.is_err() || conn.client.is_closed() || self.cancelled {
             conn.discard();
             return result;
         }
-        // A server that does not answer the reset in time is not worth
-        // keeping.
-        match tokio::time::timeout(Duration::from_secs(2), conn.client.batch_execute(RESET_SQL))
-            .await
-        {
-            Ok(Ok(())) => self.pool.put(self.key.clone(), conn),
-            Ok(Err(e)) => {
-                debug!(cause = %e, "reset failed; closing the server connection");
-                conn.discard();
-            }
-            Err(_) => conn.discard(),
+        if self.first_use.is_none() {
+            conn.reset_in_background();
         }
+        self.pool.put(self.key.clone(), conn);
         result
     }
 }

@@ -4,9 +4,11 @@
 use super::config::ParamsMode;
 use super::key::AuditKey;
 use super::peer::{AuditPeer, AuditTarget};
+use crate::analysis::Shape;
 use iam_pgbroker_proto::ErrorInfo;
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// What happened.
@@ -264,6 +266,10 @@ pub struct AuditRecord<'a> {
     pub rule: Option<&'a str>,
     /// The statement as the client sent it.
     pub sql: Option<&'a str>,
+    /// The statement's normalized text and fingerprint when the caller
+    /// has them already ([`crate::analysis`]); else the log computes them
+    /// from `sql` (two more parser passes).
+    pub shape: Option<&'a Shape>,
     /// The statement kind the guard gave (`SELECT`, `UPDATE`, …).
     pub kind: Option<&'a str>,
     /// The guard says it writes (data, locks or schema).
@@ -294,6 +300,7 @@ impl<'a> AuditRecord<'a> {
             reason: None,
             rule: None,
             sql: None,
+            shape: None,
             kind: None,
             writes: None,
             params: None,
@@ -325,9 +332,10 @@ pub(crate) fn write_body(
     rotated: Option<&RotatedInfo<'_>>,
     out: &mut Vec<u8>,
 ) {
-    let statement = rec
-        .sql
-        .map(|sql| StatementShape::of(sql, rec.params.map_or(0, <[Value]>::len)));
+    let statement = rec.sql.map(|sql| match rec.shape {
+        Some(shape) => StatementShape::known(sql, shape),
+        None => StatementShape::of(sql, rec.params.map_or(0, <[Value]>::len)),
+    });
     let mut text_buf = bytes::BytesMut::new();
     let params: Option<Vec<ParamOut<'_>>> = match (rec.params, render.mode) {
         (None, _) | (_, ParamsMode::Omit) => None,
@@ -404,8 +412,8 @@ fn param_text<'b>(value: &Value, buf: &'b mut bytes::BytesMut) -> Option<&'b [u8
 /// What the audit keeps of a statement's text.
 struct StatementShape<'a> {
     sql: &'a str,
-    normalized: Option<String>,
-    fingerprint: Option<String>,
+    normalized: Option<Cow<'a, str>>,
+    fingerprint: Option<Cow<'a, str>>,
     /// The text may hold a password (`… PASSWORD '…'`): only the normalized
     /// form, whose constants are `$n`, is kept.
     redacted: bool,
@@ -417,10 +425,21 @@ impl<'a> StatementShape<'a> {
     fn of(sql: &'a str, nparams: usize) -> StatementShape<'a> {
         let seen = iam_pgbroker_sql::convert_placeholders(sql, nparams)
             .unwrap_or(std::borrow::Cow::Borrowed(sql));
+        let shape = Shape::of(&seen);
         StatementShape {
             sql,
-            normalized: iam_pgbroker_sql::normalize(&seen),
-            fingerprint: iam_pgbroker_sql::fingerprint(&seen),
+            normalized: shape.normalized.map(Cow::Owned),
+            fingerprint: shape.fingerprint.map(Cow::Owned),
+            redacted: mentions_password(sql),
+        }
+    }
+
+    /// The shape computed before (by the statement cache).
+    fn known(sql: &'a str, shape: &'a Shape) -> StatementShape<'a> {
+        StatementShape {
+            sql,
+            normalized: shape.normalized.as_deref().map(Cow::Borrowed),
+            fingerprint: shape.fingerprint.as_deref().map(Cow::Borrowed),
             redacted: mentions_password(sql),
         }
     }

@@ -238,15 +238,15 @@ pub(super) fn check_name(field: &str, value: &str) -> Result<(), RequestError> {
     }
 }
 
-/// 16 hex digits from the kernel's random source.
+/// 16 hex digits from the kernel's random source (`getrandom(2)`: no file
+/// to open, and it works where /dev is not mounted).
 fn new_session_id() -> String {
-    use std::io::Read;
     let mut bytes = [0u8; 8];
-    let filled = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_ok();
-    if !filled {
-        // No /dev/urandom (a very odd sandbox): time and pid still make a
+    // SAFETY: `bytes` is a valid, writable buffer of its length.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if got != bytes.len() as isize {
+        // Not possible for 8 bytes once the pool is initialised, which it
+        // is long before a service starts; time and pid still make a
         // unique id on this host.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -254,7 +254,12 @@ fn new_session_id() -> String {
             .unwrap_or(0);
         bytes = (nanos ^ (std::process::id() as u64) << 48).to_be_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut id = String::with_capacity(16);
+    for b in bytes {
+        use std::fmt::Write as _;
+        let _ = write!(id, "{b:02x}");
+    }
+    id
 }
 
 /// `pgbroker <session> <user>(<uid>) pid <pid>`, cut to PostgreSQL's 63

@@ -68,6 +68,7 @@ pub async fn run(
     let record = AuditRecord {
         request: Some(id),
         sql: Some(sql),
+        shape: audit.is_enabled().then(|| checked.analysis.shape(sql)),
         params: Some(params),
         kind: Some(checked.verdict.kind),
         writes: Some(checked.verdict.writes || checked.verdict.ddl),

@@ -1,0 +1,278 @@
+//! What the broker learns from a statement's text alone, computed once per
+//! distinct text and kept in a broker-wide cache.
+//!
+//! Every statement goes through PostgreSQL's scanner (`%s` → `$n`), its
+//! parser (the guard) and, for the audit record, two more parser passes
+//! (normalized text and fingerprint): about 40 µs of CPU for a short
+//! lookup, which tools then send thousands of times with other values.
+//! None of it depends on anything but the text, the number of parameters
+//! and the session's mode — the guard's table is static — so the answer
+//! for a text seen before is a hash lookup.
+//!
+//! The cache is bounded in entries and in text length: a text longer than
+//! [`MAX_CACHED_TEXT`] is analysed every time and never kept.
+
+use crate::sync::lock;
+use iam_pgbroker_sql::{convert_placeholders, Mode, Refusal, SqlGuard, Verdict};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Distinct (text, parameter count, mode) kept; the least recently used
+/// goes first.
+pub const CAPACITY: usize = 512;
+
+/// Longer texts are not kept (they are rarely repeated, and the cache's
+/// memory stays below `CAPACITY` × a few times this).
+pub const MAX_CACHED_TEXT: usize = 4096;
+
+/// A statement text as the guard and the audit see it.
+#[derive(Debug)]
+pub struct Analysis {
+    /// The text PostgreSQL receives (`%s` converted), or why the
+    /// placeholders are wrong (then nothing else was looked at).
+    pub converted: Result<Arc<str>, String>,
+    /// The guard's answer for the mode the analysis was made for; `None`
+    /// when the placeholders were wrong.
+    pub verdict: Option<Result<Verdict, Refusal>>,
+    /// Normalized text and fingerprint for the audit, computed the first
+    /// time a record needs them (never when the audit is off).
+    shape: OnceLock<Shape>,
+}
+
+/// The audit's view of a statement: its constants replaced by `$n`, and
+/// pg_query's fingerprint (`None` when the text does not parse).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// `SELECT * FROM t WHERE a = $1`.
+    pub normalized: Option<String>,
+    /// 16 hex digits, equal for texts that differ only in constants.
+    pub fingerprint: Option<String>,
+}
+
+impl Shape {
+    /// Parses `sql` (the text PostgreSQL receives) twice: once to
+    /// normalize, once to fingerprint.
+    pub fn of(sql: &str) -> Shape {
+        Shape {
+            normalized: iam_pgbroker_sql::normalize(sql),
+            fingerprint: iam_pgbroker_sql::fingerprint(sql),
+        }
+    }
+}
+
+impl Analysis {
+    /// Converts the placeholders and asks the guard, without the cache.
+    pub fn compute(sql: &str, nparams: usize, mode: Mode) -> Analysis {
+        let (converted, verdict) = match convert_placeholders(sql, nparams) {
+            Ok(text) => {
+                let verdict = SqlGuard::new().check(&text, mode);
+                (Ok(Arc::from(text.as_ref())), Some(verdict))
+            }
+            Err(e) => (Err(e.to_string()), None),
+        };
+        Analysis {
+            converted,
+            verdict,
+            shape: OnceLock::new(),
+        }
+    }
+
+    /// The normalized text and fingerprint of what PostgreSQL receives
+    /// (the client's text when its placeholders are wrong).
+    pub fn shape(&self, original: &str) -> &Shape {
+        self.shape.get_or_init(|| match &self.converted {
+            Ok(text) => Shape::of(text),
+            Err(_) => Shape::of(original),
+        })
+    }
+}
+
+/// The analysis of `sql` with `nparams` parameters in a session of `mode`,
+/// from the broker-wide cache when the same text was seen before.
+pub fn analyze(sql: &str, nparams: usize, mode: Mode) -> Arc<Analysis> {
+    if sql.len() > MAX_CACHED_TEXT {
+        return Arc::new(Analysis::compute(sql, nparams, mode));
+    }
+    let cache = CACHE.get_or_init(|| Mutex::new(Cache::default()));
+    if let Some(found) = lock(cache).get(sql, nparams, mode) {
+        return found;
+    }
+    // Computed outside the lock: a slow parse does not hold up everyone
+    // else. Two sessions missing at once both compute; the second insert
+    // replaces the first, with the same result.
+    let analysis = Arc::new(Analysis::compute(sql, nparams, mode));
+    lock(cache).insert(sql, nparams, mode, analysis.clone());
+    analysis
+}
+
+/// How many analyses the cache holds now (for `status` and tests).
+pub fn cached() -> usize {
+    CACHE.get().map_or(0, |c| lock(c).entries)
+}
+
+static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+
+/// Entries by text (so a lookup borrows the client's `&str`, no
+/// allocation), then by (parameter count, mode) — almost always one.
+#[derive(Default)]
+struct Cache {
+    by_text: HashMap<Box<str>, Vec<Entry>>,
+    entries: usize,
+    clock: u64,
+}
+
+struct Entry {
+    nparams: usize,
+    mode: Mode,
+    analysis: Arc<Analysis>,
+    used: u64,
+}
+
+impl Cache {
+    fn get(&mut self, sql: &str, nparams: usize, mode: Mode) -> Option<Arc<Analysis>> {
+        self.clock += 1;
+        let now = self.clock;
+        let entry = self
+            .by_text
+            .get_mut(sql)?
+            .iter_mut()
+            .find(|e| e.nparams == nparams && e.mode == mode)?;
+        entry.used = now;
+        Some(entry.analysis.clone())
+    }
+
+    fn insert(&mut self, sql: &str, nparams: usize, mode: Mode, analysis: Arc<Analysis>) {
+        self.clock += 1;
+        let used = self.clock;
+        if let Some(entries) = self.by_text.get_mut(sql) {
+            if let Some(e) = entries
+                .iter_mut()
+                .find(|e| e.nparams == nparams && e.mode == mode)
+            {
+                e.analysis = analysis;
+                e.used = used;
+                return;
+            }
+        }
+        if self.entries >= CAPACITY {
+            self.evict();
+        }
+        self.by_text.entry(sql.into()).or_default().push(Entry {
+            nparams,
+            mode,
+            analysis,
+            used,
+        });
+        self.entries += 1;
+    }
+
+    /// Drops the least recently used eighth, so a full cache scans its
+    /// entries once per `CAPACITY / 8` misses, not on every one.
+    fn evict(&mut self) {
+        let mut uses: Vec<u64> = self
+            .by_text
+            .values()
+            .flat_map(|v| v.iter().map(|e| e.used))
+            .collect();
+        let cut = (CAPACITY / 8).max(1).min(uses.len());
+        if cut == 0 {
+            return;
+        }
+        let (_, threshold, _) = uses.select_nth_unstable(cut - 1);
+        let threshold = *threshold;
+        let mut removed = 0;
+        self.by_text.retain(|_, entries| {
+            let before = entries.len();
+            entries.retain(|e| e.used > threshold);
+            removed += before - entries.len();
+            !entries.is_empty()
+        });
+        self.entries -= removed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_is_analysed_once_per_mode() {
+        let sql = "SELECT id FROM analysis_test_t WHERE name = %s";
+        let a = analyze(sql, 1, Mode::Read);
+        let b = analyze(sql, 1, Mode::Read);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(
+            a.converted.as_deref(),
+            Ok("SELECT id FROM analysis_test_t WHERE name = $1")
+        );
+        assert_eq!(a.verdict.as_ref().unwrap().as_ref().unwrap().kind, "SELECT");
+        // Another mode or parameter count is another answer.
+        let w = analyze(sql, 1, Mode::Write { ddl: false });
+        assert!(!Arc::ptr_eq(&a, &w));
+        let none = analyze(sql, 0, Mode::Read);
+        assert_eq!(
+            none.converted.as_deref(),
+            Ok("SELECT id FROM analysis_test_t WHERE name = %s"),
+            "without parameters %s is not a placeholder"
+        );
+    }
+
+    #[test]
+    fn cached_answers_equal_fresh_ones() {
+        let texts = [
+            ("UPDATE analysis_t SET a = 1", Mode::Read),
+            ("UPDATE analysis_t SET a = 1", Mode::Write { ddl: false }),
+            ("DROP TABLE analysis_t", Mode::Write { ddl: false }),
+            (
+                "SELECT pg_read_file('/etc/passwd')",
+                Mode::Write { ddl: true },
+            ),
+            ("SELEC 1", Mode::Read),
+            ("SELECT 1; SELECT 2", Mode::Read),
+        ];
+        for (sql, mode) in texts {
+            let fresh = Analysis::compute(sql, 0, mode);
+            let first = analyze(sql, 0, mode);
+            let again = analyze(sql, 0, mode);
+            assert_eq!(first.verdict, fresh.verdict, "{sql}");
+            assert_eq!(again.verdict, fresh.verdict, "{sql}");
+            assert_eq!(again.shape(sql), fresh.shape(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn wrong_placeholders_are_remembered_as_such() {
+        let a = analyze("SELECT %s, %s", 1, Mode::Read);
+        assert!(a.converted.is_err());
+        assert!(a.verdict.is_none());
+        assert!(a.shape("SELECT %s, %s").normalized.is_none());
+    }
+
+    #[test]
+    fn long_texts_are_not_kept() {
+        let sql = format!("SELECT '{}'", "x".repeat(MAX_CACHED_TEXT));
+        let a = analyze(&sql, 0, Mode::Read);
+        let b = analyze(&sql, 0, Mode::Read);
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a.verdict, b.verdict);
+    }
+
+    #[test]
+    fn eviction_keeps_the_cache_bounded_and_recent_entries() {
+        let mut cache = Cache::default();
+        let dummy = || Arc::new(Analysis::compute("SELECT 1", 0, Mode::Read));
+        cache.insert("keep", 0, Mode::Read, dummy());
+        for i in 0..CAPACITY * 3 {
+            // "keep" is used all the time, so it survives every eviction.
+            assert!(cache.get("keep", 0, Mode::Read).is_some(), "round {i}");
+            cache.insert(&format!("SELECT {i}"), 0, Mode::Read, dummy());
+            assert!(cache.entries <= CAPACITY);
+        }
+        let counted: usize = cache.by_text.values().map(Vec::len).sum();
+        assert_eq!(counted, cache.entries);
+        assert!(cache.get("SELECT 0", 0, Mode::Read).is_none());
+        assert!(cache
+            .get(&format!("SELECT {}", CAPACITY * 3 - 1), 0, Mode::Read)
+            .is_some());
+    }
+}
