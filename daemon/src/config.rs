@@ -94,6 +94,8 @@ pub struct ServerConfig {
     /// How long shutdown waits for sessions to roll back and close.
     #[serde(with = "duration_ms", rename = "shutdown_grace_ms")]
     pub shutdown_grace: Duration,
+    /// Threads that serve connections; 0: one per CPU. Read at start only.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +107,7 @@ impl Default for ServerConfig {
             policy_dir: PathBuf::from("policy.d"),
             admin_group: Some("iam-pgbroker-admin".into()),
             shutdown_grace: Duration::from_secs(10),
+            worker_threads: 0,
         }
     }
 }
@@ -396,6 +399,12 @@ impl Config {
             return Err(invalid(format!(
                 "server.socket_mode {:#o} is not a permission mode (at most 0o777)",
                 self.server.socket_mode
+            )));
+        }
+        if self.server.worker_threads > 256 {
+            return Err(invalid(format!(
+                "server.worker_threads {} is more than 256",
+                self.server.worker_threads
             )));
         }
         if !self.docker.container.contains("{db}") {

@@ -1,11 +1,11 @@
 //! One client connection: its identity, its session, and the loop that
 //! reads requests and answers them in order.
 
-use crate::audit::{AuditEvent, AuditPeer, AuditRecord, AuditTarget, SessionMode};
+use crate::audit::{AuditEvent, AuditPeer, AuditRecord, AuditTarget, ProcessInfo, SessionMode};
 use crate::broker::Broker;
 use crate::frame::{FrameWriter, LineError, LineReader, ReadTimeouts};
 use crate::ops;
-use crate::peer::PeerIdentity;
+use crate::peer::{Credentials, PeerIdentity};
 use crate::session::Session;
 use iam_pgbroker_proto::{ErrorCode, ErrorInfo, Op, Request, Response};
 use std::sync::Arc;
@@ -108,41 +108,30 @@ pub enum Next {
 /// Serves one accepted connection until the client closes it, breaks the
 /// protocol beyond repair, or the broker shuts down.
 pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadcast::Receiver<()>) {
-    let std_stream = match stream.into_std() {
-        Ok(s) => s,
+    // The kernel's word first, and /proc/PID now, while the peer is surely
+    // still there; neither blocks.
+    let creds = match Credentials::of(&stream) {
+        Ok(c) => c,
         Err(e) => {
-            warn!(cause = %e, "cannot take over an accepted connection");
-            return;
-        }
-    };
-    // Identity lookups may go through NSS (LDAP, sssd): keep them off the
-    // async workers.
-    let (std_stream, peer, audit_peer) = match tokio::task::spawn_blocking(move || {
-        let peer = PeerIdentity::from_stream(&std_stream);
-        // /proc/PID now, while the peer is surely still there.
-        let audit_peer = peer.as_ref().ok().map(AuditPeer::new);
-        (std_stream, peer, audit_peer)
-    })
-    .await
-    {
-        Ok((s, Ok(peer), Some(audit_peer))) => (s, peer, audit_peer),
-        Ok((_, Ok(_), None)) => return,
-        Ok((_, Err(e), _)) => {
             warn!(cause = %e, "refusing a connection whose peer cannot be identified");
             return;
         }
-        Err(e) => {
-            warn!(cause = %e, "identity lookup failed");
-            return;
-        }
     };
-    let stream = match UnixStream::from_std(std_stream) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(cause = %e, "cannot register an accepted connection");
-            return;
-        }
+    let process = ProcessInfo::of(creds.pid);
+    // Names may need the user and group databases (NSS: LDAP, sssd): a
+    // lookup runs off the async workers; names seen in the last seconds
+    // are reused without one.
+    let peer = match creds.resolve_cached() {
+        Some(peer) => peer,
+        None => match tokio::task::spawn_blocking(move || creds.resolve()).await {
+            Ok(peer) => peer,
+            Err(e) => {
+                warn!(cause = %e, "identity lookup failed");
+                return;
+            }
+        },
     };
+    let audit_peer = AuditPeer::with_process(&peer, process);
     let span = tracing::info_span!(
         "client",
         uid = peer.uid,

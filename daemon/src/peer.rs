@@ -5,8 +5,11 @@
 //! way. Names come from the user and group databases. Nothing the client
 //! says about itself is used.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::os::fd::AsRawFd;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// A group of the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,36 +43,98 @@ pub enum PeerError {
     Credentials(#[source] std::io::Error),
 }
 
-impl PeerIdentity {
-    /// Reads the identity of the process connected on `stream`.
-    ///
-    /// Blocking (the user and group databases may be NSS lookups): call it
-    /// from `spawn_blocking`.
-    pub fn from_stream(stream: &impl AsRawFd) -> Result<PeerIdentity, PeerError> {
+/// What the kernel says about the peer: no lookups, never blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Process id at connect time.
+    pub pid: i32,
+    /// Primary and supplementary groups, primary first, no duplicates;
+    /// `None` on kernels without `SO_PEERGROUPS` (then the group database
+    /// says, which is a lookup).
+    pub gids: Option<Vec<u32>>,
+}
+
+impl Credentials {
+    /// `SO_PEERCRED` and `SO_PEERGROUPS` of the process connected on
+    /// `stream`.
+    pub fn of(stream: &impl AsRawFd) -> Result<Credentials, PeerError> {
         let fd = stream.as_raw_fd();
         let cred = peer_cred(fd).map_err(PeerError::Credentials)?;
-        let user = nix::unistd::User::from_uid(cred.uid.into()).ok().flatten();
-        let user_name = user.as_ref().map(|u| u.name.clone());
-        let mut gids = vec![cred.gid];
-        match peer_groups(fd) {
-            Ok(list) => gids.extend(list),
+        let gids = peer_groups(fd).ok().map(|list| {
+            let mut gids = vec![cred.gid];
+            gids.extend(list);
+            let mut seen = std::collections::HashSet::new();
+            gids.retain(|g| seen.insert(*g));
+            gids
+        });
+        Ok(Credentials {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: cred.pid,
+            gids,
+        })
+    }
+
+    /// The identity with names from the cache of recent lookups, when it
+    /// has every name needed; `None` means a lookup is due
+    /// ([`Credentials::resolve`], which may block).
+    pub fn resolve_cached(&self) -> Option<PeerIdentity> {
+        let gids = self.gids.as_ref()?;
+        let cache = names();
+        let cache = crate::sync::lock(cache);
+        let now = Instant::now();
+        let user = cache.users.fresh(self.uid, now)?;
+        let groups = gids
+            .iter()
+            .map(|&gid| {
+                cache
+                    .groups
+                    .fresh(gid, now)
+                    .map(|name| GroupInfo { gid, name })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(PeerIdentity {
+            uid: self.uid,
+            gid: self.gid,
+            pid: self.pid,
+            user,
+            groups,
+        })
+    }
+
+    /// The identity with names from the user and group databases.
+    ///
+    /// Blocking (the databases may be NSS lookups: LDAP, sssd): call it
+    /// from `spawn_blocking`. What it finds is kept for
+    /// [`NAMES_KEPT_FOR`], for [`Credentials::resolve_cached`].
+    pub fn resolve(&self) -> PeerIdentity {
+        let user = nix::unistd::User::from_uid(self.uid.into()).ok().flatten();
+        let gids = match &self.gids {
+            Some(gids) => gids.clone(),
             // Older kernels lack SO_PEERGROUPS: fall back to the group
             // database, which is what the process had at login.
-            Err(_) => {
+            None => {
+                let mut gids = vec![self.gid];
                 if let Some(u) = &user {
                     if let Ok(cname) = std::ffi::CString::new(u.name.clone()) {
                         if let Ok(list) =
-                            nix::unistd::getgrouplist(&cname, nix::unistd::Gid::from_raw(cred.gid))
+                            nix::unistd::getgrouplist(&cname, nix::unistd::Gid::from_raw(self.gid))
                         {
                             gids.extend(list.into_iter().map(|g| g.as_raw()));
                         }
                     }
                 }
+                let mut seen = std::collections::HashSet::new();
+                gids.retain(|g| seen.insert(*g));
+                gids
             }
-        }
-        let mut seen = std::collections::HashSet::new();
-        gids.retain(|g| seen.insert(*g));
-        let groups = gids
+        };
+        let user = user.map(|u| u.name);
+        let groups: Vec<GroupInfo> = gids
             .into_iter()
             .map(|gid| GroupInfo {
                 gid,
@@ -79,13 +144,80 @@ impl PeerIdentity {
                     .map(|g| g.name),
             })
             .collect();
-        Ok(PeerIdentity {
-            uid: cred.uid,
-            gid: cred.gid,
-            pid: cred.pid,
-            user: user_name,
+        let mut cache = crate::sync::lock(names());
+        let now = Instant::now();
+        cache.users.keep(self.uid, user.clone(), now);
+        for g in &groups {
+            cache.groups.keep(g.gid, g.name.clone(), now);
+        }
+        PeerIdentity {
+            uid: self.uid,
+            gid: self.gid,
+            pid: self.pid,
+            user,
             groups,
-        })
+        }
+    }
+}
+
+/// How long a name from the user or group database is reused. Short: a
+/// renamed user or group reaches the policy within seconds, while a burst
+/// of connections from the same tool costs one lookup (and no hand-off to
+/// a blocking thread). Ids without a name are looked up every
+/// time (a user created a moment ago must not stay nameless).
+pub const NAMES_KEPT_FOR: Duration = Duration::from_secs(5);
+
+/// Entries kept at most per table; past it the table starts afresh.
+const NAMES_KEPT_MAX: usize = 4096;
+
+#[derive(Default)]
+struct NameCache {
+    users: NameTable,
+    groups: NameTable,
+}
+
+#[derive(Default)]
+struct NameTable(HashMap<u32, (String, Instant)>);
+
+impl NameTable {
+    /// `Some(name)` when a name seen lately is kept; `None`: look it up.
+    fn fresh(&self, id: u32, now: Instant) -> Option<Option<String>> {
+        let (name, at) = self.0.get(&id)?;
+        (now.duration_since(*at) < NAMES_KEPT_FOR).then(|| Some(name.clone()))
+    }
+
+    fn keep(&mut self, id: u32, name: Option<String>, now: Instant) {
+        match name {
+            Some(name) => {
+                if self.0.len() >= NAMES_KEPT_MAX {
+                    self.0
+                        .retain(|_, (_, at)| now.duration_since(*at) < NAMES_KEPT_FOR);
+                    if self.0.len() >= NAMES_KEPT_MAX {
+                        self.0.clear();
+                    }
+                }
+                self.0.insert(id, (name, now));
+            }
+            None => {
+                self.0.remove(&id);
+            }
+        }
+    }
+}
+
+fn names() -> &'static Mutex<NameCache> {
+    static NAMES: OnceLock<Mutex<NameCache>> = OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+impl PeerIdentity {
+    /// Reads the identity of the process connected on `stream`, looking up
+    /// every name.
+    ///
+    /// Blocking (the user and group databases may be NSS lookups): call it
+    /// from `spawn_blocking`.
+    pub fn from_stream(stream: &impl AsRawFd) -> Result<PeerIdentity, PeerError> {
+        Ok(Credentials::of(stream)?.resolve())
     }
 
     /// `uid 1001 (alice)`: how errors and logs name the peer.
@@ -186,5 +318,30 @@ mod tests {
         assert_eq!(me.gid, nix::unistd::getgid().as_raw());
         assert_eq!(me.pid, std::process::id() as i32);
         assert_eq!(me.groups.first().map(|g| g.gid), Some(me.gid));
+    }
+
+    #[test]
+    fn cached_names_equal_looked_up_ones() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let creds = Credentials::of(&a).unwrap();
+        let looked_up = creds.resolve();
+        // Root and its groups have names on every machine this runs on.
+        assert!(looked_up.user.is_some());
+        assert_eq!(creds.resolve_cached(), Some(looked_up));
+    }
+
+    #[test]
+    fn nameless_ids_and_old_names_are_looked_up_again() {
+        let mut table = NameTable::default();
+        let then = Instant::now();
+        table.keep(7, Some("seven".into()), then);
+        assert_eq!(table.fresh(7, then), Some(Some("seven".into())));
+        assert_eq!(table.fresh(7, then + NAMES_KEPT_FOR), None);
+        table.keep(7, None, then);
+        assert_eq!(table.fresh(7, then), None);
+        for id in 0..(NAMES_KEPT_MAX as u32 + 10) {
+            table.keep(id, Some(id.to_string()), then);
+        }
+        assert!(table.0.len() <= NAMES_KEPT_MAX);
     }
 }

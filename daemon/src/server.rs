@@ -43,31 +43,41 @@ pub async fn run(
         let broker = broker.clone();
         tokio::spawn(async move { broker.watch_docker().await })
     };
-    let accept = async {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let broker = broker.clone();
-                    let stop = notify_shutdown.subscribe();
-                    let done = done_tx.clone();
-                    tokio::spawn(async move {
-                        conn::serve(stream, broker, stop).await;
-                        drop(done);
-                    });
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning, and
-                    // keep serving the connections we have.
-                    error!(cause = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The accept loop runs as a task on the workers, not in the caller's
+    // `block_on`: a connection is then accepted on the thread that saw the
+    // socket become readable, one thread hand-off less per connection.
+    let accept = {
+        let broker = broker.clone();
+        let notify_shutdown = notify_shutdown.clone();
+        let done_tx = done_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let broker = broker.clone();
+                        let stop = notify_shutdown.subscribe();
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            conn::serve(stream, broker, stop).await;
+                            drop(done);
+                        });
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning,
+                        // and keep serving the connections we have.
+                        error!(cause = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
-        }
+        })
     };
-    tokio::select! {
-        _ = accept => {}
-        _ = shutdown => info!("shutting down: rolling back open transactions"),
-    }
+    shutdown.await;
+    info!("shutting down: rolling back open transactions");
+    // The loop's own shutdown sender and done handle must be gone before
+    // waiting for the connections: wait for the aborted task to drop them.
+    accept.abort();
+    let _ = accept.await;
     reaper.abort();
     watcher.abort();
     drop(notify_shutdown);
