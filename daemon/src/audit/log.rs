@@ -37,7 +37,9 @@ thread_local! {
 /// serialized — a few microseconds, less than handing the work to
 /// `spawn_blocking` would cost. With `fsync = "always"` it also waits for
 /// `fdatasync` (outside the mutex, shared by the records of concurrent
-/// sessions), which blocks the calling worker thread for a disk flush.
+/// sessions); on the broker's runtime the worker thread first hands its
+/// other sessions to another thread (`block_in_place`), so they go on
+/// while this one waits for the disk.
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Option<Arc<Inner>>,
@@ -295,7 +297,7 @@ impl Inner {
         self.recovered(&mut st);
         drop(st);
         if self.fsync == FsyncMode::Always {
-            if let Err(e) = self.sync_through(seq) {
+            if let Err(e) = off_the_workers(|| self.sync_through(seq)) {
                 let mut st = self.lock();
                 return Err(self.failed(&mut st, e));
             }
@@ -608,6 +610,19 @@ impl Drop for Inner {
         if let Some(file) = &st.file {
             let _ = file.sync_data();
         }
+    }
+}
+
+/// Runs `f`, which waits for the disk, without stalling the other tasks of
+/// the runtime's worker thread it is called on: on the multi-threaded
+/// runtime the worker hands its other tasks to another thread first
+/// (`block_in_place`). Elsewhere (a current-thread runtime, no runtime)
+/// it just runs `f`.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
