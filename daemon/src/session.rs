@@ -11,7 +11,7 @@ use crate::error::RequestError;
 use crate::frame::FrameWriter;
 use crate::pool::{Pool, PoolKey, ServerConn};
 use crate::secrets::Password;
-use crate::types::{is_supported, write_cell, write_json_str, RawCell, TextParam};
+use crate::types::{is_supported, write_json_str, CellWriter, RawCell, TextParam};
 use futures_util::{pin_mut, TryStreamExt};
 use iam_pgbroker_proto::{Column, Response};
 use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, Verdict};
@@ -436,10 +436,10 @@ impl Session {
     ) -> Result<u64, Failure> {
         let Prepared { statement, params } = self.prepare(checked, params).await?;
         let (sql, verdict) = (&checked.sql, &checked.verdict);
-        let types: Vec<_> = statement
+        let writers: Vec<CellWriter> = statement
             .columns()
             .iter()
-            .map(|c| c.type_().clone())
+            .map(|c| CellWriter::for_type(c.type_()))
             .collect();
         if let Some(c) = statement
             .columns()
@@ -493,12 +493,13 @@ impl Session {
                 chunk.push(b',');
             }
             chunk.push(b'[');
-            for (i, ty) in types.iter().enumerate() {
+            for (i, writer) in writers.iter().enumerate() {
                 if i > 0 {
                     chunk.push(b',');
                 }
                 let cell: RawCell<'_> = row.try_get(i).map_err(|e| self.failed(e))?;
-                write_cell(&mut chunk, ty, cell.0)
+                writer
+                    .write(&mut chunk, cell.0)
                     .map_err(|e| RequestError::Internal(e.to_string()))?;
             }
             chunk.push(b']');

@@ -73,6 +73,69 @@ pub fn is_supported(ty: &Type) -> bool {
     }
 }
 
+/// How one result column's cells are written, chosen once per column:
+/// the common types of a big result skip the per-cell type dispatch of
+/// [`write_cell`] (comparing `Type`s, `kind()`, [`is_supported`]), which
+/// was a fifth of the broker's CPU on a 100,000-row result. Everything
+/// else goes through [`write_cell`], with the same output.
+#[derive(Debug, Clone)]
+pub enum CellWriter {
+    /// `bool`.
+    Bool,
+    /// `int2`.
+    Int2,
+    /// `int4`.
+    Int4,
+    /// `int8`.
+    Int8,
+    /// `text`, `varchar`, `bpchar`, `name` (binary format = text).
+    Text(Type),
+    /// `bytea`.
+    Bytea,
+    /// `timestamp` (`false`) or `timestamptz` (`true`).
+    Timestamp(Type, bool),
+    /// Any other type, through [`write_cell`].
+    Other(Type),
+}
+
+impl CellWriter {
+    /// The writer for cells of `ty`.
+    pub fn for_type(ty: &Type) -> CellWriter {
+        match *ty {
+            Type::BOOL => CellWriter::Bool,
+            Type::INT2 => CellWriter::Int2,
+            Type::INT4 => CellWriter::Int4,
+            Type::INT8 => CellWriter::Int8,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => CellWriter::Text(ty.clone()),
+            Type::BYTEA => CellWriter::Bytea,
+            Type::TIMESTAMP => CellWriter::Timestamp(ty.clone(), false),
+            Type::TIMESTAMPTZ => CellWriter::Timestamp(ty.clone(), true),
+            _ => CellWriter::Other(ty.clone()),
+        }
+    }
+
+    /// Appends the cell as JSON, exactly as [`write_cell`] would.
+    pub fn write(&self, out: &mut Vec<u8>, raw: Option<&[u8]>) -> Result<(), DecodeError> {
+        let Some(raw) = raw else {
+            out.extend_from_slice(b"null");
+            return Ok(());
+        };
+        match self {
+            CellWriter::Bool => write_cell(out, &Type::BOOL, Some(raw))?,
+            CellWriter::Int2 => write_int(out, i16::from_be_bytes(fixed(&Type::INT2, raw)?)),
+            CellWriter::Int4 => write_int(out, i32::from_be_bytes(fixed(&Type::INT4, raw)?)),
+            CellWriter::Int8 => write_int(out, i64::from_be_bytes(fixed(&Type::INT8, raw)?)),
+            CellWriter::Text(ty) => write_str(out, ty, raw)?,
+            CellWriter::Bytea => write_bytea(out, raw),
+            CellWriter::Timestamp(ty, zone) => {
+                write_timestamp(out, i64::from_be_bytes(fixed(ty, raw)?), *zone)
+            }
+            CellWriter::Other(ty) => write_cell(out, ty, Some(raw))?,
+        }
+        Ok(())
+    }
+}
+
 /// A cell as PostgreSQL sent it: the raw bytes of any type, or NULL.
 pub struct RawCell<'a>(pub Option<&'a [u8]>);
 
@@ -164,15 +227,7 @@ pub fn write_cell(out: &mut Vec<u8>, ty: &Type, raw: Option<&[u8]>) -> Result<()
             }
             write_json_str(out, &s);
         }
-        Type::BYTEA => {
-            out.extend_from_slice(b"\"\\\\x");
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            for byte in raw {
-                out.push(HEX[(byte >> 4) as usize]);
-                out.push(HEX[(byte & 15) as usize]);
-            }
-            out.push(b'"');
-        }
+        Type::BYTEA => write_bytea(out, raw),
         Type::DATE => {
             let days = i32::from_be_bytes(fixed(ty, raw)?);
             write_json_str(out, &format_date(days));
@@ -257,16 +312,87 @@ fn write_float(
     }
 }
 
+/// `bytea` as PostgreSQL's hex text (`"\\x0a1b"`).
+fn write_bytea(out: &mut Vec<u8>, raw: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(raw.len() * 2 + 5);
+    out.extend_from_slice(b"\"\\\\x");
+    for byte in raw {
+        out.push(HEX[(byte >> 4) as usize]);
+        out.push(HEX[(byte & 15) as usize]);
+    }
+    out.push(b'"');
+}
+
 fn write_str(out: &mut Vec<u8>, ty: &Type, raw: &[u8]) -> Result<(), DecodeError> {
     let s = std::str::from_utf8(raw).map_err(|_| bad(ty, "text is not UTF-8"))?;
     write_json_str(out, s);
     Ok(())
 }
 
-/// Appends `s` as a JSON string.
+/// Appends `s` as a JSON string, escaped as serde_json escapes it.
+///
+/// Eight bytes at a time: a word without `"`, `\\` or a control character
+/// is copied as it is (bytes of multi-byte characters need no escaping in
+/// JSON); only words holding one of those go byte by byte.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// Whether any byte of `w` is zero (exact: no false positives).
+    fn has_zero(w: u64) -> bool {
+        w.wrapping_sub(ONES) & !w & HIGH != 0
+    }
+    /// Whether any byte of `w` is below 0x20 (bytes ≥ 0x80 never count).
+    fn has_control(w: u64) -> bool {
+        w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
+    }
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let w = u64::from_ne_bytes(word);
+            if !has_control(w) && !has_zero(w ^ (ONES * 0x22)) && !has_zero(w ^ (ONES * 0x5c)) {
+                i += 8;
+                continue;
+            }
+        }
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0x00..=0x1f => b"",
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend_from_slice(&bytes[start..i]);
+            if escape.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
+            } else {
+                out.extend_from_slice(escape);
+            }
+            i += 1;
+            start = i;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// PostgreSQL has validated json/jsonb text, so it is copied as it is. The
@@ -784,6 +910,81 @@ mod tests {
                     "{micros} {zone}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn json_strings_are_escaped_as_serde_json_escapes_them() {
+        let mut samples: Vec<String> = vec![
+            String::new(),
+            "plain ascii text, longer than eight bytes".into(),
+            "Žluťoučký kůň úpěl ďábelské ódy".into(),
+            "quote \" backslash \\ slash / end".into(),
+            "\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}".into(),
+            "abcdefg\"".into(),
+            "abcdefgh\\".into(),
+            "\u{1F600} emoji and 中文".into(),
+        ];
+        // Every byte value below 0x80 at every position of a 17-byte text.
+        for b in 0u8..0x80 {
+            for pos in 0..17 {
+                let mut text = vec![b'x'; 17];
+                text[pos] = b;
+                samples.push(String::from_utf8(text).unwrap());
+            }
+        }
+        for s in &samples {
+            let mut ours = Vec::new();
+            write_json_str(&mut ours, s);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(s).unwrap(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn column_writers_write_what_write_cell_writes() {
+        let cells: Vec<(Type, Vec<u8>)> = vec![
+            (Type::BOOL, vec![1]),
+            (Type::BOOL, vec![0]),
+            (Type::INT2, (-7i16).to_be_bytes().to_vec()),
+            (Type::INT4, i32::MIN.to_be_bytes().to_vec()),
+            (Type::INT8, i64::MAX.to_be_bytes().to_vec()),
+            (Type::TEXT, "Příliš \"žluťoučký\"\n".as_bytes().to_vec()),
+            (Type::VARCHAR, b"jan.novak".to_vec()),
+            (Type::BPCHAR, b"x  ".to_vec()),
+            (Type::NAME, b"pg_class".to_vec()),
+            (Type::BYTEA, vec![0, 1, 0xab, 0xff]),
+            (
+                Type::TIMESTAMP,
+                123_456_789_012_345i64.to_be_bytes().to_vec(),
+            ),
+            (Type::TIMESTAMPTZ, (-1i64).to_be_bytes().to_vec()),
+            (Type::TIMESTAMP, i64::MAX.to_be_bytes().to_vec()),
+            (Type::FLOAT8, 1.5f64.to_be_bytes().to_vec()),
+            (Type::DATE, 0i32.to_be_bytes().to_vec()),
+        ];
+        for (ty, raw) in &cells {
+            let writer = CellWriter::for_type(ty);
+            for cell in [Some(raw.as_slice()), None] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                writer.write(&mut a, cell).unwrap();
+                write_cell(&mut b, ty, cell).unwrap();
+                assert_eq!(a, b, "{ty}");
+            }
+        }
+        // Wrong lengths and bad text fail the same way too.
+        for (ty, raw) in [
+            (Type::INT4, vec![1u8]),
+            (Type::TEXT, vec![0xff]),
+            (Type::TIMESTAMP, vec![0]),
+        ] {
+            let writer = CellWriter::for_type(&ty);
+            let a = writer.write(&mut Vec::new(), Some(&raw)).unwrap_err();
+            let b = write_cell(&mut Vec::new(), &ty, Some(&raw)).unwrap_err();
+            assert_eq!(a.to_string(), b.to_string());
         }
     }
 

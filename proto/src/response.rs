@@ -174,10 +174,15 @@ impl Response {
     pub fn decode(line: &[u8]) -> Result<Response, serde_json::Error> {
         const ROWS: &[u8] = br#"{"type":"rows","#;
         if line.starts_with(ROWS) {
-            let frame: RowsFrame = serde_json::from_slice(line)?;
+            // One UTF-8 check of the whole frame, instead of one per string
+            // inside it; invalid bytes fail the generic path's way.
+            let frame: RowsFrame = match std::str::from_utf8(line) {
+                Ok(text) => serde_json::from_str(text)?,
+                Err(_) => serde_json::from_slice(line)?,
+            };
             return Ok(Response::Rows {
                 id: frame.id,
-                rows: frame.rows,
+                rows: frame.rows.0,
             });
         }
         serde_json::from_slice(line)
@@ -190,7 +195,65 @@ struct RowsFrame {
     #[serde(rename = "type")]
     _type: serde::de::IgnoredAny,
     id: u64,
-    rows: Vec<Vec<Value>>,
+    rows: RowList,
+}
+
+/// Rows, each allocated at the width of the row before it (serde's `Vec`
+/// starts small and grows: two allocations per seven-column row).
+struct RowList(Vec<Vec<Value>>);
+
+impl<'de> Deserialize<'de> for RowList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Rows;
+        impl<'de> serde::de::Visitor<'de> for Rows {
+            type Value = RowList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of rows")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RowList, A::Error> {
+                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut width = 0;
+                while let Some(row) = seq.next_element_seed(Row { width })? {
+                    width = row.len();
+                    rows.push(row);
+                }
+                Ok(RowList(rows))
+            }
+        }
+        struct Row {
+            width: usize,
+        }
+        impl<'de> serde::de::DeserializeSeed<'de> for Row {
+            type Value = Vec<Value>;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Vec<Value>, D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        impl<'de> serde::de::Visitor<'de> for Row {
+            type Value = Vec<Value>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a row (an array of values)")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<Value>, A::Error> {
+                // Bounded: a hostile width cannot reserve much.
+                let mut row = Vec::with_capacity(self.width.min(4096));
+                while let Some(v) = seq.next_element()? {
+                    row.push(v);
+                }
+                Ok(row)
+            }
+        }
+        d.deserialize_seq(Rows)
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +276,17 @@ mod tests {
                 rows: vec![vec![Value::from(1)]]
             }
         );
+        // Rows of differing widths keep their own widths.
+        let ragged = br#"{"type":"rows","id":1,"rows":[[1,2,3],[],[4],[5,6,7,8,9]]}"#;
+        assert_eq!(
+            Response::decode(ragged).unwrap(),
+            serde_json::from_slice::<Response>(ragged).unwrap()
+        );
+        // Invalid UTF-8 inside a string fails like the generic path.
+        let mut bad = br#"{"type":"rows","id":1,"rows":[["x"]]}"#.to_vec();
+        bad[32] = 0xff;
+        assert!(Response::decode(&bad).is_err());
+        assert!(serde_json::from_slice::<Response>(&bad).is_err());
         // Broken frames fail either way.
         assert!(Response::decode(br#"{"type":"rows","id":7}"#).is_err());
         assert!(Response::decode(br#"{"type":"rows","id":7,"rows":[[1]"#).is_err());
