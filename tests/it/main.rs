@@ -14,6 +14,7 @@ mod ops_rpm;
 mod ops_socket;
 mod ops_units;
 mod params;
+mod perf;
 mod pool;
 mod read;
 mod reliability;

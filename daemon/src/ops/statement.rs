@@ -84,6 +84,14 @@ pub async fn run(
         Kind::Execute => open.session.execute(id, &checked, params, out).await,
     };
     let elapsed = started.elapsed();
+    if result.is_ok() {
+        // The answer first, the result record after: the record is best
+        // effort, and the client need not wait for its write. (Failed
+        // statements are answered by the caller, after the record.) A
+        // failed flush means the client is gone; the connection loop
+        // notices on its own flush.
+        let _ = out.flush().await;
+    }
     let error_info = match &result {
         Err(Failure::Request(e)) => Some(e.to_wire()),
         _ => None,
