@@ -208,7 +208,22 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
         }
     }
     let broker_cpu = cpu_of_broker(&cpu, t);
+    // The floor for any broker process: a `ping` is the same two hops over
+    // the Unix socket, with no database, guard or audit behind them.
+    let mut pings = Samples::new();
+    for _ in 0..plan.lookups.min(1000) {
+        let started = Instant::now();
+        conn.ping()?;
+        pings.push(started.elapsed());
+    }
     conn.close()?;
+    report.note(format!(
+        "small_query: a ping through the broker (no database, no guard, no audit) takes {}; \
+         ping + direct prepared = {}, a ratio of {:.2} vs prepared: the floor for a lookup through a separate process",
+        crate::stats::fmt_secs(pings.median()),
+        crate::stats::fmt_secs(pings.median() + p.median()),
+        crate::stats::ratio(pings.median() + p.median(), p.median()),
+    ));
     for line in [
         Line {
             name: "small_query (direct: unprepared)".into(),

@@ -133,6 +133,10 @@ impl Handshake {
     }
 }
 
+/// The client's read buffer: a whole rows frame (see the broker's
+/// `chunk_bytes`, 64 KiB by default) plus its frame.
+const READ_BUFFER: usize = 72 * 1024;
+
 impl Connection {
     pub(crate) fn open(
         path: &Path,
@@ -147,7 +151,9 @@ impl Connection {
             .and_then(|()| stream.set_write_timeout(write_timeout))
             .map_err(|e| Error::io("setting socket timeouts", e))?;
         let mut hs = Handshake {
-            reader: BufReader::new(stream),
+            // The broker's rows frames are up to 64 KiB: one read each,
+            // instead of eight with std's default 8 KiB.
+            reader: BufReader::with_capacity(READ_BUFFER, stream),
             next_id: 1,
         };
         let hello = Op::Hello {
