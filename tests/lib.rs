@@ -532,6 +532,19 @@ impl RawClient {
         RawClient { stream, reader }
     }
 
+    /// Connects and opens a session: `open` with `params` (`db`, `user`,
+    /// `readonly`, …) merged in; panics unless the answer is `opened`.
+    pub fn open(broker: &BrokerProcess, params: serde_json::Value) -> RawClient {
+        let mut raw = RawClient::connect(broker);
+        let mut request = serde_json::json!({"id": 1, "op": "open"});
+        if let (Some(obj), Some(extra)) = (request.as_object_mut(), params.as_object()) {
+            obj.extend(extra.clone());
+        }
+        let f = raw.call(request);
+        assert_eq!(f[0]["type"], "opened", "{f:?}");
+        raw
+    }
+
     /// Sends raw bytes.
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         use std::io::Write;

@@ -9,17 +9,6 @@ use iam_pgbroker_tests::*;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 
-fn open(broker: &BrokerProcess, params: Value) -> RawClient {
-    let mut raw = RawClient::connect(broker);
-    let mut request = json!({"id": 1, "op": "open"});
-    if let (Some(obj), Some(extra)) = (request.as_object_mut(), params.as_object()) {
-        obj.extend(extra.clone());
-    }
-    let f = raw.call(request);
-    assert_eq!(f[0]["type"], "opened", "{f:?}");
-    raw
-}
-
 fn first_row(frames: &[Value]) -> Value {
     frames
         .iter()
@@ -36,14 +25,14 @@ fn the_statement_cache_answers_per_mode_and_parameter_count() {
     let update = format!("UPDATE {table} SET note = %s WHERE id = 1");
 
     // The same text, read session first: refused as PostgreSQL would.
-    let mut read = open(&broker, json!({"db": "czechidm", "user": "postgres"}));
+    let mut read = RawClient::open(&broker, json!({"db": "czechidm", "user": "postgres"}));
     for round in 0..3 {
         let f = read.call(json!({"id": 2, "op": "execute", "sql": update, "params": ["x"]}));
         assert_eq!(f[0]["error"]["code"], "read_only", "round {round}: {f:?}");
         read.call(json!({"id": 3, "op": "rollback"}));
     }
     // Then in a write session: allowed, every time.
-    let mut write = open(
+    let mut write = RawClient::open(
         &broker,
         json!({"db": "czechidm", "user": "postgres", "readonly": false}),
     );
@@ -129,7 +118,10 @@ fn one_worker_thread_with_fsync_always_serves_concurrent_sessions() {
     for t in threads {
         t.join().expect("a client thread panicked");
     }
-    assert_eq!(app.psql("czechidm", &format!("SELECT n FROM {table}")), "160");
+    assert_eq!(
+        app.psql("czechidm", &format!("SELECT n FROM {table}")),
+        "160"
+    );
     let verify = Command::new(workspace_bin("iam-pgbroker"))
         .args(["audit", "verify"])
         .arg(broker.dir.join("audit.jsonl"))
@@ -161,7 +153,7 @@ fn a_session_that_ran_nothing_hands_its_connection_on_clean_and_names_come_with_
     });
     let params = json!({"db": "bridge", "readonly": false});
     // Warm one connection, leaving state the reset must remove.
-    let mut a = open(&broker, params.clone());
+    let mut a = RawClient::open(&broker, params.clone());
     let backend =
         first_row(&a.call(json!({"id": 2, "op": "query", "sql": "SELECT pg_backend_pid()"})));
     let f = a.call(json!({"id": 3, "op": "execute", "sql": "CREATE TEMP TABLE leftover (x int)"}));
@@ -171,11 +163,11 @@ fn a_session_that_ran_nothing_hands_its_connection_on_clean_and_names_come_with_
 
     // Sessions that take it and run nothing give it back as it was.
     for _ in 0..3 {
-        let mut idle = open(&broker, params.clone());
+        let mut idle = RawClient::open(&broker, params.clone());
         assert_eq!(idle.call(json!({"id": 9, "op": "close"}))[0]["type"], "ok");
     }
 
-    let mut b = open(&broker, params);
+    let mut b = RawClient::open(&broker, params);
     let session = broker
         .audit_records()
         .iter()

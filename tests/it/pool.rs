@@ -3,17 +3,6 @@
 use iam_pgbroker_tests::*;
 use serde_json::{json, Value};
 
-fn open(broker: &BrokerProcess, params: Value) -> RawClient {
-    let mut raw = RawClient::connect(broker);
-    let mut request = json!({"id": 1, "op": "open"});
-    if let (Some(obj), Some(extra)) = (request.as_object_mut(), params.as_object()) {
-        obj.extend(extra.clone());
-    }
-    let f = raw.call(request);
-    assert_eq!(f[0]["type"], "opened", "{f:?}");
-    raw
-}
-
 fn row(raw: &mut RawClient, sql: &str) -> Value {
     let f = raw.call(json!({"id": 2, "op": "query", "sql": sql}));
     f.iter()
@@ -42,7 +31,7 @@ fn the_next_client_on_the_same_server_connection_sees_a_pristine_session() {
 
     // A write session that leaves all it can: a temp table (DDL grant), an
     // uncommitted update, a lock.
-    let mut a = open(&broker, json!({"db": "bridge", "readonly": false}));
+    let mut a = RawClient::open(&broker, json!({"db": "bridge", "readonly": false}));
     let backend = row(&mut a, "SELECT pg_backend_pid()");
     let f = a.call(json!({"id": 3, "op": "execute", "sql": "CREATE TEMP TABLE leftover (x int)"}));
     assert_eq!(f[0]["type"], "done", "{f:?}");
@@ -50,7 +39,7 @@ fn the_next_client_on_the_same_server_connection_sees_a_pristine_session() {
     a.call(json!({"id": 5, "op": "execute", "sql": "CREATE TEMP TABLE uncommitted (x int)"}));
     close(a);
 
-    let mut b = open(&broker, json!({"db": "bridge", "readonly": false}));
+    let mut b = RawClient::open(&broker, json!({"db": "bridge", "readonly": false}));
     assert_eq!(
         row(&mut b, "SELECT pg_backend_pid()"),
         backend,
@@ -76,14 +65,14 @@ fn the_next_client_on_the_same_server_connection_sees_a_pristine_session() {
     close(b);
 
     // An update rolled back by close is gone for the next session too.
-    let mut w = open(&broker, json!({"user": "postgres", "readonly": false}));
+    let mut w = RawClient::open(&broker, json!({"user": "postgres", "readonly": false}));
     let backend = row(&mut w, "SELECT pg_backend_pid()");
     let f = w.call(
         json!({"id": 3, "op": "execute", "sql": format!("UPDATE {table} SET note = 'dirty'")}),
     );
     assert_eq!(f[0]["rows"], 1, "{f:?}");
     close(w);
-    let mut r = open(&broker, json!({"user": "postgres", "readonly": false}));
+    let mut r = RawClient::open(&broker, json!({"user": "postgres", "readonly": false}));
     assert_eq!(row(&mut r, "SELECT pg_backend_pid()"), backend);
     assert_eq!(
         row(&mut r, &format!("SELECT note FROM {table}")),
@@ -98,7 +87,7 @@ fn each_session_gets_its_own_application_name_on_a_reused_connection() {
     let mut names = Vec::new();
     let mut backends = Vec::new();
     for _ in 0..2 {
-        let mut raw = open(&broker, json!({"db": "bridge"}));
+        let mut raw = RawClient::open(&broker, json!({"db": "bridge"}));
         backends.push(row(&mut raw, "SELECT pg_backend_pid()"));
         names.push(row(
             &mut raw,
@@ -123,7 +112,7 @@ fn a_role_bound_session_never_reuses_an_unbound_connection() {
         ..Default::default()
     });
     // Root warms an unbound postgres connection to bridge…
-    let mut raw = open(&broker, json!({"db": "bridge"}));
+    let mut raw = RawClient::open(&broker, json!({"db": "bridge"}));
     assert_eq!(row(&mut raw, "SELECT current_user"), json!(["postgres"]));
     close(raw);
     // …which the reader, bound to iam_reader, must not get.
