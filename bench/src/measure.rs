@@ -479,12 +479,23 @@ impl Window {
 }
 
 fn concurrent_broker(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
+    // Two barriers: every client connected and warm (`ready`), then the
+    // clock starts (`start`) — as on the direct side, where the deadline
+    // is set only after every connection is up. (With one barrier the
+    // clock ran while the 32 sessions authenticated, and the broker's
+    // lookups were divided by a window they could not use.)
+    let ready = Arc::new(Barrier::new(plan.clients + 1));
     let start = Arc::new(Barrier::new(plan.clients + 1));
     let deadline: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let failed = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for c in 0..plan.clients {
-        let (start, deadline, failed) = (start.clone(), deadline.clone(), failed.clone());
+        let (ready_at, start, deadline, failed) = (
+            ready.clone(),
+            start.clone(),
+            deadline.clone(),
+            failed.clone(),
+        );
         let cfg = t.broker();
         threads.push(std::thread::spawn(move || -> Result<u64> {
             let mut names = Usernames::new((round * 1000 + c) as u64 + 17);
@@ -501,6 +512,7 @@ fn concurrent_broker(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
             if ready.is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
+            ready_at.wait();
             start.wait();
             let mut conn = ready?;
             let until = *deadline.get().ok_or("no deadline")?;
@@ -518,6 +530,7 @@ fn concurrent_broker(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
             Ok(done)
         }));
     }
+    ready.wait();
     let until = Instant::now() + plan.round_time;
     let _ = deadline.set(until);
     start.wait();
