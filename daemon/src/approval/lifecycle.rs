@@ -292,17 +292,15 @@ pub async fn approve(
     }
 
     let approver = actor.person();
-    let decision = json!({
-        "id": id,
-        "requester": person_json(&stored.request.requester),
-        "approver": person_json(&approver),
-        "comment": comment,
-    });
-    let record = AuditRecord {
-        rule: Some(&rule.name),
-        ..actor.record(AuditEvent::RequestApprove, &stored, &target, &decision)
-    };
-    audit.record(&record).map_err(RequestError::Audit)?;
+    record_decision(
+        actor,
+        AuditEvent::RequestApprove,
+        &stored,
+        &target,
+        &rule.name,
+        &approver,
+        comment.as_deref(),
+    )?;
 
     stored.request.state = RequestState::Executing;
     stored.request.decided_by = Some(approver.clone());
@@ -444,21 +442,15 @@ pub async fn reject(
     let target = target_of(&stored);
     let rule = check_decision(actor, &config, &stored, &target, "reject")?;
     let approver = actor.person();
-    let approval = json!({
-        "id": id,
-        "requester": person_json(&stored.request.requester),
-        "approver": person_json(&approver),
-        "comment": comment,
-    });
-    let record = AuditRecord {
-        rule: Some(&rule.name),
-        ..actor.record(AuditEvent::RequestReject, &stored, &target, &approval)
-    };
-    actor
-        .broker
-        .audit()
-        .record(&record)
-        .map_err(RequestError::Audit)?;
+    record_decision(
+        actor,
+        AuditEvent::RequestReject,
+        &stored,
+        &target,
+        &rule.name,
+        &approver,
+        Some(&comment),
+    )?;
     stored.request.state = RequestState::Rejected;
     stored.request.decided_by = Some(approver);
     stored.request.decided_at = Some(timefmt::format_utc(OffsetDateTime::now_utc()));
@@ -1027,6 +1019,35 @@ fn rows_text(n: u64) -> String {
     } else {
         format!("{n} rows")
     }
+}
+
+/// Records an approval or a rejection (written before the request's state
+/// changes: without the record nothing happens).
+fn record_decision(
+    actor: &Actor<'_>,
+    event: AuditEvent,
+    stored: &StoredRequest,
+    target: &AuditTarget,
+    rule: &str,
+    approver: &Person,
+    comment: Option<&str>,
+) -> Result<(), RequestError> {
+    let decision = json!({
+        "id": stored.request.id,
+        "requester": person_json(&stored.request.requester),
+        "approver": person_json(approver),
+        "comment": comment,
+    });
+    let record = AuditRecord {
+        rule: Some(rule),
+        ..actor.record(event, stored, target, &decision)
+    };
+    actor
+        .broker
+        .audit()
+        .record(&record)
+        .map_err(RequestError::Audit)?;
+    Ok(())
 }
 
 fn person_json(p: &Person) -> Value {

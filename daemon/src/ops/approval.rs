@@ -10,7 +10,7 @@ use crate::approval::lifecycle::{self, Actor};
 use crate::approval::store::is_id;
 use crate::conn::{ClientConnection, Next};
 use crate::error::RequestError;
-use iam_pgbroker_proto::{Response, SubmitParams};
+use iam_pgbroker_proto::{ApprovalRequest, Response, SubmitParams};
 
 /// Longest reason or comment kept, in characters (as `open`'s reason).
 const MAX_TEXT_CHARS: usize = 1000;
@@ -39,14 +39,7 @@ pub async fn submit(
         return Err(RequestError::BadRequest("a statement is empty".into()).into());
     }
     let request = lifecycle::submit(&actor(conn, id), params).await?;
-    send(
-        conn,
-        &Response::Request {
-            id,
-            request: Box::new(request),
-        },
-    )
-    .await
+    send_request(conn, id, request).await
 }
 
 pub async fn list(conn: &mut ClientConnection, id: u64, all: bool) -> Result<Next, Reply> {
@@ -65,14 +58,7 @@ pub async fn list(conn: &mut ClientConnection, id: u64, all: bool) -> Result<Nex
 pub async fn show(conn: &mut ClientConnection, id: u64, request: &str) -> Result<Next, Reply> {
     check_id(request)?;
     let request = lifecycle::show(&actor(conn, id), request).await?;
-    send(
-        conn,
-        &Response::Request {
-            id,
-            request: Box::new(request),
-        },
-    )
-    .await
+    send_request(conn, id, request).await
 }
 
 pub async fn approve(
@@ -87,14 +73,7 @@ pub async fn approve(
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty());
     let request = lifecycle::approve(&actor(conn, id), request, comment).await?;
-    send(
-        conn,
-        &Response::Request {
-            id,
-            request: Box::new(request),
-        },
-    )
-    .await
+    send_request(conn, id, request).await
 }
 
 pub async fn reject(
@@ -106,27 +85,26 @@ pub async fn reject(
     check_id(request)?;
     check_text("comment", Some(comment), true)?;
     let request = lifecycle::reject(&actor(conn, id), request, comment.trim().to_owned()).await?;
-    send(
-        conn,
-        &Response::Request {
-            id,
-            request: Box::new(request),
-        },
-    )
-    .await
+    send_request(conn, id, request).await
 }
 
 pub async fn cancel(conn: &mut ClientConnection, id: u64, request: &str) -> Result<Next, Reply> {
     check_id(request)?;
     let request = lifecycle::cancel(&actor(conn, id), request).await?;
-    send(
-        conn,
-        &Response::Request {
-            id,
-            request: Box::new(request),
-        },
-    )
-    .await
+    send_request(conn, id, request).await
+}
+
+/// Answers with the change request as it is now.
+async fn send_request(
+    conn: &mut ClientConnection,
+    id: u64,
+    request: ApprovalRequest,
+) -> Result<Next, Reply> {
+    let frame = Response::Request {
+        id,
+        request: Box::new(request),
+    };
+    send(conn, &frame).await
 }
 
 fn check_id(request: &str) -> Result<(), RequestError> {
