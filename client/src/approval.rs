@@ -155,7 +155,7 @@ impl Config {
                 "{server} speaks protocol version {version}, this client speaks version {PROTOCOL_VERSION}"
             ))),
             Response::Hello { .. } => Ok(approvals),
-            other => Err(unexpected(&other, "hello")),
+            other => Err(wire::unexpected(&other, "hello")),
         }
     }
 }
@@ -235,18 +235,7 @@ impl Approvals {
         let written = self.reader.get_mut().write_all(line.as_bytes());
         written.map_err(|e| self.broke(Error::io(doing, e)))?;
         let frame = wire::read_frame(&mut self.reader, doing).map_err(|e| self.broke(e))?;
-        match frame {
-            Response::Error { id: None, error } => Err(Error::broker(error)),
-            Response::Error {
-                id: Some(got),
-                error,
-            } if got == id => Err(Error::broker(error)),
-            f if f.id() == Some(id) => Ok(f),
-            f => Err(self.broke(Error::protocol(format!(
-                "an answer for request {:?} while {doing} (request {id})",
-                f.id()
-            )))),
-        }
+        wire::answer(frame, id, doing).map_err(|e| self.broke(e))
     }
 
     fn broke(&mut self, err: Error) -> Error {
@@ -257,15 +246,6 @@ impl Approvals {
     }
 
     fn violation(&mut self, got: &Response, wanted: &str) -> Error {
-        self.broke(unexpected(got, wanted))
+        self.broke(wire::unexpected(got, wanted))
     }
-}
-
-fn unexpected(got: &Response, wanted: &str) -> Error {
-    let encoded = got.encode();
-    let kind = serde_json::from_str::<serde_json::Value>(&encoded)
-        .ok()
-        .and_then(|v| v["type"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    Error::protocol(format!("expected a {wanted} frame, got a {kind} frame"))
 }

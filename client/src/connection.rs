@@ -122,14 +122,7 @@ impl Handshake {
             .write_all(line.as_bytes())
             .map_err(|e| Error::io(doing, e))?;
         let frame = wire::read_frame(&mut self.reader, doing)?;
-        match frame {
-            Response::Error { error, .. } => Err(Error::broker(error)),
-            f if f.id() == Some(id) => Ok(f),
-            f => Err(Error::protocol(format!(
-                "answer for request {:?} while {doing} (request {id})",
-                f.id()
-            ))),
-        }
+        wire::answer(frame, id, doing)
     }
 }
 
@@ -168,7 +161,7 @@ impl Connection {
                     max_line_bytes,
                     ..
                 } => (server, version, max_line_bytes),
-                other => return Err(unexpected(&other, "hello")),
+                other => return Err(wire::unexpected(&other, "hello")),
             };
         if protocol_version != PROTOCOL_VERSION {
             return Err(Error::protocol(format!(
@@ -180,7 +173,7 @@ impl Connection {
         // can read the error; returning drops (closes) the socket.
         let opened = match hs.call(Op::Open(params.clone()), "opening the session")? {
             Response::Opened(o) => o,
-            other => return Err(unexpected(&other, "opened")),
+            other => return Err(wire::unexpected(&other, "opened")),
         };
         Ok(Connection {
             reader: hs.reader,
@@ -388,21 +381,7 @@ impl Connection {
     /// connection broken.
     fn recv(&mut self, id: u64, doing: &str) -> Result<Response, Error> {
         let frame = wire::read_frame(&mut self.reader, doing).map_err(|e| self.broke(e))?;
-        match frame {
-            // An error without an id answers whatever we sent last: the
-            // broker could not read the request's id.
-            Response::Error { id: None, error } => Err(Error::broker(error)),
-            Response::Error {
-                id: Some(got),
-                error,
-            } if got == id => Err(Error::broker(error)),
-            f if f.id() == Some(id) => Ok(f),
-            f => Err(self.broke(Error::protocol(format!(
-                "got a {} frame for request {:?} while {doing} (request {id})",
-                frame_type(&f),
-                f.id()
-            )))),
-        }
+        wire::answer(frame, id, doing).map_err(|e| self.broke(e))
     }
 
     /// Reads and discards the rest of the pending `query` answer.
@@ -435,7 +414,7 @@ impl Connection {
     }
 
     fn violation(&mut self, got: &Response, wanted: &str) -> Error {
-        self.broke(unexpected(got, wanted))
+        self.broke(wire::unexpected(got, wanted))
     }
 }
 
@@ -567,27 +546,4 @@ impl Drop for RowIter<'_> {
             let _ = self.conn.drain();
         }
     }
-}
-
-fn frame_type(frame: &Response) -> &'static str {
-    match frame {
-        Response::Hello { .. } => "hello",
-        Response::Opened(_) => "opened",
-        Response::Columns { .. } => "columns",
-        Response::Rows { .. } => "rows",
-        Response::Done { .. } => "done",
-        Response::Ok { .. } => "ok",
-        Response::Pong { .. } => "pong",
-        Response::Status { .. } => "status",
-        Response::Request { .. } => "request",
-        Response::Requests { .. } => "requests",
-        Response::Error { .. } => "error",
-    }
-}
-
-fn unexpected(got: &Response, wanted: &str) -> Error {
-    Error::protocol(format!(
-        "expected a {wanted} frame, got a {} frame",
-        frame_type(got)
-    ))
 }

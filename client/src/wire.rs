@@ -30,6 +30,51 @@ pub(crate) fn read_frame(reader: &mut impl BufRead, doing: &str) -> Result<Respo
     })
 }
 
+/// `frame` as the answer to request `id`. An `error` frame for it — or
+/// without an id: the broker could not read the request's — becomes the
+/// broker's error; a frame for another request is a protocol error (the
+/// socket is out of step).
+pub(crate) fn answer(frame: Response, id: u64, doing: &str) -> Result<Response, Error> {
+    match frame {
+        Response::Error { id: None, error } => Err(Error::broker(error)),
+        Response::Error {
+            id: Some(got),
+            error,
+        } if got == id => Err(Error::broker(error)),
+        f if f.id() == Some(id) => Ok(f),
+        f => Err(Error::protocol(format!(
+            "got a {} frame for request {:?} while {doing} (request {id})",
+            frame_type(&f),
+            f.id()
+        ))),
+    }
+}
+
+/// The frame's `type` on the wire.
+pub(crate) fn frame_type(frame: &Response) -> &'static str {
+    match frame {
+        Response::Hello { .. } => "hello",
+        Response::Opened(_) => "opened",
+        Response::Columns { .. } => "columns",
+        Response::Rows { .. } => "rows",
+        Response::Done { .. } => "done",
+        Response::Ok { .. } => "ok",
+        Response::Pong { .. } => "pong",
+        Response::Status { .. } => "status",
+        Response::Request { .. } => "request",
+        Response::Requests { .. } => "requests",
+        Response::Error { .. } => "error",
+    }
+}
+
+/// A frame of the wrong type where `wanted` was due.
+pub(crate) fn unexpected(got: &Response, wanted: &str) -> Error {
+    Error::protocol(format!(
+        "expected a {wanted} frame, got a {} frame",
+        frame_type(got)
+    ))
+}
+
 #[derive(Debug)]
 pub(crate) enum LineError {
     /// The line grew past the limit before its newline arrived.
