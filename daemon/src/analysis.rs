@@ -28,15 +28,21 @@ pub const MAX_CACHED_TEXT: usize = 4096;
 /// A statement text as the guard and the audit see it.
 #[derive(Debug)]
 pub struct Analysis {
-    /// The text PostgreSQL receives (`%s` converted), or why the
-    /// placeholders are wrong (then nothing else was looked at).
-    pub converted: Result<Arc<str>, String>,
-    /// The guard's answer for the mode the analysis was made for; `None`
-    /// when the placeholders were wrong.
-    pub verdict: Option<Result<Verdict, Refusal>>,
+    /// The converted text and the guard's answer, or why the placeholders
+    /// are wrong (then the guard was not asked).
+    pub result: Result<Converted, String>,
     /// Normalized text and fingerprint for the audit, computed the first
     /// time a record needs them (never when the audit is off).
     shape: OnceLock<Shape>,
+}
+
+/// A statement text whose placeholders were converted.
+#[derive(Debug)]
+pub struct Converted {
+    /// The text PostgreSQL receives (`%s` → `$n`).
+    pub sql: Arc<str>,
+    /// The guard's answer for the mode the analysis was made for.
+    pub verdict: Result<Verdict, Refusal>,
 }
 
 /// The audit's view of a statement: its constants replaced by `$n`, and
@@ -63,16 +69,14 @@ impl Shape {
 impl Analysis {
     /// Converts the placeholders and asks the guard, without the cache.
     pub fn compute(sql: &str, nparams: usize, mode: Mode) -> Analysis {
-        let (converted, verdict) = match convert_placeholders(sql, nparams) {
-            Ok(text) => {
-                let verdict = SqlGuard::new().check(&text, mode);
-                (Ok(Arc::from(text.as_ref())), Some(verdict))
-            }
-            Err(e) => (Err(e.to_string()), None),
-        };
+        let result = convert_placeholders(sql, nparams)
+            .map(|text| Converted {
+                verdict: SqlGuard::new().check(&text, mode),
+                sql: Arc::from(text.as_ref()),
+            })
+            .map_err(|e| e.to_string());
         Analysis {
-            converted,
-            verdict,
+            result,
             shape: OnceLock::new(),
         }
     }
@@ -80,8 +84,8 @@ impl Analysis {
     /// The normalized text and fingerprint of what PostgreSQL receives
     /// (the client's text when its placeholders are wrong).
     pub fn shape(&self, original: &str) -> &Shape {
-        self.shape.get_or_init(|| match &self.converted {
-            Ok(text) => Shape::of(text),
+        self.shape.get_or_init(|| match &self.result {
+            Ok(converted) => Shape::of(&converted.sql),
             Err(_) => Shape::of(original),
         })
     }
@@ -195,6 +199,10 @@ impl Cache {
 mod tests {
     use super::*;
 
+    fn verdict(a: &Analysis) -> Option<&Result<Verdict, Refusal>> {
+        a.result.as_ref().ok().map(|c| &c.verdict)
+    }
+
     #[test]
     fn same_text_is_analysed_once_per_mode() {
         let sql = "SELECT id FROM analysis_test_t WHERE name = %s";
@@ -202,16 +210,19 @@ mod tests {
         let b = analyze(sql, 1, Mode::Read);
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(
-            a.converted.as_deref(),
+            a.result.as_ref().map(|c| &*c.sql),
             Ok("SELECT id FROM analysis_test_t WHERE name = $1")
         );
-        assert_eq!(a.verdict.as_ref().unwrap().as_ref().unwrap().kind, "SELECT");
+        assert_eq!(
+            a.result.as_ref().unwrap().verdict.as_ref().unwrap().kind,
+            "SELECT"
+        );
         // Another mode or parameter count is another answer.
         let w = analyze(sql, 1, Mode::Write { ddl: false });
         assert!(!Arc::ptr_eq(&a, &w));
         let none = analyze(sql, 0, Mode::Read);
         assert_eq!(
-            none.converted.as_deref(),
+            none.result.as_ref().map(|c| &*c.sql),
             Ok("SELECT id FROM analysis_test_t WHERE name = %s"),
             "without parameters %s is not a placeholder"
         );
@@ -234,8 +245,8 @@ mod tests {
             let fresh = Analysis::compute(sql, 0, mode);
             let first = analyze(sql, 0, mode);
             let again = analyze(sql, 0, mode);
-            assert_eq!(first.verdict, fresh.verdict, "{sql}");
-            assert_eq!(again.verdict, fresh.verdict, "{sql}");
+            assert_eq!(verdict(&first), verdict(&fresh), "{sql}");
+            assert_eq!(verdict(&again), verdict(&fresh), "{sql}");
             assert_eq!(again.shape(sql), fresh.shape(sql), "{sql}");
         }
     }
@@ -243,8 +254,7 @@ mod tests {
     #[test]
     fn wrong_placeholders_are_remembered_as_such() {
         let a = analyze("SELECT %s, %s", 1, Mode::Read);
-        assert!(a.converted.is_err());
-        assert!(a.verdict.is_none());
+        assert!(a.result.is_err(), "the guard was not asked");
         assert!(a.shape("SELECT %s, %s").normalized.is_none());
     }
 
@@ -254,7 +264,7 @@ mod tests {
         let a = analyze(&sql, 0, Mode::Read);
         let b = analyze(&sql, 0, Mode::Read);
         assert!(!Arc::ptr_eq(&a, &b));
-        assert_eq!(a.verdict, b.verdict);
+        assert_eq!(verdict(&a), verdict(&b));
     }
 
     #[test]

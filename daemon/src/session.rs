@@ -271,6 +271,11 @@ impl Session {
                 let ready = self.conn()?.ready().await;
                 if !ready || !self.begin_first(&first.set, begin).await? {
                     debug!("a pooled connection could not be used; connecting afresh");
+                    // Gone before connecting: should that fail, the session
+                    // must not hand the unusable connection back to the pool.
+                    if let Some(dead) = self.conn.take() {
+                        dead.discard();
+                    }
                     let again = first.again;
                     let fresh = connect(
                         &again.target,
@@ -279,9 +284,7 @@ impl Session {
                         &again.settings,
                     )
                     .await?;
-                    if let Some(dead) = self.conn.replace(fresh) {
-                        dead.discard();
-                    }
+                    self.conn = Some(fresh);
                     self.client()?.batch_execute(begin).await?;
                 }
             }
@@ -359,8 +362,8 @@ impl Session {
     /// ([`crate::analysis`]) without parsing it again.
     pub fn check(&self, sql: &str, nparams: usize) -> Result<Checked, Rejected> {
         let analysis = crate::analysis::analyze(sql, nparams, self.mode);
-        let converted = match &analysis.converted {
-            Ok(text) => text.clone(),
+        let converted = match &analysis.result {
+            Ok(converted) => converted,
             Err(e) => {
                 return Err(Rejected {
                     error: RequestError::BadRequest(e.clone()),
@@ -368,19 +371,15 @@ impl Session {
                 })
             }
         };
-        match &analysis.verdict {
-            Some(Ok(verdict)) => Ok(Checked {
-                sql: converted,
+        match &converted.verdict {
+            Ok(verdict) => Ok(Checked {
+                sql: converted.sql.clone(),
                 verdict: verdict.clone(),
                 analysis: analysis.clone(),
             }),
-            Some(Err(r)) => Err(Rejected {
+            Err(r) => Err(Rejected {
                 what: Some(r.what().to_owned()),
                 error: refusal(r.clone(), self.mode),
-            }),
-            None => Err(Rejected {
-                error: RequestError::Internal("statement analysis without a verdict".into()),
-                what: None,
             }),
         }
     }
