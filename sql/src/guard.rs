@@ -2,12 +2,13 @@
 //! checked against [`RULES`](crate::RULES) for the session's mode.
 
 use std::fmt;
+use std::sync::Arc;
 
 use pg_query::protobuf::{ObjectType, TransactionStmtKind, VariableSetKind};
 use pg_query::NodeEnum;
 
-use crate::rules::{self, GuardRule, Permit, RuleKind};
-use crate::walk::{self, Facts};
+use crate::rules::{self, GuardRule, Permit, ReadAllowances, RuleKind};
+use crate::walk::{self, Facts, QualName};
 
 /// What the session was granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,8 +22,9 @@ pub enum Mode {
     },
 }
 
-/// The guard. It holds no state beyond the static table, so one instance can
-/// be shared by every session (it is `Send + Sync`).
+/// The guard. It holds the static table and what the administrator allows
+/// in read sessions beyond it ([`ReadAllowances`]); one instance can be
+/// shared by every session (it is `Send + Sync`, and cheap to clone).
 ///
 /// ```
 /// use iam_pgbroker_sql::{Mode, SqlGuard};
@@ -42,10 +44,17 @@ pub enum Mode {
 ///     refusal.to_string(),
 ///     "function pg_read_file is not allowed: reads or writes files on the database server"
 /// );
+///
+/// // Read sessions run only functions the guard knows to be safe.
+/// let refusal = guard.check("SELECT my_app.cleanup()", Mode::Read).unwrap_err();
+/// assert!(refusal.to_string().starts_with("function my_app.cleanup is not allowed"));
+/// assert!(guard.check("SELECT my_app.cleanup()", Mode::Write { ddl: false }).is_ok());
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SqlGuard {
     rules: &'static [GuardRule],
+    allow: Arc<ReadAllowances>,
+    id: u64,
 }
 
 impl Default for SqlGuard {
@@ -116,7 +125,7 @@ impl Refusal {
 
     fn from_rule(rule: &'static GuardRule, what: String) -> Self {
         let kind = match rule.permit {
-            Permit::Never | Permit::Read => RefusalKind::Forbidden,
+            Permit::Never | Permit::Read | Permit::Unchecked => RefusalKind::Forbidden,
             Permit::Write => RefusalKind::NeedsWrite,
             Permit::Ddl => RefusalKind::NeedsDdl,
         };
@@ -201,10 +210,15 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let subject = match self.rule.map(|r| r.kind) {
             Some(RuleKind::Function) => format!("function {}", self.what),
+            Some(RuleKind::Operator) => format!("operator {}", self.what),
+            Some(RuleKind::Type) => format!("type {}", self.what),
             Some(RuleKind::Relation | RuleKind::WriteTarget) => format!("relation {}", self.what),
             _ => self.what.clone(),
         };
-        let is_function = matches!(self.rule.map(|r| r.kind), Some(RuleKind::Function));
+        let is_function = matches!(
+            self.rule.map(|r| r.kind),
+            Some(RuleKind::Function | RuleKind::Operator | RuleKind::Type)
+        );
         match self.kind {
             RefusalKind::Syntax => write!(f, "{}", self.reason),
             RefusalKind::Unparsable => write!(f, "{}", self.reason),
@@ -263,11 +277,50 @@ impl Needs {
 }
 
 impl SqlGuard {
-    /// A guard over [`RULES`](crate::RULES).
+    /// A guard over [`RULES`](crate::RULES) and PostgreSQL's catalog, with
+    /// nothing allowed in read sessions beyond them.
     pub fn new() -> Self {
+        SqlGuard::with_read_allowances(ReadAllowances::default())
+    }
+
+    /// A guard that also allows, in read sessions, the functions, operators
+    /// and types `allow` names (where the guard would otherwise refuse them
+    /// for not knowing them).
+    pub fn with_read_allowances(allow: ReadAllowances) -> Self {
+        // Guards without allowances all judge alike and share id 0; every
+        // other one gets an id of its own (never reused), so a cache of
+        // verdicts keyed by it cannot hand one guard's answer to another.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = if allow == ReadAllowances::default() {
+            0
+        } else {
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        };
         SqlGuard {
             rules: rules::RULES,
+            allow: Arc::new(allow),
+            id,
         }
+    }
+
+    /// Two guards with the same id give the same verdict for every
+    /// statement: a cache of verdicts may be keyed by it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// What this guard allows in read sessions beyond what it knows.
+    pub fn read_allowances(&self) -> &ReadAllowances {
+        &self.allow
+    }
+
+    /// Whether the function, operator, type and relation checks are on.
+    /// Always, except in a test-only build (the cargo feature
+    /// `unguarded-for-tests`, which no release build enables) run with
+    /// `IAM_PGBROKER_UNGUARDED_FOR_TESTS=1`: there they are off, so that a
+    /// test can show what PostgreSQL's own privileges hold without them.
+    pub fn function_checks_enabled() -> bool {
+        !unguarded()
     }
 
     /// The table this guard applies.
@@ -445,31 +498,65 @@ impl SqlGuard {
         }
     }
 
+    /// Functions, operators and types, wherever they are: an allow-list in
+    /// read sessions, the refusals of the table in every session.
     fn functions(&self, facts: &Facts, needs: &mut Needs) {
-        for name in &facts.functions {
-            // PostgreSQL compares case-sensitively after folding unquoted
-            // names; "SET_CONFIG" would be another function. Refusing it too
-            // is stricter, never weaker.
-            let name = name.to_lowercase();
-            if let Some(rule) = self.find(RuleKind::Function, &name) {
-                needs.add(rule, name);
+        if unguarded() {
+            return;
+        }
+        let allow = &*self.allow;
+        for f in &facts.functions {
+            let rule = rules::function_rule(f.schema.as_deref(), &f.name, allow);
+            needs.add(rule, shown(f, rule));
+        }
+        // `'pg_read_file'::regproc` only looks the function up, but what
+        // read sessions may not call they need not look up either.
+        for f in &facts.function_literals {
+            let rule = rules::function_rule(f.schema.as_deref(), &f.name, allow);
+            if rule.permit > Permit::Read {
+                needs.add(
+                    rule,
+                    format!("{} (named by a regproc literal)", shown(f, rule)),
+                );
             }
         }
+        // `(x).name` and `t.c.name` may be a column or name(x): only what is
+        // refused outright counts, an unknown name is most likely a column.
         for name in &facts.attributes {
-            let name = name.to_lowercase();
-            if let Some(rule) = self.find(RuleKind::Function, &name) {
-                if rule.permit > Permit::Read {
-                    needs.add(rule, format!("{name} (attribute notation)"));
-                }
+            let rule = rules::function_rule(None, name, allow);
+            if rule.permit > Permit::Unchecked {
+                needs.add(
+                    rule,
+                    format!("{} (attribute notation)", name.to_lowercase()),
+                );
             }
+        }
+        for o in &facts.operators {
+            let rule = rules::operator_rule(o.schema.as_deref(), &o.name, allow);
+            needs.add(rule, qualified(o));
+        }
+        for o in &facts.operator_literals {
+            let rule = rules::operator_rule(o.schema.as_deref(), &o.name, allow);
+            if rule.permit > Permit::Read {
+                needs.add(
+                    rule,
+                    format!("{} (named by a regoper literal)", qualified(o)),
+                );
+            }
+        }
+        for t in &facts.types {
+            let rule = rules::type_rule(t.schema.as_deref(), &t.name, allow);
+            needs.add(rule, qualified(t));
         }
     }
 
     fn relations(&self, facts: &Facts, plan_only: bool, needs: &mut Needs) {
         for relation in &facts.relations {
             let name = relation.name.to_lowercase();
-            if let Some(rule) = self.find(RuleKind::Relation, &name) {
-                needs.add(rule, name.clone());
+            if !unguarded() {
+                if let Some(rule) = self.find(RuleKind::Relation, &name) {
+                    needs.add(rule, name.clone());
+                }
             }
             if relation.written && !plan_only {
                 let qualified = if relation.schema.is_empty() {
@@ -489,6 +576,36 @@ impl SqlGuard {
             .iter()
             .find(|r| r.kind == kind && r.matches(name))
     }
+}
+
+/// How a refused function is named: as the refusing row saw it (lower
+/// case), or qualified when the guard does not know it.
+fn shown(f: &QualName, rule: &GuardRule) -> String {
+    if rule.permit == Permit::Never || rule.permit == Permit::Write || rule.permit == Permit::Ddl {
+        f.name.to_lowercase()
+    } else {
+        qualified(f)
+    }
+}
+
+fn qualified(q: &QualName) -> String {
+    match &q.schema {
+        Some(schema) => format!("{schema}.{}", q.name),
+        None => q.name.clone(),
+    }
+}
+
+#[cfg(feature = "unguarded-for-tests")]
+fn unguarded() -> bool {
+    static UNGUARDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UNGUARDED.get_or_init(|| {
+        std::env::var_os("IAM_PGBROKER_UNGUARDED_FOR_TESTS").is_some_and(|v| v == "1")
+    })
+}
+
+#[cfg(not(feature = "unguarded-for-tests"))]
+fn unguarded() -> bool {
+    false
 }
 
 /// What checking the top statement found out.

@@ -3,10 +3,13 @@
 //! `pg_query` crate): what the guard sees is what the server will run.
 //!
 //! - [`SqlGuard`] checks one statement against the session's [`Mode`] and
-//!   the one table of rules, [`RULES`]: transaction control, session state,
-//!   `COPY`, `DO`, functions that reach outside the database and relations
-//!   that hold password hashes are refused; writes need a write session and
-//!   schema changes a DDL grant.
+//!   the one table of rules, [`RULES`], over PostgreSQL's own catalog of
+//!   its functions, operators and types ([`catalog`]): transaction control,
+//!   session state, `COPY`, `DO`, functions that reach outside the database
+//!   and relations that hold password hashes are refused; in read sessions
+//!   functions are an allow-list (built-in, immutable or stable, executable
+//!   by PUBLIC, or reviewed); writes need a write session and schema
+//!   changes a DDL grant.
 //! - [`convert_placeholders`] turns psycopg2's `%s` into `$1`, `$2`, …
 //!   without touching literals, quoted identifiers or comments.
 //! - [`normalize`] and [`fingerprint`] give the audit a statement's shape.
@@ -28,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod catalog;
 mod guard;
 mod placeholders;
 mod rules;
@@ -35,7 +39,10 @@ mod walk;
 
 pub use guard::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
 pub use placeholders::{convert_placeholders, PlaceholderError};
-pub use rules::{markdown_table, rules, GuardRule, Permit, RuleKind, RULES, UNKNOWN_STATEMENT};
+pub use rules::{
+    function_rule, markdown_catalog, markdown_table, operator_rule, rules, type_rule, GuardRule,
+    Permit, ReadAllowances, RuleKind, CATCH_ALL, REVIEWED_EXTENSIONS, RULES, UNKNOWN_STATEMENT,
+};
 
 /// The statement with its constants replaced by `$n`, as pg_query normalizes
 /// it (`SELECT * FROM t WHERE a = 'x'` → `SELECT * FROM t WHERE a = $1`);

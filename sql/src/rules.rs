@@ -1,13 +1,29 @@
 //! The one table of what the guard allows and refuses.
 //!
 //! Every decision [`SqlGuard`](crate::SqlGuard) takes comes from a row of
-//! [`RULES`]: the statement kinds, the clauses that turn a read into a write,
-//! the functions that reach outside the database, and the relations that hold
-//! secrets. `docs/security.md` embeds [`markdown_table`], generated from the
-//! same rows, so the documentation cannot drift from the code.
+//! [`RULES`] — the statement kinds, the clauses that turn a read into a write,
+//! the reviewed functions, the relations that hold secrets — or, for a
+//! function, operator or type no row names, from what PostgreSQL itself says
+//! about it ([`crate::catalog`]: volatility, who may execute it, whether it
+//! is built in or of which extension), turned into a permit by
+//! [`function_rule`], [`operator_rule`] and [`type_rule`].
+//!
+//! Functions are an **allow-list** in read sessions: a read session runs a
+//! function only when it is a built-in (or of a reviewed extension) that
+//! PUBLIC may execute and that is immutable or stable, or a volatile one a
+//! row here allows after review. Anything else — a function only superusers
+//! may execute, one of an extension that reaches into server internals,
+//! files or other servers, a volatile built-in nobody reviewed, a name the
+//! guard does not know — is refused, with a message naming it.
+//! `docs/security.md` embeds [`markdown_table`] and [`markdown_catalog`],
+//! generated from the same rows and data, so the documentation cannot drift
+//! from the code.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Mutex, OnceLock};
 
+use crate::catalog::{catalog, CatalogFunction, CatalogOperator, Volatility};
 use crate::guard::Mode;
 
 /// What a [`GuardRule`] matches.
@@ -22,6 +38,10 @@ pub enum RuleKind {
     /// A function called anywhere in the statement, by the last component of
     /// its name, lower-cased. `*` in the pattern matches any run of characters.
     Function,
+    /// An operator used anywhere in the statement.
+    Operator,
+    /// A type named anywhere in the statement (a cast, a column definition).
+    Type,
     /// A relation (table or view) referenced anywhere in the statement, by its
     /// name without schema, lower-cased.
     Relation,
@@ -36,6 +56,8 @@ impl RuleKind {
             RuleKind::Statement => "statement",
             RuleKind::Clause => "clause",
             RuleKind::Function => "function",
+            RuleKind::Operator => "operator",
+            RuleKind::Type => "type",
             RuleKind::Relation => "relation",
             RuleKind::WriteTarget => "write target",
         }
@@ -50,6 +72,10 @@ impl RuleKind {
 pub enum Permit {
     /// Allowed in every session, read-only ones included.
     Read,
+    /// Allowed in write sessions; refused in read sessions because the guard
+    /// cannot tell what it does (a function, operator or type it does not
+    /// know). Not a write: a write session runs it as any other statement.
+    Unchecked,
     /// Allowed in write sessions only.
     Write,
     /// Allowed in write sessions whose grant says `ddl = true`.
@@ -63,7 +89,7 @@ impl Permit {
     pub fn allows(self, mode: Mode) -> bool {
         match self {
             Permit::Read => true,
-            Permit::Write => matches!(mode, Mode::Write { .. }),
+            Permit::Unchecked | Permit::Write => matches!(mode, Mode::Write { .. }),
             Permit::Ddl => matches!(mode, Mode::Write { ddl: true }),
             Permit::Never => false,
         }
@@ -72,6 +98,7 @@ impl Permit {
     fn as_str(self) -> &'static str {
         match self {
             Permit::Read => "every session",
+            Permit::Unchecked => "write sessions (not known to be safe for read sessions)",
             Permit::Write => "write sessions",
             Permit::Ddl => "write sessions with `ddl = true`",
             Permit::Never => "never",
@@ -133,6 +160,24 @@ const fn func(pattern: &'static str, permit: Permit, reason: &'static str) -> Gu
     }
 }
 
+const fn operator(pattern: &'static str, permit: Permit, reason: &'static str) -> GuardRule {
+    GuardRule {
+        kind: RuleKind::Operator,
+        pattern,
+        permit,
+        reason,
+    }
+}
+
+const fn type_(pattern: &'static str, permit: Permit, reason: &'static str) -> GuardRule {
+    GuardRule {
+        kind: RuleKind::Type,
+        pattern,
+        permit,
+        reason,
+    }
+}
+
 const fn rel(pattern: &'static str, permit: Permit, reason: &'static str) -> GuardRule {
     GuardRule {
         kind: RuleKind::Relation,
@@ -151,7 +196,7 @@ const fn target(pattern: &'static str, permit: Permit, reason: &'static str) -> 
     }
 }
 
-use Permit::{Ddl, Never, Read, Write};
+use Permit::{Ddl, Never, Read, Unchecked, Write};
 
 const READS: &str = "reads data";
 const WRITES: &str = "writes data";
@@ -173,15 +218,26 @@ const WAL: &str = "server-wide WAL, backup and replication control";
 const SQL_TEXT: &str = "builds and runs its own SQL from its arguments, out of the guard's sight";
 const INFO: &str = "read-only information";
 const STATS: &str = "holds sample values of every column, password hashes in pg_authid included";
+const INTERNALS: &str =
+    "initdb's, pg_upgrade's or extension scripts' internals: they change catalog state";
+const TRIGGER: &str = "a trigger function: PostgreSQL calls it, a statement cannot";
+const HANDLER: &str =
+    "access-method, language or text-search internals: PostgreSQL calls them, a statement cannot";
+const RANDOM: &str = "volatile only because its result is random";
+const CLOCK: &str = "volatile only because it reads the clock or the session's time zone";
+const SIZES: &str = "reads the size of a relation, database or tablespace";
+const SERVER_STATE: &str =
+    "reads the server's state (WAL positions, recovery, control data; no secrets)";
+const ACTIVITY: &str = "reads locks, transactions or statistics";
+const SAMPLE: &str = "a TABLESAMPLE method: reads a sample of the table";
 
 /// The guard's table: every statement kind, clause, function and relation it
 /// knows, with the least grant that lets it through.
 ///
 /// Statement rows cover every statement PostgreSQL's grammar has; a statement
-/// the guard does not know is refused ([`UNKNOWN_STATEMENT`]). Function rows are
-/// a deny list: a function not listed here is allowed (it still runs inside
-/// the broker's `READ ONLY` transaction in read sessions). The first matching
-/// function row wins.
+/// the guard does not know is refused ([`UNKNOWN_STATEMENT`]). Function rows
+/// are the review on top of PostgreSQL's own catalog: see [`function_rule`]
+/// for how a function no row names is judged.
 pub static RULES: &[GuardRule] = &[
     // --- reading -----------------------------------------------------------
     stmt("SELECT", Read, "reads data (also TABLE name)"),
@@ -372,9 +428,15 @@ pub static RULES: &[GuardRule] = &[
     stmt("ALTER … DEPENDS ON EXTENSION", Ddl, SCHEMA),
     stmt("DROP OWNED", Ddl, SCHEMA),
     stmt("REASSIGN OWNED", Ddl, SCHEMA),
-    // --- functions ---------------------------------------------------------
-    func("pg_read_file", Never, FILES),
-    func("pg_read_binary_file", Never, FILES),
+    // --- functions: reviewed rows ----------------------------------------------
+    // A function no row names is judged by what PostgreSQL says about it
+    // (`function_rule`). These rows are the review: every volatile built-in
+    // (or of a reviewed extension) has one — a test makes sure — and so do
+    // the immutable or stable ones that must not run (they run SQL of their
+    // own or reach outside the database). Rows that refuse match the name
+    // lower-cased, whatever its quoting; rows that allow match it exactly.
+    // The first matching row wins.
+    func("pg_read_*", Never, FILES),
     func("pg_stat_file", Never, FILES),
     func("pg_ls_*", Never, FILES),
     func("pg_file_*", Never, FILES),
@@ -382,6 +444,8 @@ pub static RULES: &[GuardRule] = &[
     func("pg_show_all_file_settings", Never, FILES),
     func("pg_hba_file_rules", Never, FILES),
     func("pg_ident_file_mappings", Never, FILES),
+    func("pg_available_wal_summaries", Never, FILES),
+    func("pg_wal_summary_contents", Never, FILES),
     func("lo_*", Never, LARGE_OBJECTS),
     func("loread", Never, LARGE_OBJECTS),
     func("lowrite", Never, LARGE_OBJECTS),
@@ -396,8 +460,14 @@ pub static RULES: &[GuardRule] = &[
     func("pg_xlog_replay_*", Never, SIGNALS),
     func("set_config", Never, CONFIG),
     func("setseed", Never, SESSION),
+    func("set_limit", Never, SESSION),
     func("pg_advisory_*", Never, ADVISORY),
     func("pg_try_advisory_*", Never, ADVISORY),
+    func(
+        "pg_export_snapshot",
+        Never,
+        "exports a snapshot: a file on the server that other sessions can import",
+    ),
     func("dblink*", Never, "connects to other servers"),
     func("pg_notify", Never, "sends notifications to other sessions"),
     func(
@@ -434,6 +504,31 @@ pub static RULES: &[GuardRule] = &[
     func("ts_rewrite", Never, SQL_TEXT),
     func("crosstab*", Never, SQL_TEXT),
     func("connectby", Never, SQL_TEXT),
+    func("binary_upgrade_*", Never, INTERNALS),
+    func("pg_stop_making_pinned_objects", Never, INTERNALS),
+    func("pg_nextoid", Never, INTERNALS),
+    func("pg_extension_config_dump", Never, INTERNALS),
+    func("ri_fkey_*", Never, TRIGGER),
+    func("suppress_redundant_updates_trigger", Never, TRIGGER),
+    func("tsvector_update_trigger*", Never, TRIGGER),
+    func("unique_key_recheck", Never, TRIGGER),
+    func("brinhandler", Never, HANDLER),
+    func("bthandler", Never, HANDLER),
+    func("ginhandler", Never, HANDLER),
+    func("gisthandler", Never, HANDLER),
+    func("hashhandler", Never, HANDLER),
+    func("spghandler", Never, HANDLER),
+    func("blhandler", Never, HANDLER),
+    func("heap_tableam_handler", Never, HANDLER),
+    func("amvalidate", Never, HANDLER),
+    func("plpgsql_call_handler", Never, HANDLER),
+    func("plpgsql_inline_handler", Never, HANDLER),
+    func("plpgsql_validator", Never, HANDLER),
+    func("dsnowball_*", Never, HANDLER),
+    func("dintdict_*", Never, HANDLER),
+    func("dxsyn_*", Never, HANDLER),
+    func("unaccent_init", Never, HANDLER),
+    func("unaccent_lexize", Never, HANDLER),
     func(
         "nextval",
         Write,
@@ -447,9 +542,95 @@ pub static RULES: &[GuardRule] = &[
     func("pg_restore_*_stats", Ddl, "changes planner statistics"),
     func("pg_clear_*_stats", Ddl, "changes planner statistics"),
     func("pg_truncate_visibility_map", Ddl, MAINTENANCE),
+    // Volatile, and reviewed: harmless in a read session.
     func("txid_current", Read, INFO),
     func("pg_current_xact_id", Read, INFO),
     func("current_setting", Read, INFO),
+    func("current_query", Read, INFO),
+    func("random", Read, RANDOM),
+    func("random_normal", Read, RANDOM),
+    func("array_sample", Read, RANDOM),
+    func("array_shuffle", Read, RANDOM),
+    func("normal_rand", Read, RANDOM),
+    func("gen_random_uuid", Read, RANDOM),
+    func("gen_random_bytes", Read, RANDOM),
+    func("gen_salt", Read, RANDOM),
+    func("uuid_generate_v1", Read, RANDOM),
+    func("uuid_generate_v1mc", Read, RANDOM),
+    func("uuid_generate_v4", Read, RANDOM),
+    func("pgp_pub_encrypt", Read, RANDOM),
+    func("pgp_pub_encrypt_bytea", Read, RANDOM),
+    func("pgp_sym_encrypt", Read, RANDOM),
+    func("pgp_sym_encrypt_bytea", Read, RANDOM),
+    func("clock_timestamp", Read, CLOCK),
+    func("timeofday", Read, CLOCK),
+    func("timezone", Read, CLOCK),
+    func("currval", Read, "reads the session's own sequence values"),
+    func("lastval", Read, "reads the session's own sequence values"),
+    func("pg_sequence_last_value", Read, INFO),
+    func("pg_relation_size", Read, SIZES),
+    func("pg_table_size", Read, SIZES),
+    func("pg_indexes_size", Read, SIZES),
+    func("pg_total_relation_size", Read, SIZES),
+    func("pg_database_size", Read, SIZES),
+    func("pg_tablespace_size", Read, SIZES),
+    func("pg_current_wal_lsn", Read, SERVER_STATE),
+    func("pg_current_wal_insert_lsn", Read, SERVER_STATE),
+    func("pg_current_wal_flush_lsn", Read, SERVER_STATE),
+    func("pg_last_wal_receive_lsn", Read, SERVER_STATE),
+    func("pg_last_wal_replay_lsn", Read, SERVER_STATE),
+    func("pg_last_xact_replay_timestamp", Read, SERVER_STATE),
+    func("pg_is_in_recovery", Read, SERVER_STATE),
+    func("pg_is_in_backup", Read, SERVER_STATE),
+    func("pg_is_wal_replay_paused", Read, SERVER_STATE),
+    func("pg_get_wal_replay_pause_state", Read, SERVER_STATE),
+    func("pg_get_wal_summarizer_state", Read, SERVER_STATE),
+    func("pg_get_wal_resource_managers", Read, SERVER_STATE),
+    func("pg_get_wait_events", Read, SERVER_STATE),
+    func("pg_jit_available", Read, SERVER_STATE),
+    func("pg_control_checkpoint", Read, SERVER_STATE),
+    func("pg_control_init", Read, SERVER_STATE),
+    func("pg_control_recovery", Read, SERVER_STATE),
+    func("pg_control_system", Read, SERVER_STATE),
+    func("pg_collation_actual_version", Read, SERVER_STATE),
+    func("pg_database_collation_actual_version", Read, SERVER_STATE),
+    func("pg_lock_status", Read, ACTIVITY),
+    func("pg_blocking_pids", Read, ACTIVITY),
+    func("pg_safe_snapshot_blocking_pids", Read, ACTIVITY),
+    func("pg_isolation_test_session_is_blocked", Read, ACTIVITY),
+    func("pg_notification_queue_usage", Read, ACTIVITY),
+    func("pg_get_multixact_members", Read, ACTIVITY),
+    func("pg_prepared_xact", Read, ACTIVITY),
+    func("pg_xact_commit_timestamp", Read, ACTIVITY),
+    func("pg_xact_commit_timestamp_origin", Read, ACTIVITY),
+    func("pg_last_committed_xact", Read, ACTIVITY),
+    func("pg_xact_status", Read, ACTIVITY),
+    func("txid_status", Read, ACTIVITY),
+    func("pg_stat_get_xact_*", Read, ACTIVITY),
+    func("pg_stat_get_recovery_prefetch", Read, ACTIVITY),
+    func("pg_stat_get_io", Read, ACTIVITY),
+    func("pg_stat_statements", Read, ACTIVITY),
+    func("pg_stat_statements_info", Read, ACTIVITY),
+    func(
+        "pg_stat_clear_snapshot",
+        Read,
+        "drops the session's own cached statistics snapshot",
+    ),
+    func(
+        "pg_stat_force_next_flush",
+        Read,
+        "flushes the session's own statistics counters",
+    ),
+    func("pg_partition_ancestors", Read, INFO),
+    func("pg_partition_tree", Read, INFO),
+    func("currtid", Read, INFO),
+    func("currtid2", Read, INFO),
+    func("int_agg_state", Read, INFO),
+    func("int_agg_final_array", Read, INFO),
+    func("system", Read, SAMPLE),
+    func("bernoulli", Read, SAMPLE),
+    func("system_rows", Read, SAMPLE),
+    func("system_time", Read, SAMPLE),
     // --- relations ---------------------------------------------------------
     rel("pg_authid", Never, "reads password hashes"),
     rel("pg_shadow", Never, "reads password hashes"),
@@ -463,6 +644,16 @@ pub static RULES: &[GuardRule] = &[
         Never,
         "reads passwords for foreign servers",
     ),
+    rel(
+        "user_mapping_options",
+        Never,
+        "reads passwords for foreign servers",
+    ),
+    rel(
+        "_pg_user_mappings",
+        Never,
+        "reads passwords for foreign servers",
+    ),
     rel("pg_statistic", Never, STATS),
     rel("pg_stats", Never, STATS),
     rel("pg_statistic_ext_data", Never, STATS),
@@ -472,6 +663,11 @@ pub static RULES: &[GuardRule] = &[
         "pg_subscription",
         Never,
         "holds connection strings with passwords",
+    ),
+    rel(
+        "pg_largeobject",
+        Never,
+        "holds the contents of large objects, files imported into the database among them",
     ),
     rel("pg_hba_file_rules", Never, FILES),
     rel("pg_ident_file_mappings", Never, FILES),
@@ -489,6 +685,330 @@ pub static UNKNOWN_STATEMENT: GuardRule = GuardRule {
     permit: Never,
     reason: "the guard refuses what it does not know",
 };
+
+/// The contrib extensions whose functions, operators and types are judged
+/// like PostgreSQL's own (by volatility and privileges, with the reviewed
+/// rows above): they compute on values and change nothing else. Every
+/// other extension PostgreSQL ships (adminpack, dblink, postgres_fdw,
+/// file_fdw, pageinspect, pg_buffercache, pg_surgery, pgstattuple,
+/// pg_visibility, amcheck, xml2, …) reads server internals or files,
+/// changes data pages or reaches other servers: its functions are refused
+/// ([`UNREVIEWED_EXTENSION_FUNCTION`]).
+pub static REVIEWED_EXTENSIONS: &[&str] = &[
+    "btree_gin",
+    "btree_gist",
+    "citext",
+    "cube",
+    "dict_int",
+    "dict_xsyn",
+    "earthdistance",
+    "fuzzystrmatch",
+    "hstore",
+    "intagg",
+    "intarray",
+    "isn",
+    "lo",
+    "ltree",
+    "pg_stat_statements",
+    "pg_trgm",
+    "pgcrypto",
+    "seg",
+    "tablefunc",
+    "tsm_system_rows",
+    "tsm_system_time",
+    "unaccent",
+    "uuid-ossp",
+    "bloom",
+    "plpgsql",
+];
+
+/// A function PostgreSQL (or a reviewed extension) ships, immutable or
+/// stable, that PUBLIC may execute, and that no row names.
+pub static CATALOG_FUNCTION: GuardRule = func(
+    "(any other function of PostgreSQL or a reviewed extension: immutable or stable, executable by PUBLIC)",
+    Read,
+    "computes or reads; changes nothing (PostgreSQL's own volatility and privileges say so)",
+);
+
+/// A function PostgreSQL grants to superusers only.
+pub static RESTRICTED_FUNCTION: GuardRule = func(
+    "(a function PostgreSQL lets only superusers, or roles granted it, execute)",
+    Never,
+    "reaches outside the database or controls the server (files, signals, WAL, backups, replication origins, statistics resets)",
+);
+
+/// A function of a contrib extension that is not in [`REVIEWED_EXTENSIONS`].
+pub static UNREVIEWED_EXTENSION_FUNCTION: GuardRule = func(
+    "(a function of any other contrib extension)",
+    Never,
+    "reads server internals or files, changes data pages, or reaches other servers (adminpack, dblink, pageinspect, …)",
+);
+
+/// A volatile function no row reviewed (a test keeps this empty for the
+/// versions the catalog covers; it catches what a later version adds).
+pub static UNREVIEWED_VOLATILE: GuardRule = func(
+    "(a volatile function of PostgreSQL no row reviews)",
+    Never,
+    "volatile: it may change something, and nobody has checked that it does not",
+);
+
+/// A function the guard knows nothing about.
+pub static UNKNOWN_FUNCTION: GuardRule = func(
+    "(any other function: the application's own, or of an extension the guard does not know)",
+    Unchecked,
+    "the guard cannot tell what it does; read sessions run only functions it knows to be safe \
+     (an administrator may allow the application's read-only helpers with [guard] read_functions)",
+);
+
+/// A function the administrator allowed for read sessions.
+pub static CONFIGURED_FUNCTION: GuardRule = func(
+    "(a function named in [guard] read_functions)",
+    Read,
+    "allowed in read sessions by the administrator",
+);
+
+/// An operator PostgreSQL (or a reviewed extension) ships whose functions
+/// are all allowed in read sessions.
+pub static CATALOG_OPERATOR: GuardRule = operator(
+    "(any operator of PostgreSQL or a reviewed extension)",
+    Read,
+    "every function behind it is allowed in read sessions",
+);
+
+/// An operator of an unreviewed extension, or one behind which a function
+/// that read sessions may not run sits.
+pub static UNSAFE_OPERATOR: GuardRule = operator(
+    "(an operator of any other extension, or over a function read sessions may not run)",
+    Never,
+    "runs a function the guard does not allow",
+);
+
+/// An operator the guard knows nothing about.
+pub static UNKNOWN_OPERATOR: GuardRule = operator(
+    "(any other operator)",
+    Unchecked,
+    "the guard cannot tell which function it runs (an administrator may allow it with [guard] read_operators)",
+);
+
+/// An operator the administrator allowed for read sessions.
+pub static CONFIGURED_OPERATOR: GuardRule = operator(
+    "(an operator named in [guard] read_operators)",
+    Read,
+    "allowed in read sessions by the administrator",
+);
+
+/// A type PostgreSQL (or a reviewed extension) ships.
+pub static CATALOG_TYPE: GuardRule = type_(
+    "(any type of PostgreSQL or a reviewed extension, arrays included)",
+    Read,
+    "its input and output functions are PostgreSQL's or the extension's own",
+);
+
+/// A type the guard knows nothing about.
+pub static UNKNOWN_TYPE: GuardRule = type_(
+    "(any other type)",
+    Unchecked,
+    "a cast to it may run a function the guard cannot see (a CREATE CAST function, a domain's CHECK); \
+     an administrator may allow it with [guard] read_types",
+);
+
+/// A type the administrator allowed for read sessions.
+pub static CONFIGURED_TYPE: GuardRule = type_(
+    "(a type named in [guard] read_types)",
+    Read,
+    "allowed in read sessions by the administrator",
+);
+
+/// Functions, operators and types an administrator allows in read sessions
+/// beyond what the guard knows (`[guard]` in the broker's configuration):
+/// the application's own read-only helpers, an extension's functions.
+///
+/// A pattern is `name` or `schema.name`; `*` matches any run of characters.
+/// `schema.name` also matches an unqualified call of `name` (PostgreSQL
+/// resolves it through the search path). A pattern never overrides a
+/// refusal: it only lets through what the guard does not know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadAllowances {
+    /// `[guard] read_functions`.
+    pub functions: Vec<String>,
+    /// `[guard] read_operators`.
+    pub operators: Vec<String>,
+    /// `[guard] read_types`.
+    pub types: Vec<String>,
+}
+
+impl ReadAllowances {
+    fn allows(patterns: &[String], schema: Option<&str>, name: &str) -> bool {
+        patterns.iter().any(|p| match p.rsplit_once('.') {
+            Some((s, n)) if !n.is_empty() => {
+                glob_match(n, name) && schema.is_none_or(|schema| glob_match(s, schema))
+            }
+            _ => glob_match(p, name),
+        })
+    }
+}
+
+/// Whether a schema-qualified name can be PostgreSQL's own: unqualified,
+/// or in `pg_catalog` / `information_schema`.
+fn builtin_schema(schema: Option<&str>) -> bool {
+    matches!(
+        schema,
+        None | Some("pg_catalog") | Some("information_schema")
+    )
+}
+
+/// Whether an entry of `source` can be what `schema` names: PostgreSQL's
+/// own live in `pg_catalog` and `information_schema`, an extension's in
+/// whatever schema it was installed into.
+fn source_fits(source: &str, schema: Option<&str>) -> bool {
+    if source == "core" {
+        builtin_schema(schema)
+    } else {
+        schema != Some("information_schema")
+    }
+}
+
+fn reviewed_source(source: &str) -> bool {
+    source == "core" || REVIEWED_EXTENSIONS.contains(&source)
+}
+
+/// The row that decides a call of function `schema.name` (`schema` `None`
+/// when unqualified; `name` as PostgreSQL sees it after folding unquoted
+/// identifiers).
+///
+/// 1. A reviewed row that refuses (or needs a write or DDL grant) matches
+///    the name lower-cased, whatever its quoting or schema.
+/// 2. Else, a name PostgreSQL (or a reviewed extension) ships is judged by
+///    the catalog: a reviewed row that allows it; refused if only
+///    superusers may execute it, if it is an unreviewed extension's, or if
+///    it is volatile and no row reviewed it; allowed otherwise.
+/// 3. Else it is unknown: refused in read sessions unless `allow` names it.
+pub fn function_rule(
+    schema: Option<&str>,
+    name: &str,
+    allow: &ReadAllowances,
+) -> &'static GuardRule {
+    let lower = name.to_lowercase();
+    if let Some(rule) = RULES
+        .iter()
+        .find(|r| r.kind == RuleKind::Function && r.permit > Read && r.matches(&lower))
+    {
+        return rule;
+    }
+    let entries: Vec<&CatalogFunction> = catalog()
+        .function(name)
+        .iter()
+        .filter(|f| source_fits(f.source, schema))
+        .collect();
+    if entries.is_empty() {
+        return if ReadAllowances::allows(&allow.functions, schema, name) {
+            &CONFIGURED_FUNCTION
+        } else {
+            &UNKNOWN_FUNCTION
+        };
+    }
+    if let Some(rule) = RULES
+        .iter()
+        .find(|r| r.kind == RuleKind::Function && r.permit == Read && r.matches(name))
+    {
+        return rule;
+    }
+    if entries.iter().any(|f| !f.public) {
+        return &RESTRICTED_FUNCTION;
+    }
+    let reviewed: Vec<&&CatalogFunction> = entries
+        .iter()
+        .filter(|f| reviewed_source(f.source))
+        .collect();
+    if reviewed.is_empty() {
+        return &UNREVIEWED_EXTENSION_FUNCTION;
+    }
+    if reviewed
+        .iter()
+        .any(|f| f.volatility == Volatility::Volatile)
+    {
+        return &UNREVIEWED_VOLATILE;
+    }
+    &CATALOG_FUNCTION
+}
+
+/// The row that decides operator `schema.name` (`OPERATOR(schema.name)`
+/// when qualified).
+pub fn operator_rule(
+    schema: Option<&str>,
+    name: &str,
+    allow: &ReadAllowances,
+) -> &'static GuardRule {
+    let entries: Vec<&CatalogOperator> = catalog()
+        .operator(name)
+        .iter()
+        .filter(|o| source_fits(o.source, schema))
+        .collect();
+    if entries.is_empty() {
+        return if ReadAllowances::allows(&allow.operators, schema, name) {
+            &CONFIGURED_OPERATOR
+        } else {
+            &UNKNOWN_OPERATOR
+        };
+    }
+    let safe = entries.iter().all(|o| {
+        reviewed_source(o.source) && o.functions.split(',').all(operator_function_is_safe)
+    });
+    if safe {
+        &CATALOG_OPERATOR
+    } else {
+        &UNSAFE_OPERATOR
+    }
+}
+
+/// Whether the function behind an operator may run in a read session
+/// (computed once per name: `=` alone has dozens of functions).
+fn operator_function_is_safe(name: &str) -> bool {
+    static SAFE: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
+    let cache = SAFE.get_or_init(Default::default);
+    if let Some(known) = cache.lock().ok().and_then(|c| c.get(name).copied()) {
+        return known;
+    }
+    let safe = function_rule(None, name, &ReadAllowances::default()).permit == Read;
+    if let Ok(mut c) = cache.lock() {
+        c.insert(name.to_owned(), safe);
+    }
+    safe
+}
+
+/// The row that decides type `schema.name` (a cast, a column definition).
+pub fn type_rule(schema: Option<&str>, name: &str, allow: &ReadAllowances) -> &'static GuardRule {
+    let known = catalog()
+        .type_(name)
+        .iter()
+        .any(|t| source_fits(t.source, schema) && reviewed_source(t.source));
+    if known {
+        &CATALOG_TYPE
+    } else if ReadAllowances::allows(&allow.types, schema, name) {
+        &CONFIGURED_TYPE
+    } else {
+        &UNKNOWN_TYPE
+    }
+}
+
+/// The rows that stand for what no row names: shown at the end of the
+/// table, in this order.
+pub static CATCH_ALL: &[&GuardRule] = &[
+    &UNKNOWN_STATEMENT,
+    &RESTRICTED_FUNCTION,
+    &UNREVIEWED_EXTENSION_FUNCTION,
+    &UNREVIEWED_VOLATILE,
+    &CATALOG_FUNCTION,
+    &UNKNOWN_FUNCTION,
+    &CONFIGURED_FUNCTION,
+    &CATALOG_OPERATOR,
+    &UNSAFE_OPERATOR,
+    &UNKNOWN_OPERATOR,
+    &CONFIGURED_OPERATOR,
+    &CATALOG_TYPE,
+    &UNKNOWN_TYPE,
+    &CONFIGURED_TYPE,
+];
 
 /// The guard's table, see [`RULES`].
 pub fn rules() -> &'static [GuardRule] {
@@ -531,10 +1051,15 @@ fn glob_match(pattern: &str, name: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+fn markdown_cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
 /// The table as Markdown, for `docs/security.md`.
 ///
 /// Rows with the same kind, permit and reason are merged into one line, so
-/// the document stays readable while every pattern of [`RULES`] appears.
+/// the document stays readable while every pattern of [`RULES`] appears;
+/// the rows for what no row names ([`CATCH_ALL`]) come last.
 pub fn markdown_table() -> String {
     let mut groups: Vec<(RuleKind, Permit, &'static str, Vec<&'static str>)> = Vec::new();
     for rule in RULES {
@@ -546,27 +1071,124 @@ pub fn markdown_table() -> String {
             None => groups.push((rule.kind, rule.permit, rule.reason, vec![rule.pattern])),
         }
     }
-    let mut out =
-        String::from("| Kind | Statement, clause, function or relation | Allowed in | Why |\n");
+    let mut out = String::from(
+        "| Kind | Statement, clause, function, operator, type or relation | Allowed in | Why |\n",
+    );
     out.push_str("| --- | --- | --- | --- |\n");
     for (kind, permit, reason, patterns) in groups {
         let patterns: Vec<String> = patterns.iter().map(|p| format!("`{p}`")).collect();
         out.push_str(&format!(
             "| {} | {} | {} | {} |\n",
             kind.as_str(),
-            patterns.join(", "),
+            markdown_cell(&patterns.join(", ")),
             permit,
-            reason.replace('|', "\\|")
+            markdown_cell(reason)
         ));
     }
-    out.push_str(&format!(
-        "| statement | any other statement | {} | {} |\n",
-        UNKNOWN_STATEMENT.permit, UNKNOWN_STATEMENT.reason
-    ));
-    out.push_str(
-        "| function | any other function | every session | runs inside the broker's transaction (READ ONLY in read sessions) |\n",
-    );
+    for rule in CATCH_ALL {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            rule.kind.as_str(),
+            markdown_cell(rule.pattern.trim_start_matches('(').trim_end_matches(')')),
+            rule.permit,
+            markdown_cell(rule.reason)
+        ));
+    }
     out
+}
+
+/// Every function, operator and type of the catalog with what the guard
+/// makes of it, as Markdown: the allow-list in full, for
+/// `docs/security.md`.
+pub fn markdown_catalog() -> String {
+    let none = ReadAllowances::default();
+    let mut by_rule: Vec<(&'static GuardRule, Vec<String>)> = Vec::new();
+    let mut add = |rule: &'static GuardRule, entry: String| match by_rule
+        .iter_mut()
+        .find(|(r, _)| std::ptr::eq(*r, rule))
+    {
+        Some((_, list)) => list.push(entry),
+        None => by_rule.push((rule, vec![entry])),
+    };
+    let mut seen = std::collections::HashSet::new();
+    for f in catalog().functions() {
+        if seen.insert(f.name) {
+            let sources: Vec<&str> = catalog()
+                .function(f.name)
+                .iter()
+                .map(|e| e.source)
+                .collect();
+            let label = if sources == ["core"] {
+                format!("`{}`", f.name)
+            } else {
+                format!("`{}` ({})", f.name, sources.join(", "))
+            };
+            add(function_rule(None, f.name, &none), label);
+        }
+    }
+    let functions = by_rule;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "PostgreSQL {} with every contrib extension: {} function names, {} operator names, {} type names \
+         (`sql/catalog/*.tsv`, written by `scripts/guard-catalog`).\n\n",
+        versions(),
+        seen.len(),
+        catalog().operators().iter().map(|o| o.name).collect::<std::collections::HashSet<_>>().len(),
+        catalog().types().iter().map(|t| t.name).collect::<std::collections::HashSet<_>>().len(),
+    ));
+    out.push_str("| Functions | Allowed in | Why | How many |\n| --- | --- | --- | --- |\n");
+    let mut rows: Vec<&(&'static GuardRule, Vec<String>)> = functions.iter().collect();
+    rows.sort_by_key(|(r, _)| (r.permit, r.pattern));
+    for (rule, names) in &rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            markdown_cell(rule.pattern.trim_start_matches('(').trim_end_matches(')')),
+            rule.permit,
+            markdown_cell(rule.reason),
+            names.len()
+        ));
+    }
+    for (rule, names) in rows {
+        out.push_str(&format!(
+            "\n<details><summary>{} ({}): {} names</summary>\n\n{}\n\n</details>\n",
+            markdown_cell(rule.pattern.trim_start_matches('(').trim_end_matches(')')),
+            rule.permit,
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    let mut unsafe_ops: Vec<&str> = catalog()
+        .operators()
+        .iter()
+        .map(|o| o.name)
+        .filter(|name| operator_rule(None, name, &none).permit != Read)
+        .collect();
+    unsafe_ops.dedup();
+    out.push_str(&format!(
+        "\nOperators not allowed in read sessions (every other one of the catalog is): {}.\n",
+        if unsafe_ops.is_empty() {
+            String::from("none")
+        } else {
+            unsafe_ops
+                .iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    out
+}
+
+/// The major versions the catalog was read from, `13, 15, 17`.
+fn versions() -> String {
+    let mut all: Vec<&str> = catalog()
+        .functions()
+        .iter()
+        .flat_map(|f| f.versions.split(','))
+        .collect();
+    all.sort_by_key(|v| v.parse::<u32>().unwrap_or(0));
+    all.dedup();
+    all.join(", ")
 }
 
 #[cfg(test)]
@@ -628,6 +1250,123 @@ mod tests {
                 rule.pattern
             );
         }
+    }
+
+    /// The review covers every volatile function the catalog holds: a new
+    /// PostgreSQL version that adds one fails here until a row judges it.
+    #[test]
+    fn every_volatile_function_is_reviewed() {
+        let none = ReadAllowances::default();
+        let unreviewed: Vec<&str> = catalog()
+            .functions()
+            .iter()
+            .filter(|f| reviewed_source(f.source) && f.volatility == Volatility::Volatile)
+            .map(|f| f.name)
+            .filter(|name| std::ptr::eq(function_rule(None, name, &none), &UNREVIEWED_VOLATILE))
+            .collect();
+        assert!(
+            unreviewed.is_empty(),
+            "review these volatile functions: {unreviewed:?}"
+        );
+    }
+
+    #[test]
+    fn what_postgresql_says_decides() {
+        let none = ReadAllowances::default();
+        let rule = |schema: Option<&str>, name: &str| function_rule(schema, name, &none);
+        // Only superusers may execute it: refused, found by its privileges.
+        assert!(std::ptr::eq(
+            rule(None, "pg_ls_tmpdir"),
+            find(RuleKind::Function, "pg_ls_*").unwrap()
+        ));
+        assert!(std::ptr::eq(rule(None, "pg_config"), &RESTRICTED_FUNCTION));
+        assert!(std::ptr::eq(
+            rule(None, "pg_get_backend_memory_contexts"),
+            &RESTRICTED_FUNCTION
+        ));
+        // Immutable or stable, PUBLIC may run it: allowed.
+        assert!(std::ptr::eq(rule(None, "lower"), &CATALOG_FUNCTION));
+        assert!(std::ptr::eq(
+            rule(Some("pg_catalog"), "to_char"),
+            &CATALOG_FUNCTION
+        ));
+        assert!(std::ptr::eq(rule(None, "similarity"), &CATALOG_FUNCTION));
+        // Volatile, reviewed.
+        assert_eq!(rule(None, "gen_random_uuid").permit, Read);
+        assert_eq!(rule(None, "pg_read_file_old").permit, Never);
+        assert_eq!(rule(None, "pg_export_snapshot").permit, Never);
+        assert_eq!(rule(None, "nextval").permit, Write);
+        // An extension that reaches into the server.
+        assert!(std::ptr::eq(
+            rule(None, "get_raw_page"),
+            &UNREVIEWED_EXTENSION_FUNCTION
+        ));
+        assert!(std::ptr::eq(
+            rule(None, "pgstattuple"),
+            &RESTRICTED_FUNCTION
+        ));
+        assert!(std::ptr::eq(
+            rule(None, "xpath_table"),
+            &UNREVIEWED_EXTENSION_FUNCTION
+        ));
+        // Not the built-in: another schema's function of that name.
+        assert!(std::ptr::eq(
+            rule(Some("public"), "lower"),
+            &UNKNOWN_FUNCTION
+        ));
+        assert!(std::ptr::eq(rule(None, "LOWER"), &UNKNOWN_FUNCTION));
+        assert!(std::ptr::eq(
+            rule(None, "cleanup_identities"),
+            &UNKNOWN_FUNCTION
+        ));
+        // A refusing row wins whatever the spelling.
+        assert_eq!(rule(Some("public"), "PG_READ_FILE").permit, Never);
+    }
+
+    #[test]
+    fn read_allowances_only_add_what_the_guard_does_not_know() {
+        let allow = ReadAllowances {
+            functions: vec![
+                "idm.identity_*".into(),
+                "helper".into(),
+                "pg_read_file".into(),
+            ],
+            operators: vec!["###".into()],
+            types: vec!["public.mood".into()],
+        };
+        let f = |schema: Option<&str>, name: &str| function_rule(schema, name, &allow);
+        assert!(std::ptr::eq(
+            f(Some("idm"), "identity_name"),
+            &CONFIGURED_FUNCTION
+        ));
+        assert!(std::ptr::eq(f(None, "identity_name"), &CONFIGURED_FUNCTION));
+        assert!(std::ptr::eq(
+            f(Some("other"), "identity_name"),
+            &UNKNOWN_FUNCTION
+        ));
+        assert!(std::ptr::eq(f(Some("x"), "helper"), &CONFIGURED_FUNCTION));
+        assert_eq!(f(None, "pg_read_file").permit, Never);
+        assert!(std::ptr::eq(
+            operator_rule(None, "###", &allow),
+            &CONFIGURED_OPERATOR
+        ));
+        assert!(std::ptr::eq(
+            operator_rule(None, "=", &allow),
+            &CATALOG_OPERATOR
+        ));
+        assert!(std::ptr::eq(
+            operator_rule(Some("evil"), "||/", &allow),
+            &UNKNOWN_OPERATOR
+        ));
+        assert!(std::ptr::eq(
+            type_rule(None, "mood", &allow),
+            &CONFIGURED_TYPE
+        ));
+        assert!(std::ptr::eq(type_rule(None, "int4", &allow), &CATALOG_TYPE));
+        assert!(std::ptr::eq(
+            type_rule(None, "other", &allow),
+            &UNKNOWN_TYPE
+        ));
     }
 
     #[test]

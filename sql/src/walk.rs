@@ -29,13 +29,83 @@ pub(crate) struct RelationRef {
     pub written: bool,
 }
 
+/// A possibly schema-qualified name, as PostgreSQL sees it after folding
+/// unquoted identifiers: `pg_catalog.pg_read_file` → schema `pg_catalog`,
+/// name `pg_read_file`. A three-part name's first part (the database) is
+/// dropped: PostgreSQL accepts only the current one there.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct QualName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl QualName {
+    fn from_parts(mut parts: Vec<String>) -> Option<QualName> {
+        let name = parts.pop()?;
+        Some(QualName {
+            schema: parts.pop(),
+            name,
+        })
+    }
+
+    /// The name a `regproc`, `regprocedure`, `regoper` or `regoperator`
+    /// literal gives, parsed as PostgreSQL's input functions do:
+    /// `pg_catalog.pg_read_file(text)` → `pg_catalog`, `pg_read_file`;
+    /// unquoted parts folded to lower case, `"Quoted"` ones kept.
+    pub(crate) fn from_reg_literal(text: &str) -> Option<QualName> {
+        let mut parts = Vec::new();
+        let mut current = String::new();
+        let mut chars = text.trim().chars().peekable();
+        let mut quoted_part = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => {
+                    quoted_part = true;
+                    while let Some(q) = chars.next() {
+                        if q == '"' {
+                            if chars.peek() == Some(&'"') {
+                                chars.next();
+                                current.push('"');
+                            } else {
+                                break;
+                            }
+                        } else {
+                            current.push(q);
+                        }
+                    }
+                }
+                '.' => {
+                    parts.push(std::mem::take(&mut current));
+                    quoted_part = false;
+                }
+                // regprocedure / regoperator: the argument list follows.
+                '(' => break,
+                c if c.is_whitespace() && !quoted_part => {}
+                c => current.extend(c.to_lowercase()),
+            }
+        }
+        if !current.is_empty() {
+            parts.push(current);
+        }
+        QualName::from_parts(parts)
+    }
+}
+
 /// What the walk found.
 #[derive(Debug, Default)]
 pub(crate) struct Facts {
-    /// Called functions (also trigger functions and functions being created),
-    /// by the last component of their name, as written after the parser's
-    /// case folding.
-    pub functions: Vec<String>,
+    /// Called functions (also trigger functions and functions being created,
+    /// and TABLESAMPLE methods, which are functions too).
+    pub functions: Vec<QualName>,
+    /// Operators: `a = b`, `x IN (…)`, `ORDER BY x USING >`,
+    /// `OPERATOR(pg_catalog.+)`.
+    pub operators: Vec<QualName>,
+    /// Named types: casts, column definitions, `interval '1 day'`.
+    pub types: Vec<QualName>,
+    /// Functions named by a `'…'::regproc` or `'…'::regprocedure` literal.
+    pub function_literals: Vec<QualName>,
+    /// Operators named by a `'…'::regoper` or `'…'::regoperator` literal.
+    pub operator_literals: Vec<QualName>,
     /// Names after a `.` that PostgreSQL may resolve as a function call in
     /// attribute notation: `(expr).name`, and `a.b.name` beyond the second
     /// component.
@@ -64,14 +134,29 @@ pub(crate) fn walk<T: Serialize + ?Sized>(node: &T) -> Result<Facts, WalkError> 
     Ok(walker.facts)
 }
 
+/// Which list field a frame's name components came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Names {
+    None,
+    Function,
+    Operator,
+    Type,
+    Attribute,
+}
+
 struct Frame {
     name: &'static str,
     field: &'static str,
-    /// Strings gathered for this frame: name components of a function,
-    /// a ColumnRef or an A_Indirection, or schema and name of a RangeVar.
+    /// Strings gathered for this frame: name components of a function, an
+    /// operator, a type, a ColumnRef or an A_Indirection, or schema and
+    /// name of a RangeVar.
     strings: Vec<String>,
+    names: Names,
     /// RangeVar only: it is the target of a write.
     written: bool,
+    /// TypeCast only: the string constant cast, and the type it is cast to.
+    literal: Option<String>,
+    cast_to: Option<QualName>,
 }
 
 struct Walker {
@@ -85,6 +170,11 @@ impl Walker {
             .len()
             .checked_sub(from_top + 1)
             .and_then(|i| self.frames.get(i))
+    }
+
+    fn frame_mut(&mut self, from_top: usize) -> Option<&mut Frame> {
+        let i = self.frames.len().checked_sub(from_top + 1)?;
+        self.frames.get_mut(i)
     }
 
     fn enter(&mut self, name: &'static str) {
@@ -103,7 +193,10 @@ impl Walker {
             name,
             field: "",
             strings: Vec::new(),
+            names: Names::None,
             written,
+            literal: None,
+            cast_to: None,
         });
     }
 
@@ -142,18 +235,60 @@ impl Walker {
                     name,
                     written: frame.written,
                 });
+                return;
             }
+            "TypeCast" => {
+                if let (Some(literal), Some(to)) = (frame.literal, frame.cast_to) {
+                    let named = QualName::from_reg_literal(&literal);
+                    match to.name.as_str() {
+                        "regproc" | "regprocedure" => {
+                            self.facts.function_literals.extend(named);
+                        }
+                        "regoper" | "regoperator" => {
+                            self.facts.operator_literals.extend(named);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        match frame.names {
+            Names::None => {}
             // `a.b` is table a's column b, or b(a) on a's whole row (a
             // composite, which none of the refused functions accept);
             // `a.b.c` can be c(a.b) on any column type.
-            "ColumnRef" => self
+            Names::Attribute if frame.name == "ColumnRef" => self
                 .facts
                 .attributes
                 .extend(frame.strings.into_iter().skip(2)),
-            "AIndirection" => self.facts.attributes.extend(frame.strings),
-            _ => {
-                if let Some(last) = frame.strings.into_iter().last() {
-                    self.facts.functions.push(last);
+            Names::Attribute => self.facts.attributes.extend(frame.strings),
+            Names::Function => self
+                .facts
+                .functions
+                .extend(QualName::from_parts(frame.strings)),
+            Names::Operator => match QualName::from_parts(frame.strings) {
+                // `a BETWEEN x AND y` is PostgreSQL's `a >= x AND a <= y`
+                // (the parser names the construct, not the operators).
+                Some(q) if q.schema.is_none() && q.name.contains("BETWEEN") => {
+                    for op in [">=", "<="] {
+                        self.facts.operators.push(QualName {
+                            schema: None,
+                            name: op.to_owned(),
+                        });
+                    }
+                }
+                Some(q) => self.facts.operators.push(q),
+                None => {}
+            },
+            Names::Type => {
+                if let Some(qual) = QualName::from_parts(frame.strings) {
+                    if let Some(parent) = self.frame_mut(0) {
+                        if parent.name == "TypeCast" && parent.field == "type_name" {
+                            parent.cast_to = Some(qual.clone());
+                        }
+                    }
+                    self.facts.types.push(qual);
                 }
             }
         }
@@ -171,31 +306,47 @@ impl Walker {
         };
         if top.name == "RangeVar" {
             if matches!(top.field, "schemaname" | "relname") {
-                self.push_string(0, value);
+                self.push_string(0, Names::None, value);
             }
             return;
         }
+        if top.name != "String" || top.field != "sval" {
+            return;
+        }
         // A name component: String.sval in Node.node in a list field.
-        if top.name == "String" && top.field == "sval" {
-            let is_item = matches!(self.frame(1), Some(f) if f.name == "Node" && f.field == "node");
-            let owner = self.frame(2).map(|f| (f.name, f.field));
-            let wanted = matches!(
-                owner,
-                Some((_, "funcname"))
-                    | Some(("ColumnRef", "fields"))
-                    | Some(("AIndirection", "indirection"))
-            );
-            if is_item && wanted {
-                self.push_string(2, value);
+        let is_item = matches!(self.frame(1), Some(f) if f.name == "Node" && f.field == "node");
+        if is_item {
+            let names = match self.frame(2).map(|f| (f.name, f.field)) {
+                Some((_, "funcname")) | Some(("RangeTableSample", "method")) => Names::Function,
+                Some(("ColumnRef", "fields")) | Some(("AIndirection", "indirection")) => {
+                    Names::Attribute
+                }
+                Some(("AExpr", "name"))
+                | Some(("SubLink", "oper_name"))
+                | Some(("SortBy", "use_op")) => Names::Operator,
+                Some(("TypeName", "names")) => Names::Type,
+                _ => Names::None,
+            };
+            if names != Names::None {
+                self.push_string(2, names, value);
+            }
+            return;
+        }
+        // A string constant cast to a type: `'pg_read_file'::regproc`.
+        let is_cast_constant = matches!(self.frame(1), Some(f) if f.name == "AConst")
+            && matches!(self.frame(2), Some(f) if f.name == "Node" && f.field == "node")
+            && matches!(self.frame(3), Some(f) if f.name == "TypeCast" && f.field == "arg");
+        if is_cast_constant {
+            if let Some(cast) = self.frame_mut(3) {
+                cast.literal = Some(value.to_owned());
             }
         }
     }
 
-    fn push_string(&mut self, from_top: usize, value: &str) {
-        if let Some(i) = self.frames.len().checked_sub(from_top + 1) {
-            if let Some(frame) = self.frames.get_mut(i) {
-                frame.strings.push(value.to_owned());
-            }
+    fn push_string(&mut self, from_top: usize, names: Names, value: &str) {
+        if let Some(frame) = self.frame_mut(from_top) {
+            frame.strings.push(value.to_owned());
+            frame.names = names;
         }
     }
 }
@@ -433,10 +584,71 @@ mod tests {
         walk(&parsed.protobuf).unwrap()
     }
 
+    fn names(list: &[QualName]) -> Vec<String> {
+        list.iter()
+            .map(|q| match &q.schema {
+                Some(s) => format!("{s}.{}", q.name),
+                None => q.name.clone(),
+            })
+            .collect()
+    }
+
     #[test]
-    fn finds_function_names_last_component() {
-        let f = facts("SELECT pg_catalog.\"set_config\"('a', 'b', false), lower(x) FROM t");
-        assert_eq!(f.functions, vec!["set_config", "lower"]);
+    fn finds_function_names_with_their_schema() {
+        let f =
+            facts("SELECT pg_catalog.\"set_config\"('a', 'b', false), lower(x), db.s.f() FROM t");
+        assert_eq!(
+            names(&f.functions),
+            vec!["pg_catalog.set_config", "lower", "s.f"]
+        );
+    }
+
+    #[test]
+    fn finds_operators_types_and_reg_literals() {
+        let f = facts(
+            "SELECT a OPERATOR(pg_catalog.+) 1, b = ANY (SELECT 1), x::int, CAST(y AS public.mood), \
+             'pg_read_file'::regproc, 'pg_catalog.\"Odd\"(text)'::regprocedure, '+'::regoper \
+             FROM t TABLESAMPLE system (1) ORDER BY c USING >",
+        );
+        assert_eq!(names(&f.operators), vec!["pg_catalog.+", "=", ">"]);
+        assert_eq!(
+            names(&f.types),
+            vec![
+                "pg_catalog.int4",
+                "public.mood",
+                "regproc",
+                "regprocedure",
+                "regoper"
+            ]
+        );
+        assert_eq!(
+            names(&f.function_literals),
+            vec!["pg_read_file", "pg_catalog.Odd"]
+        );
+        assert_eq!(names(&f.operator_literals), vec!["+"]);
+        assert_eq!(names(&f.functions), vec!["system"]);
+    }
+
+    #[test]
+    fn between_is_its_two_comparisons() {
+        for sql in [
+            "SELECT 1 WHERE 2 BETWEEN 1 AND 3",
+            "SELECT 1 WHERE 2 NOT BETWEEN SYMMETRIC 3 AND 1",
+        ] {
+            assert_eq!(names(&facts(sql).operators), vec![">=", "<="], "{sql}");
+        }
+    }
+
+    #[test]
+    fn reg_literals_fold_like_postgresql() {
+        let q = |t: &str| QualName::from_reg_literal(t).map(|q| names(&[q])[0].clone());
+        assert_eq!(q("PG_READ_FILE").as_deref(), Some("pg_read_file"));
+        assert_eq!(
+            q(" pg_catalog . pg_ls_dir (text)").as_deref(),
+            Some("pg_catalog.pg_ls_dir")
+        );
+        assert_eq!(q("\"a\"\"b\".\"C d\"").as_deref(), Some("a\"b.C d"));
+        assert_eq!(q(""), None);
     }
 
     #[test]
