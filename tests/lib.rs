@@ -85,7 +85,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace` first (scripts/test does)",
+        "{} is missing: run `cargo build --workspace` and `cargo build -p iam-pgbroker-unguarded` first (scripts/test does)",
         path.display()
     );
     path
@@ -229,6 +229,10 @@ pub struct BrokerOptions {
     pub env: Vec<(String, String)>,
     /// Extra top-level TOML appended at the end (e.g. instance overrides).
     pub extra: String,
+    /// Run the test-only broker whose guard checks no function, operator,
+    /// type or relation (`iam-pgbroker-unguarded`, built by scripts/test
+    /// on its own), to show what PostgreSQL's privileges hold alone.
+    pub unguarded: bool,
 }
 
 /// A broker process with its own config and socket; killed on drop.
@@ -304,7 +308,13 @@ key_file = "{dir}/audit.key"
         );
         std::fs::write(dir.join("config.toml"), config).expect("write config");
         let log = std::fs::File::create(dir.join("broker.log")).expect("log file");
-        let child = Command::new(workspace_bin("iam-pgbroker"))
+        let (binary, unguarded) = if options.unguarded {
+            ("iam-pgbroker-unguarded", "1")
+        } else {
+            ("iam-pgbroker", "0")
+        };
+        let child = Command::new(workspace_bin(binary))
+            .env("IAM_PGBROKER_UNGUARDED_FOR_TESTS", unguarded)
             .arg("serve")
             .arg("--config")
             .arg(dir.join("config.toml"))
@@ -598,6 +608,35 @@ impl ExtraInstance {
     /// network with a fresh postgres password in the appliance's pwfile
     /// layout, and creates database `{db}` in it.
     pub fn start(tag: &str) -> ExtraInstance {
+        let image = docker(&[
+            "inspect",
+            "-f",
+            "{{.Config.Image}}",
+            &Appliance::get().container("czechidm"),
+        ]);
+        ExtraInstance::start_image(tag, &image)
+    }
+
+    /// Like [`ExtraInstance::start`], with PostgreSQL `major` (13, 15 or
+    /// 17) from scripts/build-pg-image (built locally on first use, a
+    /// minute or two; cached by tag afterwards).
+    pub fn start_major(tag: &str, major: &str) -> ExtraInstance {
+        let out = Command::new(repo_root().join("scripts/build-pg-image"))
+            .env("IAM_PG_MAJOR", major)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/build-pg-image");
+        assert!(
+            out.status.success(),
+            "build-pg-image {major} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let image = stdout.lines().last().unwrap_or_default().trim().to_owned();
+        ExtraInstance::start_image(tag, &image)
+    }
+
+    fn start_image(tag: &str, image: &str) -> ExtraInstance {
         let app = Appliance::get();
         let db = unique_name(tag).replace('_', "-");
         let container = app.container(&db);
@@ -612,12 +651,6 @@ impl ExtraInstance {
         std::fs::write(&pwfile, format!("{password}\n")).expect("pwfile");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let image = docker(&[
-            "inspect",
-            "-f",
-            "{{.Config.Image}}",
-            &app.container("czechidm"),
-        ]);
         let _ = Command::new("docker")
             .args(["rm", "-f", &container])
             .output();
@@ -640,7 +673,7 @@ impl ExtraInstance {
             &format!("{}:/secrets:ro", secrets.display()),
             "-e",
             "POSTGRES_PASSWORD_FILE=/secrets/postgres.pwfile",
-            &image,
+            image,
         ]);
         let instance = ExtraInstance { db, container };
         instance.wait_ready();

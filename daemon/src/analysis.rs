@@ -5,9 +5,10 @@
 //! parser (the guard) and, for the audit record, two more parser passes
 //! (normalized text and fingerprint): about 40 µs of CPU for a short
 //! lookup, which tools then send thousands of times with other values.
-//! None of it depends on anything but the text, the number of parameters
-//! and the session's mode — the guard's table is static — so the answer
-//! for a text seen before is a hash lookup.
+//! None of it depends on anything but the text, the number of parameters,
+//! the session's mode and the guard (its table is static; what `[guard]`
+//! allows in read sessions is part of the key, by the guard's id) — so the
+//! answer for a text seen before is a hash lookup.
 //!
 //! The cache is bounded in entries and in text length: a text longer than
 //! [`MAX_CACHED_TEXT`] is analysed every time and never kept.
@@ -68,10 +69,10 @@ impl Shape {
 
 impl Analysis {
     /// Converts the placeholders and asks the guard, without the cache.
-    pub fn compute(sql: &str, nparams: usize, mode: Mode) -> Analysis {
+    pub fn compute(sql: &str, nparams: usize, mode: Mode, guard: &SqlGuard) -> Analysis {
         let result = convert_placeholders(sql, nparams)
             .map(|text| Converted {
-                verdict: SqlGuard::new().check(&text, mode),
+                verdict: guard.check(&text, mode),
                 sql: Arc::from(text.as_ref()),
             })
             .map_err(|e| e.to_string());
@@ -91,21 +92,27 @@ impl Analysis {
     }
 }
 
-/// The analysis of `sql` with `nparams` parameters in a session of `mode`,
-/// from the broker-wide cache when the same text was seen before.
-pub fn analyze(sql: &str, nparams: usize, mode: Mode) -> Arc<Analysis> {
+/// The analysis of `sql` with `nparams` parameters in a session of `mode`
+/// under `guard`, from the broker-wide cache when the same text was seen
+/// before.
+pub fn analyze(sql: &str, nparams: usize, mode: Mode, guard: &SqlGuard) -> Arc<Analysis> {
     if sql.len() > MAX_CACHED_TEXT {
-        return Arc::new(Analysis::compute(sql, nparams, mode));
+        return Arc::new(Analysis::compute(sql, nparams, mode, guard));
     }
+    let key = Key {
+        nparams,
+        mode,
+        guard: guard.id(),
+    };
     let cache = CACHE.get_or_init(|| Mutex::new(Cache::default()));
-    if let Some(found) = lock(cache).get(sql, nparams, mode) {
+    if let Some(found) = lock(cache).get(sql, key) {
         return found;
     }
     // Computed outside the lock: a slow parse does not hold up everyone
     // else. Two sessions missing at once both compute; the second insert
     // replaces the first, with the same result.
-    let analysis = Arc::new(Analysis::compute(sql, nparams, mode));
-    lock(cache).insert(sql, nparams, mode, analysis.clone());
+    let analysis = Arc::new(Analysis::compute(sql, nparams, mode, guard));
+    lock(cache).insert(sql, key, analysis.clone());
     analysis
 }
 
@@ -116,8 +123,17 @@ pub fn cached() -> usize {
 
 static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
 
+/// What besides the text an answer depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    nparams: usize,
+    mode: Mode,
+    /// [`SqlGuard::id`]: what `[guard]` allows in read sessions.
+    guard: u64,
+}
+
 /// Entries by text (so a lookup borrows the client's `&str`, no
-/// allocation), then by (parameter count, mode) — almost always one.
+/// allocation), then by [`Key`] — almost always one.
 #[derive(Default)]
 struct Cache {
     by_text: HashMap<Box<str>, Vec<Entry>>,
@@ -126,33 +142,29 @@ struct Cache {
 }
 
 struct Entry {
-    nparams: usize,
-    mode: Mode,
+    key: Key,
     analysis: Arc<Analysis>,
     used: u64,
 }
 
 impl Cache {
-    fn get(&mut self, sql: &str, nparams: usize, mode: Mode) -> Option<Arc<Analysis>> {
+    fn get(&mut self, sql: &str, key: Key) -> Option<Arc<Analysis>> {
         self.clock += 1;
         let now = self.clock;
         let entry = self
             .by_text
             .get_mut(sql)?
             .iter_mut()
-            .find(|e| e.nparams == nparams && e.mode == mode)?;
+            .find(|e| e.key == key)?;
         entry.used = now;
         Some(entry.analysis.clone())
     }
 
-    fn insert(&mut self, sql: &str, nparams: usize, mode: Mode, analysis: Arc<Analysis>) {
+    fn insert(&mut self, sql: &str, key: Key, analysis: Arc<Analysis>) {
         self.clock += 1;
         let used = self.clock;
         if let Some(entries) = self.by_text.get_mut(sql) {
-            if let Some(e) = entries
-                .iter_mut()
-                .find(|e| e.nparams == nparams && e.mode == mode)
-            {
+            if let Some(e) = entries.iter_mut().find(|e| e.key == key) {
                 e.analysis = analysis;
                 e.used = used;
                 return;
@@ -162,8 +174,7 @@ impl Cache {
             self.evict();
         }
         self.by_text.entry(sql.into()).or_default().push(Entry {
-            nparams,
-            mode,
+            key,
             analysis,
             used,
         });
@@ -198,6 +209,18 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn analyze(sql: &str, nparams: usize, mode: Mode) -> Arc<Analysis> {
+        super::analyze(sql, nparams, mode, &SqlGuard::new())
+    }
+
+    fn key(mode: Mode) -> Key {
+        Key {
+            nparams: 0,
+            mode,
+            guard: 0,
+        }
+    }
 
     fn verdict(a: &Analysis) -> Option<&Result<Verdict, Refusal>> {
         a.result.as_ref().ok().map(|c| &c.verdict)
@@ -242,13 +265,36 @@ mod tests {
             ("SELECT 1; SELECT 2", Mode::Read),
         ];
         for (sql, mode) in texts {
-            let fresh = Analysis::compute(sql, 0, mode);
+            let fresh = Analysis::compute(sql, 0, mode, &SqlGuard::new());
             let first = analyze(sql, 0, mode);
             let again = analyze(sql, 0, mode);
             assert_eq!(verdict(&first), verdict(&fresh), "{sql}");
             assert_eq!(verdict(&again), verdict(&fresh), "{sql}");
             assert_eq!(again.shape(sql), fresh.shape(sql), "{sql}");
         }
+    }
+
+    #[test]
+    fn another_guard_is_another_answer() {
+        let sql = "SELECT analysis_helper()";
+        let plain = SqlGuard::new();
+        let allowing = SqlGuard::with_read_allowances(iam_pgbroker_sql::ReadAllowances {
+            functions: vec!["analysis_helper".into()],
+            ..Default::default()
+        });
+        let refused = super::analyze(sql, 0, Mode::Read, &plain);
+        let allowed = super::analyze(sql, 0, Mode::Read, &allowing);
+        assert!(verdict(&refused).is_some_and(|v| v.is_err()));
+        assert!(verdict(&allowed).is_some_and(|v| v.is_ok()));
+        // And each keeps its own answer.
+        assert!(Arc::ptr_eq(
+            &refused,
+            &super::analyze(sql, 0, Mode::Read, &plain)
+        ));
+        assert!(Arc::ptr_eq(
+            &allowed,
+            &super::analyze(sql, 0, Mode::Read, &allowing)
+        ));
     }
 
     #[test]
@@ -270,19 +316,27 @@ mod tests {
     #[test]
     fn eviction_keeps_the_cache_bounded_and_recent_entries() {
         let mut cache = Cache::default();
-        let dummy = || Arc::new(Analysis::compute("SELECT 1", 0, Mode::Read));
-        cache.insert("keep", 0, Mode::Read, dummy());
+        let dummy = || {
+            Arc::new(Analysis::compute(
+                "SELECT 1",
+                0,
+                Mode::Read,
+                &SqlGuard::new(),
+            ))
+        };
+        let read = key(Mode::Read);
+        cache.insert("keep", read, dummy());
         for i in 0..CAPACITY * 3 {
             // "keep" is used all the time, so it survives every eviction.
-            assert!(cache.get("keep", 0, Mode::Read).is_some(), "round {i}");
-            cache.insert(&format!("SELECT {i}"), 0, Mode::Read, dummy());
+            assert!(cache.get("keep", read).is_some(), "round {i}");
+            cache.insert(&format!("SELECT {i}"), read, dummy());
             assert!(cache.entries <= CAPACITY);
         }
         let counted: usize = cache.by_text.values().map(Vec::len).sum();
         assert_eq!(counted, cache.entries);
-        assert!(cache.get("SELECT 0", 0, Mode::Read).is_none());
+        assert!(cache.get("SELECT 0", read).is_none());
         assert!(cache
-            .get(&format!("SELECT {}", CAPACITY * 3 - 1), 0, Mode::Read)
+            .get(&format!("SELECT {}", CAPACITY * 3 - 1), read)
             .is_some());
     }
 }

@@ -15,6 +15,8 @@ pub struct Broker {
     config: RwLock<Arc<Config>>,
     resolver: ContainerResolver,
     pool: Arc<Pool>,
+    /// What read sessions log in as (never a superuser).
+    read_roles: crate::read_role::ReadRoles,
     stats: Stats,
     audit: AuditLog,
     /// Change requests: per-request locks and the key that seals them.
@@ -50,6 +52,7 @@ impl Broker {
             config: RwLock::new(Arc::new(config)),
             resolver,
             pool,
+            read_roles: Default::default(),
             stats: Stats::default(),
             audit,
             approvals: Default::default(),
@@ -154,6 +157,11 @@ impl Broker {
     /// The container resolver.
     pub fn resolver(&self) -> &ContainerResolver {
         &self.resolver
+    }
+
+    /// What read sessions log in as.
+    pub fn read_roles(&self) -> &crate::read_role::ReadRoles {
+        &self.read_roles
     }
 
     /// The password provider for a configuration snapshot.

@@ -69,6 +69,11 @@ pub struct Config {
     pub audit: crate::audit::AuditConfig,
     /// `[approval]`: change requests.
     pub approval: crate::approval::ApprovalConfig,
+    /// `[guard]`: what read sessions may run beyond what the guard knows.
+    pub guard: GuardConfig,
+    /// The statement guard built from `[guard]` once per load, so every
+    /// session of this configuration shares its verdict cache.
+    pub sql_guard: iam_pgbroker_sql::SqlGuard,
     /// Rules from the main file and the drop-ins, in load order.
     pub policy: Policy,
     /// The drop-in files that were read, in order.
@@ -160,6 +165,11 @@ pub struct DatabaseConfig {
     /// whose transaction stays open and idle longer (and rolls it back).
     /// 0 disables it. A rule may override it.
     pub idle_in_transaction_timeout_ms: u64,
+    /// The group role of read sessions whose database user holds
+    /// superuser-level power: they log in as `{read_role}_{uid}`, a member
+    /// of it that may read every table and nothing else (the broker creates
+    /// both; see docs/security.md).
+    pub read_role: String,
     /// Per-instance overrides, keyed by instance name.
     pub instance: BTreeMap<String, InstanceOverride>,
 }
@@ -173,8 +183,56 @@ impl Default for DatabaseConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout_ms: 60_000,
             idle_in_transaction_timeout_ms: 600_000,
+            read_role: "iam_pgbroker_read".into(),
             instance: BTreeMap::new(),
         }
+    }
+}
+
+/// `[guard]`: functions, operators and types an administrator allows in read
+/// sessions although the guard does not know them (the application's own
+/// read-only helpers, an extension it was not built with). Each entry is
+/// `name` or `schema.name`, `*` matching any run of characters. An entry
+/// never overrides a refusal of the guard's table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Functions read sessions may call.
+    pub read_functions: Vec<String>,
+    /// Operators read sessions may use.
+    pub read_operators: Vec<String>,
+    /// Types read sessions may name (casts, column definitions).
+    pub read_types: Vec<String>,
+}
+
+impl GuardConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (key, list) in [
+            ("read_functions", &self.read_functions),
+            ("read_operators", &self.read_operators),
+            ("read_types", &self.read_types),
+        ] {
+            for entry in list {
+                let bad = entry.is_empty()
+                    || entry.len() > 200
+                    || entry.chars().any(|c| c.is_whitespace() || c.is_control());
+                if bad {
+                    return Err(format!(
+                        "guard.{key} entry {entry:?} must be a name or schema.name (no spaces, at most 200 bytes)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The guard these allowances make.
+    pub fn sql_guard(&self) -> iam_pgbroker_sql::SqlGuard {
+        iam_pgbroker_sql::SqlGuard::with_read_allowances(iam_pgbroker_sql::ReadAllowances {
+            functions: self.read_functions.clone(),
+            operators: self.read_operators.clone(),
+            types: self.read_types.clone(),
+        })
     }
 }
 
@@ -308,6 +366,8 @@ struct MainFile {
     #[serde(default)]
     approval: crate::approval::ApprovalConfig,
     #[serde(default)]
+    guard: GuardConfig,
+    #[serde(default)]
     rule: Vec<toml::Spanned<RuleFile>>,
 }
 
@@ -381,6 +441,8 @@ impl Config {
             pool: main.pool,
             audit: main.audit,
             approval: main.approval,
+            sql_guard: main.guard.sql_guard(),
+            guard: main.guard,
             policy: Policy::new(rules),
             dropins,
         };
@@ -421,6 +483,20 @@ impl Config {
         }
         self.audit.validate().map_err(&invalid)?;
         self.approval.validate().map_err(&invalid)?;
+        self.guard.validate().map_err(&invalid)?;
+        let role = &self.database.read_role;
+        let plain = !role.is_empty()
+            && role.len() <= 40
+            && role.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !role.starts_with("pg_");
+        if !plain {
+            return Err(invalid(format!(
+                "database.read_role {role:?} must be a plain lower-case name (a-z, 0-9, _; at most 40; not pg_…)"
+            )));
+        }
         if self.limits.max_line_bytes < 1024 {
             return Err(invalid(
                 "limits.max_line_bytes must be at least 1024".into(),

@@ -57,6 +57,17 @@ pub enum RequestError {
     /// A configured limit was reached.
     #[error("{0}")]
     Limit(String),
+    /// A read session could not be given a role that is not a superuser
+    /// (see [`crate::read_role`]); nothing ran.
+    #[error("{0}")]
+    ReadRole(String),
+    /// A read session's connection turned out to be a superuser's: it was
+    /// closed before anything ran on it.
+    #[error("refusing to run a read session as {user}: PostgreSQL reports it a superuser")]
+    ReadAsSuperuser {
+        /// The database user.
+        user: String,
+    },
     /// A named object (a change request) does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -115,6 +126,10 @@ impl RequestError {
                 ErrorInfo::new(ErrorCode::Unavailable, self.to_string())
             }
             RequestError::Limit(m) => ErrorInfo::new(ErrorCode::Limit, m.clone()),
+            RequestError::ReadRole(m) => ErrorInfo::new(ErrorCode::Unavailable, m.clone()),
+            RequestError::ReadAsSuperuser { .. } => {
+                ErrorInfo::new(ErrorCode::Unavailable, self.to_string())
+            }
             RequestError::NotFound(m) => ErrorInfo::new(ErrorCode::NotFound, m.clone()),
             // The cause (a path, an errno) is for the journal, not the client.
             RequestError::Audit(_) => ErrorInfo::new(

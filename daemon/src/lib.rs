@@ -27,6 +27,7 @@ mod ops;
 pub mod peer;
 pub mod policy;
 pub mod pool;
+pub mod read_role;
 pub mod secrets;
 pub mod server;
 pub mod service;

@@ -1,11 +1,14 @@
 //! Warm server connections, so opening a session costs no SCRAM handshake
 //! and no Docker round trip.
 //!
-//! Connections are pooled per [`PoolKey`]: address, port, database, user,
-//! role, timeouts and (a keyed hash of) the password, so a rotated password
-//! or a moved container simply stops matching the old connections, which
-//! then age out. A connection comes back only when its session ended
-//! cleanly, rolled back, and passed the reset ([`RESET_SQL`]).
+//! Connections are pooled per [`PoolKey`]: the OS user they served,
+//! address, port, database, user, role, timeouts and (a keyed hash of) the
+//! password, so a rotated password or a moved container simply stops
+//! matching the old connections, which then age out, and no connection
+//! ever passes from one OS user to another. A connection comes back only
+//! when its session ended cleanly, rolled back, and passed the reset
+//! ([`RESET_SQL`]), which leaves nothing of the session behind — not even
+//! the broker's own prepared statements or the session's name.
 
 use crate::sync::lock;
 use std::collections::hash_map::DefaultHasher;
@@ -20,10 +23,17 @@ use tracing::debug;
 
 /// Resets a returning connection for whoever uses it next. The guard
 /// refuses every statement that could leave such state; this is the second
-/// line. `RESET ALL` keeps the startup options (our timeouts) and the role
-/// (not a RESET ALL parameter), which belong to the pool key.
-pub const RESET_SQL: &str =
-    "RESET ALL; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP";
+/// line. `RESET ALL` goes back to the startup options — our timeouts and
+/// the neutral [`IDLE_APPLICATION_NAME`] — and keeps the role (not a RESET
+/// ALL parameter), which belong to the pool key. `DEALLOCATE ALL` drops the
+/// broker's own prepared statements too (their texts, literals included,
+/// are in `pg_prepared_statements`): the cache is cleared with them.
+pub const RESET_SQL: &str = "CLOSE ALL; RESET ALL; DEALLOCATE ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD SEQUENCES; DISCARD TEMP";
+
+/// The name of a connection no session is using: its startup name, which
+/// `RESET ALL` returns to. A session names it with its first statement.
+pub const IDLE_APPLICATION_NAME: &str = "pgbroker pool";
 
 /// How long a returning connection's reset may take.
 const RESET_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,6 +42,8 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(2);
 /// when every field is equal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
+    /// The OS user whose sessions use it.
+    pub uid: u32,
     /// Container address.
     pub addr: IpAddr,
     /// Port.
@@ -69,6 +81,8 @@ impl PoolKey {
 pub struct ServerConn {
     /// The client half (shared with a reset running in the background).
     pub client: Arc<Client>,
+    /// PostgreSQL reported the session user a superuser at startup.
+    pub superuser: bool,
     /// The task driving the socket.
     pub connection: JoinHandle<()>,
     /// The reset sent when the last session ended: whether it worked.
@@ -84,9 +98,10 @@ const STATEMENT_CACHE: usize = 256;
 
 impl ServerConn {
     /// Wraps a fresh connection.
-    pub fn new(client: Client, connection: JoinHandle<()>) -> ServerConn {
+    pub fn new(client: Client, connection: JoinHandle<()>, superuser: bool) -> ServerConn {
         ServerConn {
             client: Arc::new(client),
+            superuser,
             connection,
             reset: None,
             statements: HashMap::new(),
@@ -130,9 +145,18 @@ impl ServerConn {
     /// next waits in [`ServerConn::ready`] (by then the answer is usually
     /// long there). A server that does not answer within 2 s fails it.
     pub fn reset_in_background(&mut self) {
+        // Dropping the statements closes them on the server (tokio-postgres
+        // sends Close, queued ahead of the reset); DEALLOCATE ALL makes sure.
+        self.statements.clear();
         let client = self.client.clone();
         self.reset = Some(tokio::spawn(async move {
-            match tokio::time::timeout(RESET_TIMEOUT, client.batch_execute(RESET_SQL)).await {
+            let reset = async {
+                client.batch_execute(RESET_SQL).await?;
+                // An empty query, so that pg_stat_activity shows no text of
+                // the session (nor the reset) while the connection idles.
+                client.batch_execute("").await
+            };
+            match tokio::time::timeout(RESET_TIMEOUT, reset).await {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
                     debug!(cause = %e, "reset failed; the connection will not be used again");
@@ -284,7 +308,8 @@ impl Pool {
             .iter()
             .map(|(k, list)| PoolStat {
                 target: format!(
-                    "{}{}@{}:{}/{}",
+                    "uid {} {}{}@{}:{}/{}",
+                    k.uid,
                     k.user,
                     k.db_role
                         .as_deref()

@@ -16,6 +16,12 @@ impl Password {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A password the broker derived itself (a read role's, from its
+    /// superuser's: [`crate::read_role`]).
+    pub(crate) fn derived(secret: String) -> Password {
+        Password(secret)
+    }
 }
 
 impl std::fmt::Debug for Password {

@@ -15,6 +15,12 @@ use tracing::{error, info};
 
 /// Runs the broker until SIGTERM or SIGINT.
 pub fn serve(path: &Path) -> ExitCode {
+    if !iam_pgbroker_sql::SqlGuard::function_checks_enabled() {
+        error!(
+            "TEST BUILD: the SQL guard's function, operator, type and relation checks are OFF \
+             (a test-only build of the broker); never run this in production"
+        );
+    }
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {

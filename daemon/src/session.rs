@@ -9,12 +9,12 @@
 use crate::analysis::Analysis;
 use crate::error::RequestError;
 use crate::frame::FrameWriter;
-use crate::pool::{Pool, PoolKey, ServerConn};
+use crate::pool::{Pool, PoolKey, ServerConn, IDLE_APPLICATION_NAME};
 use crate::secrets::Password;
 use crate::types::{is_supported, write_json_str, CellWriter, RawCell, TextParam};
 use futures_util::{pin_mut, TryStreamExt};
 use iam_pgbroker_proto::{Column, Response};
-use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, Verdict};
+use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
 use serde_json::Value;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -52,6 +52,9 @@ impl std::fmt::Display for ServerTarget {
 /// What a session may do, fixed at open from the granting rule.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
+    /// The OS user the session serves: its pooled connections serve no one
+    /// else.
+    pub owner_uid: u32,
     /// Read-only (the default) or read-write.
     pub readonly: bool,
     /// Write sessions may change the schema.
@@ -147,11 +150,13 @@ pub struct Session {
     /// some time later and cancels whatever runs then, so the connection
     /// is never pooled: it could cancel the next session's statement.
     cancelled: bool,
-    /// A pooled connection this session has not used yet.
+    /// A connection this session has not used yet.
     first_use: Option<FirstUse>,
+    /// The guard that checks this session's statements.
+    guard: SqlGuard,
 }
 
-/// What a session owes a pooled connection before its first transaction.
+/// What a session owes its connection before its first transaction.
 struct FirstUse {
     /// `SET application_name = …`, sent together with the first `BEGIN`.
     set: String,
@@ -181,6 +186,7 @@ impl Session {
         pool: Arc<Pool>,
     ) -> Result<Session, RequestError> {
         let key = PoolKey {
+            uid: settings.owner_uid,
             addr: target.addr,
             port: target.port,
             dbname: target.dbname.clone(),
@@ -190,34 +196,32 @@ impl Session {
             idle_in_transaction_timeout_ms: settings.idle_in_transaction_timeout_ms,
             password_hash: PoolKey::hash_password(password.expose()),
         };
-        // A pooled connection still carries the name of the session that
-        // used it last; this session's name goes out with its first BEGIN
-        // (no round trip of its own at open). A new connection starts with
-        // the name.
-        let (conn, first_use) = match pool.take(&key) {
-            Some(conn) => {
-                let set = format!(
-                    "SET application_name = '{}'",
-                    application_name.replace('\'', "''")
-                );
-                let again = Reconnect {
-                    target: target.clone(),
-                    password: password.clone(),
-                    application_name: application_name.to_owned(),
-                    settings: settings.clone(),
-                };
-                (
-                    conn,
-                    Some(FirstUse {
-                        set,
-                        again: Box::new(again),
-                    }),
-                )
-            }
-            None => (
-                connect(target, password, application_name, settings).await?,
-                None,
+        // Every connection starts with the pool's neutral name (the one
+        // RESET ALL returns to); this session's name goes out with its
+        // first BEGIN (no round trip of its own at open).
+        let conn = match pool.take(&key) {
+            Some(conn) => conn,
+            None => connect(target, password, IDLE_APPLICATION_NAME, settings).await?,
+        };
+        if settings.readonly && conn.superuser {
+            // The second line behind read_role: never a superuser session
+            // for a read grant, whatever the broker believed of the user.
+            conn.discard();
+            return Err(RequestError::ReadAsSuperuser {
+                user: target.user.clone(),
+            });
+        }
+        let first_use = FirstUse {
+            set: format!(
+                "SET application_name = '{}'",
+                application_name.replace('\'', "''")
             ),
+            again: Box::new(Reconnect {
+                target: target.clone(),
+                password: password.clone(),
+                application_name: IDLE_APPLICATION_NAME.to_owned(),
+                settings: settings.clone(),
+            }),
         };
         let mode = if settings.readonly {
             Mode::Read
@@ -233,8 +237,15 @@ impl Session {
             txn: Txn::Idle,
             chunks: settings.chunks,
             cancelled: false,
-            first_use,
+            first_use: Some(first_use),
+            guard: SqlGuard::new(),
         })
+    }
+
+    /// Checks this session's statements with `guard` (the configuration's,
+    /// with what `[guard]` allows in read sessions) instead of the plain one.
+    pub fn set_guard(&mut self, guard: SqlGuard) {
+        self.guard = guard;
     }
 
     fn conn(&mut self) -> Result<&mut ServerConn, RequestError> {
@@ -284,8 +295,16 @@ impl Session {
                         &again.settings,
                     )
                     .await?;
+                    if self.readonly && fresh.superuser {
+                        fresh.discard();
+                        return Err(RequestError::ReadAsSuperuser {
+                            user: again.target.user.clone(),
+                        });
+                    }
                     self.conn = Some(fresh);
-                    self.client()?.batch_execute(begin).await?;
+                    if !self.begin_first(&first.set, begin).await? {
+                        return Err(RequestError::ConnectionLost);
+                    }
                 }
             }
         }
@@ -361,7 +380,7 @@ impl Session {
     /// same mode) is answered from the broker-wide cache
     /// ([`crate::analysis`]) without parsing it again.
     pub fn check(&self, sql: &str, nparams: usize) -> Result<Checked, Rejected> {
-        let analysis = crate::analysis::analyze(sql, nparams, self.mode);
+        let analysis = crate::analysis::analyze(sql, nparams, self.mode, &self.guard);
         let converted = match &analysis.result {
             Ok(converted) => converted,
             Err(e) => {
@@ -651,8 +670,9 @@ pub fn application_name_cut(mut name: String) -> String {
     name
 }
 
-/// A new connection to `target`.
-async fn connect(
+/// A new connection to `target`, named `application_name` until a session
+/// names it.
+pub(crate) async fn connect(
     target: &ServerTarget,
     password: &Password,
     application_name: &str,
@@ -695,6 +715,9 @@ async fn connect(
             )))
         }
     };
+    // PostgreSQL reports it at startup (and whenever the session
+    // authorization changes, which the guard refuses).
+    let superuser = connection.parameter("is_superuser") != Some("off");
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
             debug!(cause = %e, "database connection ended with an error");
@@ -713,7 +736,7 @@ async fn connect(
             });
         }
     }
-    Ok(ServerConn::new(client, connection))
+    Ok(ServerConn::new(client, connection, superuser))
 }
 
 async fn flush_chunk<W: AsyncWrite + Unpin>(

@@ -7,6 +7,7 @@ mod bad_input;
 mod docs;
 mod faults;
 mod guard;
+mod least_privilege;
 mod limits;
 mod ops_cli;
 mod ops_daemon;

@@ -111,9 +111,13 @@ fn a_role_bound_session_never_reuses_an_unbound_connection() {
         policy: Some(policy),
         ..Default::default()
     });
-    // Root warms an unbound postgres connection to bridge…
+    // Root warms an unbound connection to bridge (a read session as the
+    // superuser postgres: it runs as root's read role)…
     let mut raw = RawClient::open(&broker, json!({"db": "bridge"}));
-    assert_eq!(row(&mut raw, "SELECT current_user"), json!(["postgres"]));
+    assert_eq!(
+        row(&mut raw, "SELECT current_user"),
+        json!(["iam_pgbroker_read_0"])
+    );
     close(raw);
     // …which the reader, bound to iam_reader, must not get.
     let ran = run(iam_pg(READER, &broker).args([

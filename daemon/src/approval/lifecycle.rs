@@ -924,6 +924,7 @@ async fn connect(
         user: r.db_user.clone(),
     };
     let settings = SessionSettings {
+        owner_uid: actor.peer.uid,
         readonly: false,
         ddl: false,
         db_role: stored.db_role.clone(),
@@ -1061,6 +1062,7 @@ fn target_of(stored: &StoredRequest) -> AuditTarget {
         db_user: stored.request.db_user.clone(),
         container: None,
         address: None,
+        read_role: None,
     }
 }
 

@@ -156,6 +156,10 @@ pub struct AuditTarget {
     /// `address:port` connected to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The role a read session logged in as instead of `db_user`, which
+    /// holds superuser-level power (see `read_role`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_role: Option<String>,
 }
 
 #[cfg(test)]

@@ -182,6 +182,7 @@ async fn establish(
     };
     let app_name = application_name(session_id, &conn.peer);
     let settings = SessionSettings {
+        owner_uid: conn.peer.uid,
         readonly: params.readonly,
         ddl: rule.ddl,
         db_role: rule.db_role.clone(),
@@ -199,15 +200,73 @@ async fn establish(
             max_bytes: config.limits.max_result_bytes,
         },
     };
-    let pool = conn.broker.pool().clone();
-    match Session::open(&target, &password, &app_name, &settings, pool).await {
-        Ok(session) => Ok((rule, session)),
+    let opened = if params.readonly {
+        open_read(conn, &target, &password, &app_name, &settings, audit_target).await
+    } else {
+        let pool = conn.broker.pool().clone();
+        Session::open(&target, &password, &app_name, &settings, pool).await
+    };
+    match opened {
+        Ok(mut session) => {
+            session.set_guard(config.sql_guard.clone());
+            Ok((rule, session))
+        }
         Err(e) => {
             // The address may be stale (the container moved between an event
             // and now): ask Docker again next time.
             conn.broker.resolver().invalidate(&target.container);
             Err((e, granted()))
         }
+    }
+}
+
+/// A read session: as the database user when it holds no superuser-level
+/// power, else as the OS user's read role ([`crate::read_role`]). A read
+/// role that cannot log in (another broker or an administrator changed it)
+/// is provisioned again, once; a user the broker believed harmless who
+/// turns out a superuser gets the read role instead.
+async fn open_read(
+    conn: &ClientConnection,
+    target: &ServerTarget,
+    password: &crate::secrets::Password,
+    app_name: &str,
+    settings: &SessionSettings,
+    audit_target: &mut AuditTarget,
+) -> Result<Session, RequestError> {
+    let roles = conn.broker.read_roles();
+    let group = conn.broker.config().database.read_role.clone();
+    let mut retried = false;
+    loop {
+        let login = roles
+            .login(target, password, conn.peer.uid, &group, settings)
+            .await?;
+        audit_target.read_role = login.read_role.clone();
+        let pool = conn.broker.pool().clone();
+        match Session::open(&login.target, &login.password, app_name, settings, pool).await {
+            Ok(session) => return Ok(session),
+            Err(RequestError::ReadAsSuperuser { .. }) if !retried && login.read_role.is_none() => {
+                warn!(db_user = %target.user, "database user is a superuser after all; using the read role");
+                roles.mark_privileged(target);
+            }
+            Err(RequestError::Connect { source, .. })
+                if !retried
+                    && login.read_role.is_some()
+                    && source
+                        .as_db_error()
+                        .is_some_and(|db| matches!(db.code().code(), "28P01" | "28000")) =>
+            {
+                let role = login.read_role.as_deref().unwrap_or_default();
+                warn!(
+                    role,
+                    "the read role could not log in; provisioning it again"
+                );
+                roles
+                    .reprovision(target, password, &group, role, settings)
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
+        retried = true;
     }
 }
 
