@@ -8,6 +8,7 @@
 use crate::run::{exit_status, EXIT_DATABASE, EXIT_USAGE};
 use crate::script;
 use clap::{Args, Parser, Subcommand};
+use iam_pgbroker_proto::display::{escape_line, escape_text};
 use iam_pgbroker_proto::{DEFAULT_DB, DEFAULT_DB_USER};
 use iam_pgconnect::{
     ApprovalRequest, Approvals, Change, Config, Error, RequestList, RequestState, ToParam,
@@ -235,12 +236,14 @@ pub fn main(args: ApprovalArgs) -> ExitCode {
     let answer = match result {
         Ok(answer) => answer,
         Err(err) => {
-            eprintln!("iam-pg: error: {err}");
+            // A request's errors quote its statements and values: the
+            // requester's text, on the approver's terminal.
+            eprintln!("iam-pg: error: {}", escape_line(&err.to_string()));
             if let Some(detail) = err.detail() {
-                eprintln!("DETAIL:  {detail}");
+                eprintln!("DETAIL:  {}", escape_line(detail));
             }
             if let Some(hint) = err.hint() {
-                eprintln!("HINT:  {hint}");
+                eprintln!("HINT:  {}", escape_line(hint));
             }
             return ExitCode::from(exit_status(err.code()));
         }
@@ -373,7 +376,7 @@ fn print_submitted(out: &mut impl Write, r: &ApprovalRequest) -> io::Result<()> 
             out,
             "  {}. {} → {}",
             i + 1,
-            one_line(&s.sql),
+            escape_line(&one_line(&s.sql)),
             rows(s.dry_run_rows)
         )?;
     }
@@ -388,41 +391,53 @@ fn print_request(out: &mut impl Write, r: &ApprovalRequest) -> io::Result<()> {
         }
         state => writeln!(out, "state      {state}")?,
     }
-    writeln!(out, "requester  {}, {}", r.requester, when(&r.submitted))?;
+    writeln!(
+        out,
+        "requester  {}, {}",
+        escape_line(&r.requester.to_string()),
+        when(&r.submitted)
+    )?;
     writeln!(
         out,
         "target     {} as {} (database {})",
-        r.db, r.db_user, r.dbname
+        escape_line(&r.db),
+        escape_line(&r.db_user),
+        escape_line(&r.dbname)
     )?;
-    writeln!(out, "reason     {}", r.reason)?;
-    writeln!(out, "rule       {}", r.rule)?;
+    writeln!(out, "reason     {}", escape_line(&r.reason))?;
+    writeln!(out, "rule       {}", escape_line(&r.rule))?;
     if let Some(by) = &r.decided_by {
         let verb = match r.state {
             RequestState::Rejected => "rejected",
             RequestState::Cancelled => "cancelled",
             _ => "approved",
         };
-        write!(out, "{verb:<10} by {by}")?;
+        write!(out, "{verb:<10} by {}", escape_line(&by.to_string()))?;
         if let Some(at) = &r.decided_at {
             write!(out, ", {}", when(at))?;
         }
         writeln!(out)?;
     }
     if let Some(comment) = &r.comment {
-        writeln!(out, "comment    {comment}")?;
+        writeln!(out, "comment    {}", escape_line(comment))?;
     }
     if let Some(error) = &r.error {
-        writeln!(out, "error      {error}")?;
+        writeln!(out, "error      {}", escape_line(&error.to_string()))?;
     }
-    writeln!(out, "statements")?;
+    let n = r.statements.len();
+    writeln!(
+        out,
+        "statements ({n}; control characters shown escaped, a statement's further lines behind |)"
+    )?;
     for (i, s) in r.statements.iter().enumerate() {
-        writeln!(out, "  {}. {}", i + 1, s.sql)?;
-        if !s.params.is_empty() {
-            writeln!(
-                out,
-                "     params: {}",
-                serde_json::to_string(&s.params).unwrap_or_default()
-            )?;
+        print_statement(out, i + 1, &s.sql)?;
+        for (k, p) in s.params.iter().enumerate() {
+            let shown = match p {
+                serde_json::Value::String(text) => format!("'{}'", text.replace('\'', "''")),
+                serde_json::Value::Null => "NULL".to_owned(),
+                other => other.to_string(),
+            };
+            writeln!(out, "     ${} = {}", k + 1, escape_line(&shown))?;
         }
         match s.rows {
             Some(n) if n != s.dry_run_rows => writeln!(
@@ -439,6 +454,19 @@ fn print_request(out: &mut impl Write, r: &ApprovalRequest) -> io::Result<()> {
             )?,
             None => writeln!(out, "     dry run: {}", rows(s.dry_run_rows))?,
         }
+    }
+    Ok(())
+}
+
+/// Statement `n`: its first line after the number, every further line
+/// behind a `|` gutter, so no line of a statement can pass for the start
+/// of another, and every control character escaped.
+fn print_statement(out: &mut impl Write, n: usize, sql: &str) -> io::Result<()> {
+    let text = escape_text(sql);
+    let mut lines = text.split('\n');
+    writeln!(out, "  {n}. {}", lines.next().unwrap_or_default())?;
+    for line in lines {
+        writeln!(out, "     | {line}")?;
     }
     Ok(())
 }
@@ -463,10 +491,10 @@ fn print_list(out: &mut impl Write, requests: &[ApprovalRequest]) -> io::Result<
             "{:<16}  {:<9}  {:<24}  {:<24}  {:<23}  {}",
             r.id,
             r.state.as_str(),
-            cut(&requester, 24),
-            cut(&format!("{}@{}", r.db_user, r.db), 24),
+            cut(&escape_line(&requester), 24),
+            cut(&escape_line(&format!("{}@{}", r.db_user, r.db)), 24),
             when(&r.submitted),
-            one_line(&r.reason)
+            escape_line(&one_line(&r.reason))
         )?;
     }
     Ok(())
@@ -493,6 +521,81 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<ApprovalArgs, clap::Error> {
         ApprovalArgs::try_parse_from(std::iter::once("iam-pg").chain(args.iter().copied()))
+    }
+
+    /// The attack of issue 14: a CR and an erase-line sequence that would
+    /// redraw the approver's screen to show an innocent statement.
+    #[test]
+    fn request_text_cannot_redraw_the_screen() {
+        let sql = "UPDATE idm_identity SET version = version + 1 WHERE username = CASE WHEN x \
+                   THEN %s ELSE 'admin' END /*\r  1. UPDATE … WHERE username = %s\x1b[K -- ok */\n\
+                   \u{202e}2. DELETE";
+        let r = ApprovalRequest {
+            id: "0123456789abcdef".into(),
+            state: RequestState::Pending,
+            db: "czechidm".into(),
+            dbname: "czechidm".into(),
+            db_user: "czechidm".into(),
+            requester: iam_pgbroker_proto::Person {
+                uid: 1001,
+                user: Some("req\x1b]0;x\x07".into()),
+            },
+            reason: "INC-4711\nstatements\n  1. harmless\u{9b}2J".into(),
+            rule: "requests".into(),
+            statements: vec![iam_pgbroker_proto::RequestStatement {
+                sql: sql.into(),
+                params: vec![serde_json::json!("oriha\r\x1b[1A"), serde_json::Value::Null],
+                kind: "UPDATE".into(),
+                dry_run_rows: 1,
+                rows: None,
+            }],
+            submitted: "2026-12-06T10:00:00Z".into(),
+            expires: "2026-12-07T10:00:00Z".into(),
+            decided_by: None,
+            decided_at: None,
+            comment: Some("ok\x08\x08no".into()),
+            error: None,
+        };
+        for printed in [
+            {
+                let mut out = Vec::new();
+                print_request(&mut out, &r).unwrap();
+                out
+            },
+            {
+                let mut out = Vec::new();
+                print_list(&mut out, std::slice::from_ref(&r)).unwrap();
+                out
+            },
+            {
+                let mut out = Vec::new();
+                print_submitted(&mut out, &r).unwrap();
+                out
+            },
+        ] {
+            let text = String::from_utf8(printed).unwrap();
+            let bad: Vec<char> = text
+                .chars()
+                .filter(|&c| iam_pgbroker_proto::display::is_unsafe(c) && c != '\n')
+                .collect();
+            assert!(bad.is_empty(), "{bad:?} in\n{text}");
+        }
+        let mut out = Vec::new();
+        print_request(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("statements (1;"), "{text}");
+        assert!(text.contains("\\r  1. UPDATE"), "{text}");
+        assert!(text.contains("\\x1b[K"), "{text}");
+        // The statement's second line is behind the gutter, not a "2.".
+        assert!(text.contains("\n     | \\u{202e}2. DELETE\n"), "{text}");
+        assert!(
+            text.contains("     $1 = 'oriha\\r\\x1b[1A'\n     $2 = NULL\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reason     INC-4711\\nstatements\\n  1. harmless\\u{9b}2J\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -195,8 +195,11 @@ pub fn fetch_status(socket: &Path) -> Result<serde_json::Value, String> {
     }
 }
 
-/// `status` for a person.
+/// `status` for a person. User names, instance names and pool targets
+/// come from other people's sessions: each is escaped
+/// ([`iam_pgbroker_proto::display`]) so none of it drives the terminal.
 pub fn status_text(status: &serde_json::Value) -> String {
+    use iam_pgbroker_proto::display::escape_line;
     let mut out = String::new();
     let uptime = status["uptime_s"].as_u64().unwrap_or(0);
     let _ = writeln!(
@@ -215,11 +218,15 @@ pub fn status_text(status: &serde_json::Value) -> String {
     if let Some(open) = status["open"].as_array().filter(|a| !a.is_empty()) {
         out.push_str("\nopen sessions\n  USER (UID)                DB              SESSIONS\n");
         for o in open {
-            let who = format!("{} ({})", o["user"].as_str().unwrap_or("?"), o["uid"]);
+            let who = format!(
+                "{} ({})",
+                escape_line(o["user"].as_str().unwrap_or("?")),
+                o["uid"]
+            );
             let _ = writeln!(
                 out,
                 "  {who:<25} {:<15} {}",
-                o["db"].as_str().unwrap_or("?"),
+                escape_line(o["db"].as_str().unwrap_or("?")),
                 o["sessions"]
             );
         }
@@ -227,7 +234,7 @@ pub fn status_text(status: &serde_json::Value) -> String {
     if let Some(errors) = status["errors"].as_object().filter(|e| !e.is_empty()) {
         out.push_str("\nerrors by code\n");
         for (code, n) in errors {
-            let _ = writeln!(out, "  {code:<20} {n}");
+            let _ = writeln!(out, "  {:<20} {n}", escape_line(code));
         }
     }
     if let Some(pools) = status["pools"].as_array().filter(|p| !p.is_empty()) {
@@ -236,7 +243,7 @@ pub fn status_text(status: &serde_json::Value) -> String {
             let _ = writeln!(
                 out,
                 "  {:<60} {}",
-                p["target"].as_str().unwrap_or("?"),
+                escape_line(p["target"].as_str().unwrap_or("?")),
                 p["idle"]
             );
         }

@@ -22,6 +22,7 @@ pub mod docker;
 pub mod error;
 pub mod frame;
 pub mod listener;
+pub mod log_writer;
 pub mod notify;
 mod ops;
 pub mod peer;

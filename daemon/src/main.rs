@@ -137,11 +137,15 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Colours only for a person at a terminal; journald and log files get
+    // plain text. Either way, text someone else wrote (process names,
+    // statements in errors) cannot drive the reader's terminal.
+    let colours = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal; journald and log files
-        // get plain text.
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(move || {
+            iam_pgbroker::log_writer::EscapingWriter::new(std::io::stderr(), colours)
+        })
+        .with_ansi(colours)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod approval;
+pub mod display;
 mod error;
 mod request;
 mod response;

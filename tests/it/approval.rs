@@ -761,3 +761,93 @@ fn store_is_empty(dir: &Path) -> bool {
         .map(|entries| entries.count() == 0)
         .unwrap_or(true)
 }
+
+/// Whether `text` holds a character a terminal would act on (a line feed
+/// ends a line and is fine).
+fn drives_a_terminal(text: &str) -> bool {
+    text.chars()
+        .any(|c| c != '\n' && iam_pgbroker_proto::display::is_unsafe(c))
+}
+
+/// The requester's text — statement, parameter, reason — reaches the
+/// approver's screen, the auditor's and the administrator's log with
+/// every control character shown escaped, so it cannot redraw what they
+/// see (the attack: a CR and an erase-line that make a statement look like
+/// another).
+#[test]
+fn a_requesters_text_never_drives_another_persons_terminal() {
+    let (broker, _dir) = start(None, "");
+    let t = table("(1, 'a', 0)");
+    let sql = format!(
+        "UPDATE {t} SET n = n + 1 WHERE note = %s /*\r  1. UPDATE {t} SET n = 0\x1b[K -- harmless */"
+    );
+    let ran = pg(
+        REQUESTER,
+        &broker,
+        &[
+            "request",
+            "-U",
+            "czechidm",
+            "--reason",
+            "INC-1\r\x1b[2J\u{202e}looks fine",
+            "--json",
+            "-c",
+            &sql,
+            "-p",
+            "a\x1b[1A",
+        ],
+    );
+    assert_eq!(ran.code, 0, "submit: {ran:?}");
+    let request = json_of(&ran);
+    // --json stays the raw text.
+    assert_eq!(request["statements"][0]["sql"], sql.as_str());
+    let id = request["id"].as_str().unwrap_or_default().to_owned();
+    for view in [vec!["request", "show", id.as_str()], vec!["requests"]] {
+        let ran = pg(APPROVER, &broker, &view);
+        assert!(
+            !drives_a_terminal(&ran.stdout) && !drives_a_terminal(&ran.stderr),
+            "{view:?}: {ran:?}"
+        );
+        assert!(
+            ran.stdout.contains("\\x1b["),
+            "{view:?} shows the escape: {ran:?}"
+        );
+    }
+    let shown = pg(APPROVER, &broker, &["request", "show", &id]);
+    assert!(shown.stdout.contains("statements (1;"), "{shown:?}");
+    assert!(shown.stdout.contains("$1 = 'a\\x1b[1A'"), "{shown:?}");
+    assert!(
+        shown
+            .stdout
+            .contains("reason     INC-1\\r\\x1b[2J\\u{202e}looks fine"),
+        "{shown:?}"
+    );
+    // The approval's answer, and the audit and the log afterwards.
+    let approved = pg(APPROVER, &broker, &["approve", &id]);
+    assert!(
+        !drives_a_terminal(&approved.stdout) && !drives_a_terminal(&approved.stderr),
+        "{approved:?}"
+    );
+    let audit = run(Command::new(workspace_bin("iam-pgbroker"))
+        .args(["audit", "show"])
+        .arg(broker.dir.join("audit.jsonl")));
+    assert_eq!(audit.code, 0, "{audit:?}");
+    assert!(audit.stdout.contains("\\x1b[K"), "{audit:?}");
+    assert!(!drives_a_terminal(&audit.stdout), "{audit:?}");
+    // A session's reason is in the broker's log line for it.
+    let opened = run(iam_pg(REQUESTER, &broker).args([
+        "-U",
+        "czechidm",
+        "--reason",
+        "ticket\r\x1b]0;owned\x07",
+        "-c",
+        "SELECT 1",
+    ]));
+    assert_eq!(opened.code, 0, "{opened:?}");
+    let log = broker.log();
+    assert!(
+        log.contains("ticket\\r") && log.contains("]0;owned"),
+        "{log}"
+    );
+    assert!(!drives_a_terminal(&log), "the broker's log: {log:?}");
+}

@@ -408,16 +408,18 @@ fn table_row(v: &Value) -> String {
         _ => String::new(),
     };
     let event = v["event"].as_str().unwrap_or("?");
-    format!(
+    let row = format!(
         "{time:<19}  {:<18} {:<22} {:<17} {:<24} {}",
         cut(&who, 18),
         cut(&db, 22),
         cut(event, 17),
         cut(&outcome_text(v), 24),
         cut(&what(v), WHAT_CHARS)
-    )
-    .trim_end()
-    .to_owned()
+    );
+    // Statements, reasons, process names and user names are the writer's
+    // text, read here by someone else: nothing in them reaches the
+    // reader's terminal as a control character.
+    iam_pgbroker_proto::display::escape_line(row.trim_end()).into_owned()
 }
 
 fn outcome_text(v: &Value) -> String {
@@ -557,6 +559,41 @@ mod tests {
         let mut out = Vec::new();
         show(&[path], filter, json, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_writers_text_cannot_drive_the_readers_terminal() {
+        let v = json!({
+            "time": "2026-12-06T10:00:00.000Z",
+            "event": "statement",
+            "peer": {"uid": 1001, "user": "mallory\u{1b}]0;x\u{7}", "process": "x\rroot"},
+            "target": {"db": "czechidm", "db_user": "postgres"},
+            "sql": "SELECT 1 /*\r\u{1b}[2K harmless */\n  FROM t\u{202e}",
+        });
+        let row = table_row(&v);
+        assert!(
+            !row.chars().any(iam_pgbroker_proto::display::is_unsafe),
+            "{row:?}"
+        );
+        // Whitespace (CR and line feeds included) is one space in a table
+        // row; everything else a terminal acts on is escaped.
+        assert!(
+            row.contains("/* \\x1b[2K harmless */ FROM t\\u{202e}"),
+            "{row}"
+        );
+        let open = json!({
+            "time": "2026-12-06T10:00:00.000Z",
+            "event": "session_open",
+            "peer": {"uid": 1001, "user": "mallory", "process": "tool\u{1b}[31m"},
+            "target": {"db": "czechidm", "db_user": "postgres"},
+            "mode": "read",
+            "reason": "INC-1\r\u{9b}2J",
+        });
+        let row = table_row(&open);
+        assert!(
+            !row.chars().any(iam_pgbroker_proto::display::is_unsafe),
+            "{row:?}"
+        );
     }
 
     #[test]
