@@ -301,7 +301,37 @@ impl ReadRoles {
             .client
             .batch_execute(&format!("BEGIN;\n{sql}COMMIT;"))
             .await;
+        let definers = match result {
+            Ok(()) => conn
+                .client
+                .simple_query(&definer_sql(group))
+                .await
+                .map(|rows| {
+                    rows.iter()
+                        .filter_map(|m| match m {
+                            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                                row.get(0).map(str::to_owned)
+                            }
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
         conn.discard();
+        if !definers.is_empty() {
+            // The one way back to superuser rights that a role cannot be
+            // denied by a grant: PUBLIC may execute these. The guard refuses
+            // them in read sessions (functions it does not know); PostgreSQL
+            // alone would not.
+            warn!(
+                server = %superuser,
+                functions = %definers.join(", "),
+                "SECURITY DEFINER functions owned by a superuser are executable by read sessions' roles; \
+                 REVOKE EXECUTE … FROM PUBLIC on them (docs/security.md, \"Read roles\")"
+            );
+        }
         match result {
             Ok(()) => {
                 info!(
@@ -325,6 +355,29 @@ impl ReadRoles {
             }
         }
     }
+}
+
+/// The `SECURITY DEFINER` functions owned by a role with superuser-level
+/// power that `group` may execute (through PUBLIC, usually), outside
+/// PostgreSQL's own schemas: each one runs with its owner's rights.
+fn definer_sql(group: &str) -> String {
+    format!(
+        "SELECT p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p \
+         JOIN pg_catalog.pg_roles o ON o.oid = p.proowner \
+         WHERE p.prosecdef \
+           AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, \
+                                      'information_schema'::pg_catalog.regnamespace) \
+           AND (o.rolsuper OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles d \
+                WHERE d.rolname IN ({}) AND pg_catalog.pg_has_role(o.oid, d.oid, 'MEMBER'))) \
+           AND pg_catalog.has_function_privilege({}, p.oid, 'EXECUTE') \
+         ORDER BY 1",
+        DANGEROUS_ROLES
+            .iter()
+            .map(|r| literal(r))
+            .collect::<Vec<_>>()
+            .join(", "),
+        literal(group)
+    )
 }
 
 /// Refuses to hand a read role a `db_role` that holds superuser-level power.

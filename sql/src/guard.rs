@@ -578,13 +578,15 @@ impl SqlGuard {
     }
 }
 
-/// How a refused function is named: as the refusing row saw it (lower
-/// case), or qualified when the guard does not know it.
+/// How a refused function is named: as a reviewed row saw it (lower
+/// case), or qualified when a catch-all judged it (the guard does not know
+/// it, or knows it only from the catalog).
 fn shown(f: &QualName, rule: &GuardRule) -> String {
-    if rule.permit == Permit::Never || rule.permit == Permit::Write || rule.permit == Permit::Ddl {
-        f.name.to_lowercase()
-    } else {
+    let catch_all = rules::CATCH_ALL.iter().any(|r| std::ptr::eq(*r, rule));
+    if catch_all && rule.permit != Permit::Never {
         qualified(f)
+    } else {
+        f.name.to_lowercase()
     }
 }
 

@@ -461,6 +461,11 @@ pub static RULES: &[GuardRule] = &[
     func("set_config", Never, CONFIG),
     func("setseed", Never, SESSION),
     func("set_limit", Never, SESSION),
+    func(
+        "pg_input_*",
+        Unchecked,
+        "runs the input function (and a domain's CHECK) of a type named as text, out of the guard's sight",
+    ),
     func("pg_advisory_*", Never, ADVISORY),
     func("pg_try_advisory_*", Never, ADVISORY),
     func(

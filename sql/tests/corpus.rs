@@ -58,6 +58,12 @@ const CORPUS: &[(Expect, &str, &str)] = &[
     // string: this function is called `evil.lo_import`, not `lo_import`
     // (the guard fuzzer's oracle once got that wrong).
     (Unchecked, "SELECT x.\"evil.lo_import\"('a')", "x.evil.lo_import"),
+    // A type named as text: its input function and a domain's CHECK run
+    // out of the guard's sight (PostgreSQL 16+).
+    (Unchecked, "SELECT pg_input_is_valid('x', 'app_domain')", "pg_input_is_valid"),
+    (Unchecked, "SELECT * FROM pg_catalog.pg_input_error_info('x', 'int4')", "pg_input_error_info"),
+    // An external entity is PostgreSQL's to refuse (it never loads one).
+    (Read, "SELECT xmlparse(document '<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>')", ""),
     (Never, "SELECT \"evil.x\".lo_import('a')", "lo_import"),
     (Read, "SHOW server_version", ""),
     (Read, "SHOW ALL", ""),

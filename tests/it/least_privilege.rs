@@ -351,6 +351,11 @@ const HELD: &[(&str, Held)] = &[
         "SELECT set_config('role', 'pg_read_server_files', false)",
         Refused,
     ),
+    // An external entity in XML: PostgreSQL never loads one.
+    (
+        "SELECT xmlparse(document '<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>')::text",
+        Hidden,
+    ),
     // Writes: the transaction is READ ONLY, and the role may only SELECT.
     ("SELECT lo_from_bytea(0, 'x')", RolledBack),
     ("SELECT lo_unlink(424242)", Refused),
@@ -1122,4 +1127,68 @@ fn read_sessions_run_as_a_read_role_on_postgresql_13_and_17() {
         let mut raw = RawClient::open(&broker, json!({"db": instance.db, "user": "postgres"}));
         assert_eq!(first_row(&mut raw, "SELECT x FROM lp_later"), json!([5]));
     }
+}
+
+/// What the broker logs about such functions.
+const DEFINER_WARNING: &str = "executable by read sessions' roles";
+
+/// A `SECURITY DEFINER` function a superuser owns runs with the
+/// superuser's rights for whoever may execute it — PUBLIC, by default.
+/// No grant can keep one role from it, so: the guard refuses it in read
+/// sessions (the application's functions are unknown to it), the broker
+/// names it in its log when it provisions the read role, and once the
+/// administrator revokes it from PUBLIC as the log says, PostgreSQL
+/// alone refuses it too.
+#[test]
+fn a_superusers_security_definer_function_is_named_refused_and_revocable() {
+    let instance = ExtraInstance::start("lpsd");
+    let created = instance.psql(
+        &instance.db,
+        "CREATE SCHEMA app; \
+         CREATE FUNCTION app.peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER \
+           AS 'SELECT count(*) FROM pg_authid WHERE rolpassword IS NOT NULL';",
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let broker = BrokerProcess::start();
+    let mut raw = RawClient::open(&broker, json!({"db": instance.db, "user": "postgres"}));
+    let last = run_one(&mut raw, "SELECT app.peek()");
+    assert_eq!(last["error"]["code"], "forbidden_statement", "{last}");
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || broker
+            .log()
+            .contains(DEFINER_WARNING)),
+        "{}",
+        broker.log()
+    );
+    assert!(
+        broker
+            .log()
+            .lines()
+            .any(|l| l.contains(DEFINER_WARNING) && l.contains("app.peek()")),
+        "{}",
+        broker.log()
+    );
+
+    // Revoked from PUBLIC, as the log asks: PostgreSQL refuses it alone.
+    let revoked = instance.psql(
+        &instance.db,
+        "REVOKE EXECUTE ON FUNCTION app.peek() FROM PUBLIC",
+    );
+    assert!(revoked.status.success());
+    let unguarded = BrokerProcess::start_with(BrokerOptions {
+        unguarded: true,
+        ..Default::default()
+    });
+    let mut raw = RawClient::open(&unguarded, json!({"db": instance.db, "user": "postgres"}));
+    let last = run_one(&mut raw, "SELECT app.peek()");
+    assert_eq!(last["error"]["sqlstate"], "42501", "{last}");
+    assert!(
+        !unguarded.log().contains(DEFINER_WARNING),
+        "{}",
+        unguarded.log()
+    );
 }
