@@ -9,7 +9,7 @@ use crate::run::{exit_status, EXIT_DATABASE, EXIT_USAGE};
 use crate::script;
 use clap::{Args, Parser, Subcommand};
 use iam_pgbroker_proto::display::{escape_line, escape_text};
-use iam_pgbroker_proto::{DEFAULT_DB, DEFAULT_DB_USER};
+use iam_pgbroker_proto::{Changes, RowValues, DEFAULT_DB, DEFAULT_DB_USER};
 use iam_pgconnect::{
     ApprovalRequest, Approvals, Change, Config, Error, RequestList, RequestState, ToParam,
 };
@@ -292,7 +292,10 @@ pub fn main(args: ApprovalArgs) -> ExitCode {
                         match r.state {
                             RequestState::Failed =>
                                 " that the broker could confirm; check the data",
-                            _ => "; submit it again",
+                            _ if r.error.is_some() => "; submit it again",
+                            _ =>
+                                " (at approval it changed other rows, other values or another number of rows \
+                                 than in the dry run: see DIFFERS above); submit it again",
                         }
                     );
                 }
@@ -454,8 +457,115 @@ fn print_request(out: &mut impl Write, r: &ApprovalRequest) -> io::Result<()> {
             )?,
             None => writeln!(out, "     dry run: {}", rows(s.dry_run_rows))?,
         }
+        match &s.changes {
+            Some(c) => print_changes(out, "changes (dry run, rolled back)", &s.kind, c)?,
+            None => writeln!(
+                out,
+                "     (what it changes is not captured for this statement; only its row count is compared)"
+            )?,
+        }
+        if let Some(c) = &s.changes_at_approval {
+            print_changes(
+                out,
+                "at approval, instead (rolled back)  <-- DIFFERS",
+                &s.kind,
+                c,
+            )?;
+        }
     }
     Ok(())
+}
+
+/// A statement's changed rows as before → after: the key and every
+/// changed column of an `UPDATE`, every column of an inserted (`+`) or
+/// deleted (`-`) row; long values and bytea abbreviated (`--json` has them
+/// whole).
+fn print_changes(out: &mut impl Write, title: &str, kind: &str, c: &Changes) -> io::Result<()> {
+    let key = if c.key.is_empty() {
+        "no primary key".to_owned()
+    } else {
+        format!("key {}", c.key.join(", "))
+    };
+    writeln!(
+        out,
+        "     {title}: {} in {} ({key})",
+        rows(c.count),
+        escape_line(&c.table)
+    )?;
+    for row in &c.rows {
+        let line = match (&row.before, &row.after) {
+            (Some(before), Some(after)) => {
+                let keys: Vec<String> = c
+                    .key
+                    .iter()
+                    .map(|k| format!("{k}={}", cell(after.get(k))))
+                    .collect();
+                let changed: Vec<String> = after
+                    .0
+                    .iter()
+                    .filter(|(col, v)| before.get(col) != Some(v))
+                    .map(|(col, v)| format!("{col}: {} → {}", cell(before.get(col)), cell(Some(v))))
+                    .collect();
+                let changed = if changed.is_empty() {
+                    "(no value changed)".to_owned()
+                } else {
+                    changed.join("; ")
+                };
+                format!("~ {}  {changed}", keys.join(" "))
+            }
+            (None, Some(after)) if kind == "UPDATE" => {
+                format!(
+                    "~ (no primary key: the row before is not known) {}",
+                    columns(after)
+                )
+            }
+            (None, Some(after)) => format!("+ {}", columns(after)),
+            (Some(before), None) => format!("- {}", columns(before)),
+            (None, None) => "(empty row)".to_owned(),
+        };
+        writeln!(out, "       {}", escape_line(&line))?;
+    }
+    if c.not_shown() > 0 {
+        writeln!(
+            out,
+            "       … and {} more (not kept for display; the content check covers every row)",
+            rows(c.not_shown())
+        )?;
+    }
+    Ok(())
+}
+
+fn columns(row: &RowValues) -> String {
+    row.0
+        .iter()
+        .map(|(col, v)| format!("{col}={}", cell(Some(v))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A value for a person: NULL, a string as it is, bytea (`\x…`) and long
+/// values abbreviated.
+fn cell(value: Option<&serde_json::Value>) -> String {
+    let text = match value {
+        None | Some(serde_json::Value::Null) => return "NULL".to_owned(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    if let Some(hex) = text.strip_prefix("\\x") {
+        if hex.len() > 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return format!(
+                "\\x{}…{} ({} bytes)",
+                &hex[..8],
+                &hex[hex.len() - 4..],
+                hex.len() / 2
+            );
+        }
+    }
+    if text.chars().count() > 40 {
+        let head: String = text.chars().take(36).collect();
+        return format!("{head}… ({} chars)", text.chars().count());
+    }
+    text
 }
 
 /// Statement `n`: its first line after the number, every further line
@@ -548,6 +658,8 @@ mod tests {
                 kind: "UPDATE".into(),
                 dry_run_rows: 1,
                 rows: None,
+                changes: None,
+                changes_at_approval: None,
             }],
             submitted: "2026-12-06T10:00:00Z".into(),
             expires: "2026-12-07T10:00:00Z".into(),

@@ -58,6 +58,8 @@ pub struct PoolKey {
     pub statement_timeout_ms: u64,
     /// `idle_in_transaction_session_timeout`, ms.
     pub idle_in_transaction_timeout_ms: u64,
+    /// `lock_timeout`, ms.
+    pub lock_timeout_ms: u64,
     /// Hash of the password the connection authenticated with (SipHash with
     /// a per-process random key: not reversible, not stable across runs).
     pub password_hash: u64,

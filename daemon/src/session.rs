@@ -65,6 +65,8 @@ pub struct SessionSettings {
     pub statement_timeout_ms: u64,
     /// `idle_in_transaction_session_timeout`, ms (0: none).
     pub idle_in_transaction_timeout_ms: u64,
+    /// `lock_timeout`, ms (0: none).
+    pub lock_timeout_ms: u64,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Chunking of results.
@@ -194,6 +196,7 @@ impl Session {
             db_role: settings.db_role.clone(),
             statement_timeout_ms: settings.statement_timeout_ms,
             idle_in_transaction_timeout_ms: settings.idle_in_transaction_timeout_ms,
+            lock_timeout_ms: settings.lock_timeout_ms,
             password_hash: PoolKey::hash_password(password.expose()),
         };
         // Every connection starts with the pool's neutral name (the one
@@ -683,8 +686,10 @@ pub(crate) async fn connect(
     // Timeouts are startup options: the session starts with them, and the
     // guard refuses every way of changing them (SET, set_config).
     config.options(format!(
-        "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
-        settings.statement_timeout_ms, settings.idle_in_transaction_timeout_ms
+        "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c lock_timeout={}",
+        settings.statement_timeout_ms,
+        settings.idle_in_transaction_timeout_ms,
+        settings.lock_timeout_ms
     ));
     config
         .hostaddr(target.addr)
@@ -789,6 +794,47 @@ fn refusal(r: Refusal, mode: Mode) -> RequestError {
 // Change requests (`approval/`): their dry run and their execution run
 // statements with no client to stream to.
 impl Session {
+    /// Runs SQL the broker wrote itself — never a client's text, so the
+    /// guard does not see it: the content check of change requests, built
+    /// from a statement the guard allowed — in the session's transaction,
+    /// with the client's parameter values, and returns every row with its
+    /// columns as text (each column must be of type `text`).
+    pub(crate) async fn broker_rows(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Option<String>>>, RequestError> {
+        if self.client()?.is_closed() && self.first_use.is_none() {
+            return Err(RequestError::ConnectionLost);
+        }
+        self.begin_if_idle().await?;
+        let statement = match self.conn()?.prepare(sql).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.failed(e)),
+        };
+        let params: Vec<TextParam> = params.iter().map(TextParam::from_json).collect();
+        let rows = match self.client()?.query_raw(&statement, params.iter()).await {
+            Ok(stream) => stream.try_collect::<Vec<_>>().await,
+            Err(e) => Err(e),
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.statement_failed(sql, e)),
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for i in 0..row.len() {
+                match row.try_get::<_, Option<String>>(i) {
+                    Ok(v) => cells.push(v),
+                    Err(e) => return Err(self.statement_failed(sql, e)),
+                }
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
     /// Runs a checked statement in the broker's transaction and returns the
     /// rows it affected (or returned), sending no frames.
     pub async fn execute_counted(

@@ -127,13 +127,105 @@ pub struct RequestStatement {
     /// for statements after a failed one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// What its dry run changed, row by row (`INSERT`, `UPDATE`, `DELETE`;
+    /// absent for statements whose content is not captured, which are
+    /// compared by their row count only, and in requests stored before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+    /// What it changed at approval, when that differed from the dry run
+    /// (the execution was rolled back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_at_approval: Option<Changes>,
+}
+
+/// What one statement changed, row by row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Changes {
+    /// The table as the statement names it.
+    pub table: String,
+    /// Its primary key columns (empty: none, and an `UPDATE`'s rows show
+    /// no `before`).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Rows changed (all of them, also beyond [`Changes::rows`]).
+    pub count: u64,
+    /// The changed rows, sorted, at most `[approval] diff_rows` of them.
+    pub rows: Vec<ChangedRow>,
+    /// SHA-256 over every changed row: equal digests, equal changes.
+    pub digest: String,
+}
+
+impl Changes {
+    /// Rows changed but not kept in [`Changes::rows`].
+    pub fn not_shown(&self) -> u64 {
+        self.count.saturating_sub(self.rows.len() as u64)
+    }
+}
+
+/// One changed row: as it was, and as it is after the statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangedRow {
+    /// The row before (`UPDATE` by primary key, `DELETE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<RowValues>,
+    /// The row after (`INSERT`, `UPDATE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<RowValues>,
+}
+
+/// A row's columns in the table's order, each with its value as
+/// PostgreSQL's `row_to_json` gives it (a timestamp that equals the
+/// transaction's `now()` is the string `"now()"`). A JSON object on the
+/// wire.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RowValues(pub Vec<(String, Value)>);
+
+impl RowValues {
+    /// The value of `column`.
+    pub fn get(&self, column: &str) -> Option<&Value> {
+        self.0.iter().find(|(c, _)| c == column).map(|(_, v)| v)
+    }
+}
+
+impl Serialize for RowValues {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RowValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Ordered;
+        impl<'de> serde::de::Visitor<'de> for Ordered {
+            type Value = RowValues;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a row as a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RowValues, A::Error> {
+                let mut columns = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    columns.push((k, v));
+                }
+                Ok(RowValues(columns))
+            }
+        }
+        d.deserialize_map(Ordered)
+    }
 }
 
 impl RequestStatement {
-    /// Whether it ran after approval and its count differs from the dry
-    /// run's.
+    /// Whether it ran after approval and changed something else than in
+    /// the dry run: another row count, or other rows or values.
     pub fn drifted(&self) -> bool {
-        self.rows.is_some_and(|n| n != self.dry_run_rows)
+        self.rows.is_some_and(|n| n != self.dry_run_rows) || self.changes_at_approval.is_some()
     }
 }
 
@@ -213,6 +305,16 @@ mod tests {
     }
 
     #[test]
+    fn rows_keep_their_column_order() {
+        let text = r#"{"id":"\\x01","username":"admin","disabled":false,"version":3}"#;
+        let row: RowValues = serde_json::from_str(text).unwrap();
+        let names: Vec<&str> = row.0.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, ["id", "username", "disabled", "version"]);
+        assert_eq!(serde_json::to_string(&row).unwrap(), text);
+        assert_eq!(row.get("version"), Some(&Value::from(3)));
+    }
+
+    #[test]
     fn drift_compares_counts() {
         let s = |dry, rows| RequestStatement {
             sql: "UPDATE t SET x = 1".into(),
@@ -220,6 +322,8 @@ mod tests {
             kind: "UPDATE".into(),
             dry_run_rows: dry,
             rows,
+            changes: None,
+            changes_at_approval: None,
         };
         assert!(!s(1, None).drifted());
         assert!(!s(1, Some(1)).drifted());

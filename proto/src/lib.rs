@@ -31,7 +31,8 @@ mod request;
 mod response;
 
 pub use approval::{
-    ApprovalRequest, Person, RequestState, RequestStatement, StatementSpec, SubmitParams,
+    ApprovalRequest, ChangedRow, Changes, Person, RequestState, RequestStatement, RowValues,
+    StatementSpec, SubmitParams,
 };
 pub use error::{DecodeError, ErrorCode, ErrorInfo};
 pub use request::{Op, OpenParams, Request};

@@ -851,3 +851,154 @@ fn a_requesters_text_never_drives_another_persons_terminal() {
     );
     assert!(!drives_a_terminal(&log), "the broker's log: {log:?}");
 }
+
+/// What the approver sees is what runs: a statement that picks its rows or
+/// values by something that differs between the dry run and the execution
+/// ends `drifted` with nothing changed; one that picks them by something
+/// the same in both (the session's name, user, client address — the dry
+/// run and the execution share them) shows the approver the rows it really
+/// changes, before and after.
+#[test]
+fn what_the_approver_sees_is_what_is_committed() {
+    let (broker, _dir) = start(None, "");
+    let t = Appliance::get().scratch_table(
+        "apprc",
+        "id int primary key, note text, n int, at timestamp",
+        "(1, 'oriha', 0, NULL), (2, 'admin', 0, NULL)",
+    );
+    let state = || {
+        psql(&format!("SELECT string_agg(id || ':' || note || ':' || n || ':' || (at IS NOT NULL), ',' ORDER BY id) FROM {t}"))
+    };
+    let approve = |sql: &str, params: &[&str]| -> (Value, Value, Ran) {
+        let submitted = submit(REQUESTER, &broker, &[sql], params);
+        let id = submitted["id"].as_str().unwrap_or_default().to_owned();
+        let shown = pg(APPROVER, &broker, &["request", "show", &id]);
+        assert_eq!(shown.code, 0, "{shown:?}");
+        let ran = pg(APPROVER, &broker, &["approve", &id, "--json"]);
+        (submitted, json_of(&ran), shown)
+    };
+
+    // The attack of issue 14: the row depends on the session's name. Both
+    // runs carry the request's name, so the dry run already changes the
+    // admin row — and the approver sees that before approving.
+    let before = state();
+    let (submitted, done, shown) = approve(
+        &format!(
+            "UPDATE {t} SET n = n + 1 WHERE note = CASE WHEN current_setting('application_name') \
+             LIKE '%%iam-demo-requester%%' THEN %s ELSE 'admin' END /*\r  1. UPDATE … WHERE note = %s\x1b[K */"
+        ),
+        &["oriha"],
+    );
+    let changes = &submitted["statements"][0]["changes"];
+    assert_eq!(changes["count"], 1, "{submitted}");
+    assert_eq!(changes["key"], serde_json::json!(["id"]));
+    assert_eq!(changes["rows"][0]["before"]["note"], "admin", "{changes}");
+    assert_eq!(changes["rows"][0]["after"]["n"], 1, "{changes}");
+    assert!(shown.stdout.contains("~ id=2  n: 0 → 1"), "{shown:?}");
+    assert_eq!(done["state"], "executed", "{done}");
+    assert_ne!(state(), before);
+    assert!(
+        state().starts_with("1:oriha:0:false,2:admin:1:"),
+        "{}",
+        state()
+    );
+
+    // The same user and client address in both runs: shown as they are.
+    for sql in [
+        format!("UPDATE {t} SET note = note || '-' || current_user || '-' || session_user WHERE id = 1"),
+        format!("UPDATE {t} SET note = split_part(note, '-', 1) || '-' || coalesce(host(inet_client_addr()), 'local') WHERE id = 1"),
+    ] {
+        let (submitted, done, _) = approve(&sql, &[]);
+        assert_eq!(done["state"], "executed", "{sql}: {done}");
+        assert_eq!(
+            done["statements"][0]["changes"]["rows"][0]["after"]["note"],
+            submitted["statements"][0]["changes"]["rows"][0]["after"]["note"]
+        );
+    }
+
+    // The transaction's own time compares equal: SET at = now() runs.
+    let (submitted, done, shown) = approve(&format!("UPDATE {t} SET at = now() WHERE id = 2"), &[]);
+    assert_eq!(done["state"], "executed", "{done}");
+    assert_eq!(
+        submitted["statements"][0]["changes"]["rows"][0]["after"]["at"],
+        "now()"
+    );
+    assert!(shown.stdout.contains("at: NULL → now()"), "{shown:?}");
+
+    // What differs between the runs drifts, and nothing is changed.
+    for sql in [
+        format!("UPDATE {t} SET n = pg_backend_pid() WHERE id = 1"),
+        format!("UPDATE {t} SET note = now()::text WHERE id = 1"),
+        format!("UPDATE {t} SET at = clock_timestamp() WHERE id = 1"),
+        format!("UPDATE {t} SET n = n + 1 WHERE id = CASE WHEN random() < 2 THEN (SELECT max(id) FROM {t}) END"),
+    ] {
+        let before = state();
+        let mut submitted = submit(REQUESTER, &broker, &[&sql], &[]);
+        let id = submitted["id"].as_str().unwrap_or_default().to_owned();
+        if sql.contains("max(id)") {
+            // The data changes under it: another row is now the last.
+            psql(&format!("INSERT INTO {t} VALUES (3, 'nový', 0, NULL)"));
+            submitted["statements"][0]["changes"]["rows"][0]["before"]["id"] = 2.into();
+        }
+        let ran = pg(APPROVER, &broker, &["approve", &id]);
+        assert_eq!(ran.code, 1, "{sql}: {ran:?}");
+        assert!(ran.stdout.contains("DIFFERS"), "{sql}: {ran:?}");
+        assert!(ran.stderr.contains("other rows, other values"), "{sql}: {ran:?}");
+        let r = show(REQUESTER, &broker, &id);
+        assert_eq!(r["state"], "drifted", "{sql}: {r}");
+        let expected = if sql.contains("max(id)") {
+            format!("{before},3:nový:0:false")
+        } else {
+            before
+        };
+        assert_eq!(state(), expected, "{sql}: nothing may change");
+    }
+    verify_chain(&broker);
+}
+
+/// A request cannot stall every reader of a table from its dry run on.
+#[test]
+fn a_request_may_not_take_a_lock_that_blocks_readers() {
+    let (broker, _dir) = start(None, "");
+    let t = table("(1, 'a', 0)");
+    for lock in [
+        "LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE",
+        "LOCK {t}",
+        "LOCK {t} IN EXCLUSIVE MODE",
+    ] {
+        let sql = lock.replace("{t}", &t);
+        let ran = pg(
+            REQUESTER,
+            &broker,
+            &[
+                "request",
+                "-U",
+                "czechidm",
+                "--reason",
+                "x",
+                "-c",
+                &sql,
+                "-c",
+                &format!("UPDATE {t} SET n = 1"),
+            ],
+        );
+        assert_ne!(ran.code, 0, "{sql}: {ran:?}");
+        assert!(ran.stderr.contains("blocks every reader"), "{sql}: {ran:?}");
+    }
+    let ran = pg(
+        REQUESTER,
+        &broker,
+        &[
+            "request",
+            "-U",
+            "czechidm",
+            "--reason",
+            "x",
+            "-c",
+            &format!("LOCK {t} IN ROW EXCLUSIVE MODE"),
+            "-c",
+            &format!("UPDATE {t} SET n = 1"),
+        ],
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+}

@@ -26,6 +26,22 @@ pub struct ApprovalConfig {
     pub expiry: Duration,
     /// Most statements one request may have.
     pub max_statements: usize,
+    /// `lock_timeout` of the dry run and the execution, ms (0: none): a
+    /// request never queues long behind the application's locks, nor
+    /// holds a queue up behind it.
+    pub lock_timeout_ms: u64,
+    /// Most pending requests one OS user may have at once.
+    pub max_pending_per_user: usize,
+    /// Most bytes of statements, parameters and reason one OS user's
+    /// pending requests may hold together.
+    pub max_pending_bytes_per_user: usize,
+    /// How long an ended request (executed, rejected, cancelled, expired,
+    /// drifted, failed) is kept before it is removed, in days; the audit
+    /// keeps its story. 0 keeps them forever.
+    pub retention_days: u64,
+    /// Changed rows per statement kept for the approver to read (the
+    /// content check covers every row, beyond this too).
+    pub diff_rows: usize,
 }
 
 impl Default for ApprovalConfig {
@@ -34,6 +50,11 @@ impl Default for ApprovalConfig {
             dir: PathBuf::from(DEFAULT_REQUESTS_DIR),
             expiry: Duration::from_secs(24 * 3600),
             max_statements: 100,
+            lock_timeout_ms: 5_000,
+            max_pending_per_user: 20,
+            max_pending_bytes_per_user: 1024 * 1024,
+            retention_days: 30,
+            diff_rows: 200,
         }
     }
 }
@@ -51,6 +72,23 @@ impl ApprovalConfig {
         }
         if !(1..=10_000).contains(&self.max_statements) {
             return Err("approval.max_statements must be between 1 and 10000".into());
+        }
+        if self.lock_timeout_ms > 3_600_000 {
+            return Err("approval.lock_timeout_ms must be at most 3600000 (an hour)".into());
+        }
+        if !(1..=10_000).contains(&self.max_pending_per_user) {
+            return Err("approval.max_pending_per_user must be between 1 and 10000".into());
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.max_pending_bytes_per_user) {
+            return Err(
+                "approval.max_pending_bytes_per_user must be between 1024 and 1073741824".into(),
+            );
+        }
+        if self.retention_days > 36_500 {
+            return Err("approval.retention_days must be at most 36500".into());
+        }
+        if !(1..=100_000).contains(&self.diff_rows) {
+            return Err("approval.diff_rows must be between 1 and 100000".into());
         }
         Ok(())
     }

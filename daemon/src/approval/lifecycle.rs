@@ -126,6 +126,8 @@ pub async fn submit(
                     kind: String::new(),
                     dry_run_rows: 0,
                     rows: None,
+                    changes: None,
+                    changes_at_approval: None,
                 })
                 .collect(),
             submitted: timefmt::format_utc(now),
@@ -169,7 +171,7 @@ pub async fn submit(
     let guard = SqlGuard::new();
     for i in 0..n {
         let statement = &stored.request.statements[i];
-        match guard_check(&guard, &statement.sql, statement.params.len()) {
+        match guard_check(&guard, &statement.sql, statement.params.len(), rule.ddl) {
             Ok(kind) => stored.request.statements[i].kind = kind,
             Err((error, what)) => {
                 let error = numbered(error, i, n);
@@ -209,6 +211,7 @@ pub async fn submit(
     let Ran {
         mut session,
         rows,
+        changes,
         error,
     } = ran;
     // A dry run never commits, whatever happened.
@@ -223,8 +226,11 @@ pub async fn submit(
             numbered(e, i, n),
         ));
     }
-    for (statement, count) in stored.request.statements.iter_mut().zip(&rows) {
+    for ((statement, count), changed) in
+        stored.request.statements.iter_mut().zip(&rows).zip(changes)
+    {
         statement.dry_run_rows = *count;
+        statement.changes = changed;
     }
 
     let key = key(actor.broker, &config)?;
@@ -320,10 +326,29 @@ pub async fn approve(
     let Ran {
         mut session,
         rows,
+        changes,
         error,
     } = ran;
-    for (statement, count) in stored.request.statements.iter_mut().zip(&rows) {
+    for ((statement, count), changed) in
+        stored.request.statements.iter_mut().zip(&rows).zip(changes)
+    {
         statement.rows = Some(*count);
+        // Content, not counts: the same rows, changed the same way.
+        statement.changes_at_approval = match (&statement.changes, changed) {
+            (Some(dry_run), Some(now)) => {
+                super::changes::differing(dry_run, &now, config.approval.diff_rows)
+            }
+            // Captured in the dry run but not now (or the other way):
+            // the statement is not what was approved.
+            (Some(_), None) => Some(iam_pgbroker_proto::Changes {
+                table: String::new(),
+                key: Vec::new(),
+                count: *count,
+                rows: Vec::new(),
+                digest: String::new(),
+            }),
+            (None, _) => None,
+        };
     }
     let drifted = stored.request.statements.iter().any(|s| s.drifted());
     let n = stored.request.statements.len();
@@ -335,6 +360,7 @@ pub async fn approve(
             let _ = session.close().await;
             for statement in &mut stored.request.statements {
                 statement.rows = None;
+                statement.changes_at_approval = None;
             }
             return Err(back_to_pending(actor, &config, &key, stored, &target, e));
         }
@@ -381,7 +407,15 @@ pub async fn approve(
     let drift: Vec<Value> = stored
         .request
         .drift()
-        .map(|(i, s)| json!({"statement": i + 1, "dry_run_rows": s.dry_run_rows, "rows": s.rows}))
+        .map(|(i, s)| {
+            json!({
+                "statement": i + 1,
+                "dry_run_rows": s.dry_run_rows,
+                "rows": s.rows,
+                "dry_run_digest": s.changes.as_ref().map(|c| &c.digest),
+                "digest": s.changes_at_approval.as_ref().map(|c| &c.digest),
+            })
+        })
         .collect();
     let message = match (&stored.request.error, drift.is_empty()) {
         (Some(info), _) => Some(info.message.clone()),
@@ -826,6 +860,8 @@ struct Ran {
     session: Session,
     /// Rows of each statement that ran, in order.
     rows: Vec<u64>,
+    /// What each statement that ran changed, where it is captured.
+    changes: Vec<Option<iam_pgbroker_proto::Changes>>,
     /// The statement that failed (0-based), and why.
     error: Option<(usize, RequestError)>,
 }
@@ -844,7 +880,21 @@ async fn run(
     let mut session = connect(actor, config, stored, target).await?;
     let audit = actor.broker.audit();
     let mut rows = Vec::new();
+    let mut changes = Vec::new();
     let mut error = None;
+    // The transaction's own time, the one thing allowed to differ between
+    // the dry run and the execution (`changes`).
+    let clock = match super::changes::Clock::of(&mut session).await {
+        Ok(clock) => clock,
+        Err(e) => {
+            return Ok(Ran {
+                session,
+                rows,
+                changes,
+                error: Some((0, e)),
+            })
+        }
+    };
     for (i, statement) in stored.request.statements.iter().enumerate() {
         let checked = match session.check(&statement.sql, statement.params.len()) {
             Ok(checked) => checked,
@@ -872,10 +922,17 @@ async fn run(
         }
         actor.broker.stats().statement();
         let started = Instant::now();
-        let result = session.execute_counted(&checked, &statement.params).await;
+        let result = super::changes::run_statement(
+            &mut session,
+            &checked,
+            &statement.params,
+            &clock,
+            config.approval.diff_rows,
+        )
+        .await;
         let info = result.as_ref().err().map(RequestError::to_wire);
         let outcome = match (&result, &info) {
-            (Ok(n), _) => Outcome::ok(Some(*n), Some(started.elapsed())),
+            (Ok((n, _)), _) => Outcome::ok(Some(*n), Some(started.elapsed())),
             (Err(_), Some(info)) => Outcome::error(info, Some(started.elapsed())),
             (Err(_), None) => Outcome::default(),
         };
@@ -887,7 +944,10 @@ async fn run(
         };
         let _ = audit.record(&record);
         match result {
-            Ok(n) => rows.push(n),
+            Ok((n, changed)) => {
+                rows.push(n);
+                changes.push(changed);
+            }
             Err(e) => {
                 error = Some((i, e));
                 break;
@@ -897,6 +957,7 @@ async fn run(
     Ok(Ran {
         session,
         rows,
+        changes,
         error,
     })
 }
@@ -930,6 +991,10 @@ async fn connect(
         db_role: stored.db_role.clone(),
         statement_timeout_ms: stored.statement_timeout_ms,
         idle_in_transaction_timeout_ms: stored.idle_in_transaction_timeout_ms,
+        // The dry run must not queue behind (or in front of) the
+        // application's locks for long; the execution runs with the same
+        // setting, so no statement can tell the two apart by it.
+        lock_timeout_ms: config.approval.lock_timeout_ms,
         connect_timeout: config.database.connect_timeout,
         chunks: ChunkLimits {
             rows: config.limits.rows_per_chunk,
@@ -938,7 +1003,7 @@ async fn connect(
             max_bytes: config.limits.max_result_bytes,
         },
     };
-    let app_name = application_name(&r.id, actor.peer);
+    let app_name = application_name(&r.id);
     let pool = actor.broker.pool().clone();
     match Session::open(&server, &password, &app_name, &settings, pool).await {
         Ok(session) => Ok(session),
@@ -951,15 +1016,31 @@ async fn connect(
 
 /// The write-session guard (no DDL) on one statement, placeholders
 /// converted first: the statement kind, or the error and what the guard
-/// refused.
+/// refused. A lock that blocks readers (`EXCLUSIVE`, `ACCESS EXCLUSIVE`)
+/// would stall every reader of the table from the dry run on: only a rule
+/// with `ddl` (`blocking_locks`) may ask for one.
 fn guard_check(
     guard: &SqlGuard,
     sql: &str,
     nparams: usize,
+    blocking_locks: bool,
 ) -> Result<String, (RequestError, Option<String>)> {
     let converted = iam_pgbroker_sql::convert_placeholders(sql, nparams)
         .map_err(|e| (RequestError::BadRequest(e.to_string()), None))?;
     match guard.check(&converted, Mode::Write { ddl: false }) {
+        Ok(_)
+            if !blocking_locks
+                && iam_pgbroker_sql::capture::blocks_readers(&converted).is_some() =>
+        {
+            let mode = iam_pgbroker_sql::capture::blocks_readers(&converted).unwrap_or_default();
+            Err((
+                RequestError::Forbidden(format!(
+                    "LOCK … IN {mode} MODE is not allowed in a change request: it blocks every reader \
+                     of the table, from the dry run on (only a rule with ddl = true may ask for it)"
+                )),
+                Some(format!("LOCK {mode}")),
+            ))
+        }
         Ok(verdict) => Ok(verdict.kind.to_owned()),
         Err(r) => {
             let what = Some(r.what().to_owned());
@@ -998,17 +1079,27 @@ fn numbered_info(error: &RequestError, i: usize, n: usize) -> ErrorInfo {
     info
 }
 
-/// `statement 1: 1 row in the dry run, 2 now; …`
+/// `statement 1: 1 row in the dry run, 2 at approval; statement 2: other
+/// rows or values than in the dry run`
 fn drift_text(request: &ApprovalRequest) -> String {
     request
         .drift()
         .map(|(i, s)| {
-            format!(
-                "statement {}: {} in the dry run, {} at approval",
-                i + 1,
-                rows_text(s.dry_run_rows),
-                rows_text(s.rows.unwrap_or(0))
-            )
+            let now = s.rows.unwrap_or(0);
+            if now != s.dry_run_rows {
+                format!(
+                    "statement {}: {} in the dry run, {} at approval",
+                    i + 1,
+                    rows_text(s.dry_run_rows),
+                    rows_text(now)
+                )
+            } else {
+                format!(
+                    "statement {}: {} as in the dry run, but other rows or other values",
+                    i + 1,
+                    rows_text(now)
+                )
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -1066,14 +1157,12 @@ fn target_of(stored: &StoredRequest) -> AuditTarget {
     }
 }
 
-/// `pgbroker request <id> <user>(<uid>)`, cut to PostgreSQL's 63 bytes, so
-/// `pg_stat_activity` names the request and who ran it.
-fn application_name(id: &str, peer: &PeerIdentity) -> String {
-    crate::session::application_name_cut(format!(
-        "pgbroker request {id} {}({})",
-        peer.user.as_deref().unwrap_or("?"),
-        peer.uid
-    ))
+/// `pgbroker request <id>`: the same for the dry run and the execution,
+/// so that a statement cannot tell whether it is being reviewed or run by
+/// its session's name (`pg_stat_activity` names the request; the audit
+/// says who ran it).
+fn application_name(id: &str) -> String {
+    crate::session::application_name_cut(format!("pgbroker request {id}"))
 }
 
 #[cfg(test)]
@@ -1084,7 +1173,7 @@ mod tests {
     fn the_guard_of_a_write_session_without_ddl() {
         let guard = SqlGuard::new();
         assert_eq!(
-            guard_check(&guard, "UPDATE t SET x = %s WHERE id = %s", 2).unwrap(),
+            guard_check(&guard, "UPDATE t SET x = %s WHERE id = %s", 2, false).unwrap(),
             "UPDATE"
         );
         for (sql, what) in [
@@ -1092,8 +1181,14 @@ mod tests {
             ("SET ROLE postgres", "SET"),
             ("DROP TABLE t", "DROP"),
             ("COMMIT", "COMMIT"),
+            (
+                "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
+                "LOCK ACCESS EXCLUSIVE",
+            ),
+            ("LOCK t", "LOCK ACCESS EXCLUSIVE"),
+            ("LOCK t IN EXCLUSIVE MODE", "LOCK EXCLUSIVE"),
         ] {
-            let (error, refused) = guard_check(&guard, sql, 0).unwrap_err();
+            let (error, refused) = guard_check(&guard, sql, 0, false).unwrap_err();
             assert!(
                 matches!(error, RequestError::Forbidden(_)),
                 "{sql}: {error:?}"
@@ -1104,13 +1199,26 @@ mod tests {
             );
         }
         assert!(matches!(
-            guard_check(&guard, "UPDATE t SET x = %(name)s", 1),
+            guard_check(&guard, "UPDATE t SET x = %(name)s", 1, false),
             Err((RequestError::BadRequest(_), None))
         ));
         assert!(matches!(
-            guard_check(&guard, "UPDAT t", 0),
+            guard_check(&guard, "UPDAT t", 0, false),
             Err((RequestError::Syntax(_), _))
         ));
+    }
+
+    #[test]
+    fn locks_that_block_readers_need_a_ddl_rule() {
+        let guard = SqlGuard::new();
+        assert_eq!(
+            guard_check(&guard, "LOCK t IN ACCESS EXCLUSIVE MODE", 0, true).unwrap(),
+            "LOCK"
+        );
+        assert_eq!(
+            guard_check(&guard, "LOCK t IN ROW EXCLUSIVE MODE", 0, false).unwrap(),
+            "LOCK"
+        );
     }
 
     #[test]

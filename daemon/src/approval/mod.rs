@@ -13,14 +13,15 @@
 //! 2. **approve** — by another uid with `approve` for that instance and
 //!    database user; under the request's lock the state goes `pending` →
 //!    `executing` on disk before anything runs; the statements run again
-//!    in one transaction; equal counts commit (`executed`), any difference
-//!    rolls back (`drifted`).
+//!    in one transaction; the same rows changed the same way ([`changes`])
+//!    commit (`executed`), any difference rolls back (`drifted`).
 //! 3. **reject**, **cancel** (the requester), **expire** (lazily, when a
 //!    pending request past its time is next read).
 //!
 //! Every step is an audit record naming the request, the requester and the
 //! approver.
 
+pub mod changes;
 mod config;
 mod grant;
 pub mod lifecycle;

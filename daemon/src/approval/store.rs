@@ -304,6 +304,8 @@ mod tests {
                     kind: "UPDATE".into(),
                     dry_run_rows: 1,
                     rows: None,
+                    changes: None,
+                    changes_at_approval: None,
                 }],
                 submitted: "2026-11-27T21:00:00.000000Z".into(),
                 expires: "2026-11-28T21:00:00.000000Z".into(),

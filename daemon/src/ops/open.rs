@@ -192,6 +192,7 @@ async fn establish(
         idle_in_transaction_timeout_ms: rule
             .idle_in_transaction_timeout_ms
             .unwrap_or(config.database.idle_in_transaction_timeout_ms),
+        lock_timeout_ms: 0,
         connect_timeout: config.database.connect_timeout,
         chunks: ChunkLimits {
             rows: config.limits.rows_per_chunk,
