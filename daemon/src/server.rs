@@ -43,6 +43,9 @@ pub async fn run(
         let broker = broker.clone();
         tokio::spawn(async move { broker.watch_docker().await })
     };
+    // Change requests a stopped broker left running are settled by what
+    // PostgreSQL recorded of them.
+    tokio::spawn(crate::approval::lifecycle::settle_at_start(broker.clone()));
     // The accept loop runs as a task on the workers, not in the caller's
     // `block_on`: a connection is then accepted on the thread that saw the
     // socket become readable, one thread hand-off less per connection.

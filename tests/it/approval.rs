@@ -1002,3 +1002,206 @@ fn a_request_may_not_take_a_lock_that_blocks_readers() {
     );
     assert_eq!(ran.code, 0, "{ran:?}");
 }
+
+/// Starts `broker`'s configuration again (same socket, request folder and
+/// key) after it stopped, and waits until it listens.
+fn restart(broker: &BrokerProcess) -> KillOnDrop {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(broker.dir.join("broker.log"))
+        .expect("log");
+    let again = KillOnDrop(
+        Command::new(workspace_bin("iam-pgbroker"))
+            .args(["serve", "--config"])
+            .arg(broker.dir.join("config.toml"))
+            .env("IAM_PGBROKER_LOG", "debug")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart iam-pgbroker"),
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&broker.socket).is_ok()
+        }),
+        "restarted broker did not listen:\n{}",
+        broker.log()
+    );
+    again
+}
+
+/// Pending requests are bounded per person, in number and in bytes; ended
+/// ones are removed after their retention, with a record in the audit.
+#[test]
+fn requests_are_bounded_per_person_and_ended_ones_go_after_their_retention() {
+    let (broker, dir) = start(
+        None,
+        "max_pending_per_user = 2\nmax_pending_bytes_per_user = 4096\nretention_days = 0.00002",
+    );
+    let t = table("(1, 'a', 0)");
+    let update = format!("UPDATE {t} SET n = n + 1");
+    let first = submit(REQUESTER, &broker, &[&update], &[]);
+    let second = submit(REQUESTER, &broker, &[&update], &[]);
+    let third = pg(
+        REQUESTER,
+        &broker,
+        &["request", "-U", "czechidm", "--reason", "x", "-c", &update],
+    );
+    assert_ne!(third.code, 0, "{third:?}");
+    assert!(third.stderr.contains("max_pending_per_user"), "{third:?}");
+    // Another person's share is their own.
+    let other = submit(APPROVER, &broker, &[&update], &[]);
+    assert_eq!(other["state"], "pending");
+    // Withdrawn, the share is free again — but not for a request too big.
+    let first_id = first["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(pg(REQUESTER, &broker, &["cancel", &first_id]).code, 0);
+    let big = format!("{update} /* {} */", "x".repeat(5000));
+    let ran = pg(
+        REQUESTER,
+        &broker,
+        &["request", "-U", "czechidm", "--reason", "x", "-c", &big],
+    );
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(ran.stderr.contains("max_pending_bytes_per_user"), "{ran:?}");
+    submit(REQUESTER, &broker, &[&update], &[]);
+    let refused = broker
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "request_refused" && r["outcome"]["code"] == "limit")
+        .count();
+    assert_eq!(refused, 2, "each refusal is in the audit");
+
+    // The cancelled request goes after its retention (1.7 s); the pending
+    // ones stay.
+    std::thread::sleep(Duration::from_secs(3));
+    let all = json_of(&pg(REQUESTER, &broker, &["requests", "--all", "--json"]));
+    let ids: Vec<&str> = all
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(!ids.contains(&first_id.as_str()), "{all}");
+    assert!(ids.contains(&second["id"].as_str().unwrap_or("?")), "{all}");
+    assert!(!dir.join(format!("{first_id}.json")).exists());
+    assert!(broker
+        .audit_records()
+        .iter()
+        .any(|r| r["event"] == "request_remove" && r["session"] == first_id.as_str()));
+    verify_chain(&broker);
+}
+
+/// The broker dies while an approved request runs. At the next start the
+/// request is settled by PostgreSQL's own record of its transaction:
+/// committed after all (the backend finished the COMMIT it was waiting
+/// in), rolled back, or never sent to COMMIT.
+#[test]
+fn an_interrupted_execution_is_settled_by_postgresql() {
+    let app = Appliance::get();
+    let parent = app.scratch_table("apprp", "id int primary key", "(1)");
+    let child = app.scratch_table(
+        "apprk",
+        &format!(
+            "id int primary key, pid int REFERENCES {parent} DEFERRABLE INITIALLY DEFERRED, n int"
+        ),
+        "(1, 1, 0)",
+    );
+    for (case, locker, statement) in [
+        // The deferred foreign key waits at COMMIT for the parent row.
+        (
+            "committed",
+            format!("BEGIN; SELECT * FROM {parent} WHERE id = 1 FOR UPDATE; SELECT pg_sleep(4); COMMIT;"),
+            format!("INSERT INTO {child} VALUES (10, 1, 0)"),
+        ),
+        (
+            "rolled back",
+            format!("BEGIN; SELECT * FROM {parent} WHERE id = 1 FOR UPDATE; SELECT pg_sleep(4); \
+                     DELETE FROM {child} WHERE pid = 1; DELETE FROM {parent} WHERE id = 1; COMMIT;"),
+            format!("INSERT INTO {child} VALUES (20, 1, 0)"),
+        ),
+        // The statement itself waits: the broker dies before its COMMIT.
+        (
+            "never committed",
+            format!("BEGIN; SELECT * FROM {child} WHERE id = 1 FOR UPDATE; SELECT pg_sleep(4); COMMIT;"),
+            format!("UPDATE {child} SET n = 30 WHERE id = 1"),
+        ),
+    ] {
+        psql(&format!("INSERT INTO {parent} VALUES (1) ON CONFLICT DO NOTHING; INSERT INTO {child} VALUES (1, 1, 0) ON CONFLICT DO NOTHING"));
+        let (mut broker, _dir) = start(None, "lock_timeout_ms = 0");
+        let r = submit(REQUESTER, &broker, &[&statement], &[]);
+        let id = r["id"].as_str().unwrap_or_default().to_owned();
+        let mut held = KillOnDrop(
+            Command::new("docker")
+                .args(["exec", "-i", "-u", "postgres", &app.container("czechidm")])
+                .args(["psql", "-X", "-q", "-d", "czechidm", "-c", &locker])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("locker"),
+        );
+        assert!(eventually(Duration::from_secs(10), || psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE a.query LIKE '%pg_sleep(4)%' AND l.locktype = 'transactionid' AND l.granted"
+        ) != "0"));
+        let _approving = KillOnDrop(
+            iam_pg(APPROVER, &broker)
+                .args(["approve", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("approve"),
+        );
+        let waiting = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbroker request {id}' \
+             AND wait_event_type = 'Lock'"
+        );
+        assert!(
+            eventually(Duration::from_secs(10), || psql(&waiting) == "1"),
+            "{case}: the execution does not wait"
+        );
+        broker.signal(libc::SIGKILL);
+        assert!(broker.wait_exit(Duration::from_secs(10)).is_some());
+        let _ = held.0.wait();
+        let gone = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbroker request {id}'"
+        );
+        assert!(eventually(Duration::from_secs(20), || psql(&gone) == "0"), "{case}");
+
+        let _again = restart(&broker);
+        // Settled at the start, before anyone asks.
+        let recorded = || {
+            broker
+                .audit_records()
+                .iter()
+                .any(|r| r["event"] == "request_recover" && r["session"] == id.as_str())
+        };
+        assert!(
+            eventually(Duration::from_secs(15), recorded),
+            "{case}: not settled at start:\n{}",
+            broker.log()
+        );
+        let settled = show(REQUESTER, &broker, &id);
+        let recovered = broker
+            .audit_records()
+            .into_iter()
+            .find(|r| r["event"] == "request_recover" && r["session"] == id.as_str());
+        match case {
+            "committed" => {
+                assert_eq!(settled["state"], "executed", "{settled}");
+                assert_eq!(psql(&format!("SELECT count(*) FROM {child} WHERE id = 10")), "1");
+                assert_eq!(recovered.map(|r| r["outcome"]["ok"].clone()), Some(true.into()));
+            }
+            "rolled back" => {
+                assert_eq!(settled["state"], "failed", "{settled}");
+                assert!(settled["error"]["message"].as_str().unwrap_or("").contains("rolled its transaction"), "{settled}");
+                assert_eq!(psql(&format!("SELECT count(*) FROM {child} WHERE id = 20")), "0");
+                assert!(recovered.is_some());
+            }
+            _ => {
+                assert_eq!(settled["state"], "failed", "{settled}");
+                assert!(settled["error"]["message"].as_str().unwrap_or("").contains("before its COMMIT"), "{settled}");
+                assert_eq!(psql(&format!("SELECT n FROM {child} WHERE id = 1")), "0");
+                assert!(recovered.is_some());
+            }
+        }
+        verify_chain(&broker);
+    }
+}

@@ -37,8 +37,9 @@ pub struct ApprovalConfig {
     pub max_pending_bytes_per_user: usize,
     /// How long an ended request (executed, rejected, cancelled, expired,
     /// drifted, failed) is kept before it is removed, in days; the audit
-    /// keeps its story. 0 keeps them forever.
-    pub retention_days: u64,
+    /// keeps its story. Fractions allowed; 0 keeps them forever.
+    #[serde(rename = "retention_days", deserialize_with = "days")]
+    pub retention: Duration,
     /// Changed rows per statement kept for the approver to read (the
     /// content check covers every row, beyond this too).
     pub diff_rows: usize,
@@ -53,7 +54,7 @@ impl Default for ApprovalConfig {
             lock_timeout_ms: 5_000,
             max_pending_per_user: 20,
             max_pending_bytes_per_user: 1024 * 1024,
-            retention_days: 30,
+            retention: Duration::from_secs(30 * 24 * 3600),
             diff_rows: 200,
         }
     }
@@ -84,7 +85,7 @@ impl ApprovalConfig {
                 "approval.max_pending_bytes_per_user must be between 1024 and 1073741824".into(),
             );
         }
-        if self.retention_days > 36_500 {
+        if self.retention > Duration::from_secs(36_500 * 24 * 3600) {
             return Err("approval.retention_days must be at most 36500".into());
         }
         if !(1..=100_000).contains(&self.diff_rows) {
@@ -92,6 +93,11 @@ impl ApprovalConfig {
         }
         Ok(())
     }
+}
+
+/// An integer or a fraction of days.
+fn days<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Ok(hours(d)? * 24)
 }
 
 /// An integer or a fraction of hours.
@@ -108,7 +114,7 @@ fn hours<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     };
     if !hours.is_finite() || !(0.0..=1e6).contains(&hours) {
         return Err(serde::de::Error::custom(
-            "expiry_hours must be a non-negative number of hours",
+            "expiry_hours and retention_days must be non-negative numbers",
         ));
     }
     Ok(Duration::from_secs_f64(hours * 3600.0))

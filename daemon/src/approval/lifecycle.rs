@@ -142,6 +142,7 @@ pub async fn submit(
         db_role: None,
         statement_timeout_ms: config.database.statement_timeout_ms,
         idle_in_transaction_timeout_ms: config.database.idle_in_transaction_timeout_ms,
+        xid: None,
     };
     let mut target = target_of(&stored);
 
@@ -191,6 +192,47 @@ pub async fn submit(
         }
     }
 
+    // Bounded per person: pending requests and what they hold.
+    let key = key(actor.broker, &config)?;
+    sweep(actor, &config, &key).await;
+    let (pending, bytes) = actor
+        .broker
+        .approvals()
+        .pending_of(&config.approval.dir, &key, actor.peer.uid)
+        .map_err(|e| {
+            RequestError::Internal(format!(
+                "cannot read the change requests in {}: {e}",
+                config.approval.dir.display()
+            ))
+        })?;
+    let size = store::IndexEntry::of(&stored).bytes;
+    let limit = if pending >= config.approval.max_pending_per_user {
+        Some(format!(
+            "{} has {pending} pending change requests, the most one person may have \
+             (approval.max_pending_per_user); cancel one (iam-pg cancel ID) or wait for a decision",
+            actor.peer.describe()
+        ))
+    } else if bytes + size > config.approval.max_pending_bytes_per_user {
+        Some(format!(
+            "{}'s pending change requests would hold {} bytes of statements, parameters and reasons, \
+             more than approval.max_pending_bytes_per_user ({}); cancel one or wait for a decision",
+            actor.peer.describe(),
+            bytes + size,
+            config.approval.max_pending_bytes_per_user
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = limit {
+        return Err(refuse(
+            actor,
+            &stored,
+            &target,
+            "submit",
+            RequestError::Limit(message),
+        ));
+    }
+
     // Fail closed: the dry run sends the statements to PostgreSQL, so the
     // submission is in the audit first.
     let approval = json!({
@@ -233,8 +275,11 @@ pub async fn submit(
         statement.changes = changed;
     }
 
-    let key = key(actor.broker, &config)?;
-    if let Err(e) = store::write(&config.approval.dir, &key, &stored) {
+    if let Err(e) = actor
+        .broker
+        .approvals()
+        .save(&config.approval.dir, &key, &stored)
+    {
         error!(request = %id, dir = %config.approval.dir.display(), cause = %e, "cannot store a change request");
         let error = RequestError::Internal(format!(
             "the dry run succeeded but the request could not be stored in {}: {e}",
@@ -258,7 +303,10 @@ pub async fn submit(
     };
     // A request that is not in the audit chain must not be approvable.
     if let Err(e) = audit.record(&record) {
-        let _ = store::remove(&config.approval.dir, &id);
+        let _ = actor
+            .broker
+            .approvals()
+            .delete(&config.approval.dir, &key, &id);
         return Err(RequestError::Audit(e));
     }
     info!(request = %id, db = %stored.request.db, db_user = %stored.request.db_user, statements = n, rows = ?rows, "change request submitted");
@@ -280,7 +328,8 @@ pub async fn approve(
     let audit = actor.broker.audit();
     let key = key(actor.broker, &config)?;
     let _lock = actor.broker.approvals().lock(id).await;
-    let mut stored = load(actor, &config, &key, id, true)?;
+    let stored = load(actor, &config, &key, id, true)?;
+    let mut stored = settle(actor, &config, &key, stored).await;
     let mut target = target_of(&stored);
     let rule = check_decision(actor, &config, &stored, &target, "approve")?;
     // The requester's own grant may have been withdrawn since: a change
@@ -312,11 +361,15 @@ pub async fn approve(
     stored.request.decided_by = Some(approver.clone());
     stored.request.decided_at = Some(timefmt::format_utc(OffsetDateTime::now_utc()));
     stored.request.comment = comment;
-    store::write(&config.approval.dir, &key, &stored).map_err(|e| {
-        RequestError::Internal(format!(
-            "cannot mark request {id} as executing, so it did not run: {e}"
-        ))
-    })?;
+    actor
+        .broker
+        .approvals()
+        .save(&config.approval.dir, &key, &stored)
+        .map_err(|e| {
+            RequestError::Internal(format!(
+                "cannot mark request {id} as executing, so it did not run: {e}"
+            ))
+        })?;
 
     let started = Instant::now();
     let ran = match run(actor, &config, &stored, Phase::Execute, &mut target).await {
@@ -374,31 +427,45 @@ pub async fn approve(
             let _ = session.close().await;
             (RequestState::Drifted, None)
         }
-        None => match session.commit().await {
-            Ok(()) => {
-                let _ = session.close().await;
-                (RequestState::Executed, None)
-            }
-            // PostgreSQL refused the commit (a deferred constraint, a
-            // serialization failure): it rolled back.
-            Err(RequestError::Postgres(e)) if e.as_db_error().is_some() => {
-                let _ = session.close().await;
-                (
-                    RequestState::Drifted,
-                    Some(RequestError::Postgres(e).to_wire()),
-                )
-            }
+        None => match remember_xid(actor, &config, &key, &mut stored, &mut session).await {
             Err(e) => {
-                // The connection broke while committing: whether PostgreSQL
-                // committed cannot be known here.
+                // Without its transaction id on disk a crash during the
+                // commit could not be told from a rollback: not committed.
+                let _ = session.rollback().await;
                 let _ = session.close().await;
-                (RequestState::Failed, Some(e.to_wire()))
+                return Err(back_to_pending(actor, &config, &key, stored, &target, e));
             }
+            Ok(()) => match session.commit().await {
+                Ok(()) => {
+                    let _ = session.close().await;
+                    (RequestState::Executed, None)
+                }
+                // PostgreSQL refused the commit (a deferred constraint, a
+                // serialization failure): it rolled back.
+                Err(RequestError::Postgres(e)) if e.as_db_error().is_some() => {
+                    let _ = session.close().await;
+                    (
+                        RequestState::Drifted,
+                        Some(RequestError::Postgres(e).to_wire()),
+                    )
+                }
+                Err(e) => {
+                    // The connection broke while committing: whether PostgreSQL
+                    // committed is asked later, by its transaction id
+                    // (`settle`, at the next read of the request).
+                    let _ = session.close().await;
+                    (RequestState::Executing, Some(e.to_wire()))
+                }
+            },
         },
     };
     stored.request.state = state;
     stored.request.error = failure;
-    if let Err(e) = store::write(&config.approval.dir, &key, &stored) {
+    if let Err(e) = actor
+        .broker
+        .approvals()
+        .save(&config.approval.dir, &key, &stored)
+    {
         // The file still says `executing`: never run again, and `show`
         // tells people to look at the data and the audit.
         error!(request = %id, cause = %e, state = %state, "cannot write the final state of a change request");
@@ -489,7 +556,7 @@ pub async fn reject(
     stored.request.decided_by = Some(approver);
     stored.request.decided_at = Some(timefmt::format_utc(OffsetDateTime::now_utc()));
     stored.request.comment = Some(comment);
-    write_state(&config, &key, &stored)?;
+    write_state(actor, &config, &key, &stored)?;
     info!(request = %id, by = %actor.peer.describe(), "change request rejected");
     Ok(stored.request)
 }
@@ -522,7 +589,7 @@ pub async fn cancel(actor: &Actor<'_>, id: &str) -> Result<ApprovalRequest, Requ
     stored.request.state = RequestState::Cancelled;
     stored.request.decided_by = Some(actor.person());
     stored.request.decided_at = Some(timefmt::format_utc(OffsetDateTime::now_utc()));
-    write_state(&config, &key, &stored)?;
+    write_state(actor, &config, &key, &stored)?;
     info!(request = %id, "change request cancelled by its requester");
     Ok(stored.request)
 }
@@ -533,7 +600,10 @@ pub async fn show(actor: &Actor<'_>, id: &str) -> Result<ApprovalRequest, Reques
     let key = key(actor.broker, &config)?;
     // Reading does not wait for an approval that is running.
     let lock = actor.broker.approvals().try_lock(id);
-    let stored = load(actor, &config, &key, id, lock.is_some())?;
+    let mut stored = load(actor, &config, &key, id, lock.is_some())?;
+    if lock.is_some() {
+        stored = settle(actor, &config, &key, stored).await;
+    }
     if !visible(actor, &config, &stored) {
         return Err(RequestError::Denied(format!(
             "{} may not see request {id}: it is not theirs, and no rule lets them approve changes to {} as {}",
@@ -554,17 +624,38 @@ pub async fn list(
 ) -> Result<(Vec<ApprovalRequest>, Vec<String>), RequestError> {
     let config = actor.broker.config();
     let key = key(actor.broker, &config)?;
-    let ids = store::ids(&config.approval.dir).map_err(|e| {
-        RequestError::Internal(format!(
-            "cannot list change requests in {}: {e}",
-            config.approval.dir.display()
-        ))
-    })?;
+    sweep(actor, &config, &key).await;
+    // The index says which requests qualify; only their files are read
+    // (each to check its seal).
+    let mut approvable: std::collections::HashMap<(String, String), bool> = Default::default();
+    let (ids, mut refused) = actor
+        .broker
+        .approvals()
+        .select(&config.approval.dir, &key, |e| {
+            let wanted = all || matches!(e.state, RequestState::Pending | RequestState::Executing);
+            wanted
+                && (e.requester == actor.peer.uid
+                    || *approvable
+                        .entry((e.db.clone(), e.db_user.clone()))
+                        .or_insert_with(|| {
+                            grant::approve_rule(&config.policy, actor.peer, &e.db, &e.db_user)
+                                .is_some()
+                        }))
+        })
+        .map_err(|e| {
+            RequestError::Internal(format!(
+                "cannot list change requests in {}: {e}",
+                config.approval.dir.display()
+            ))
+        })?;
     let mut requests = Vec::new();
-    let mut refused = Vec::new();
     for id in ids {
         let lock = actor.broker.approvals().try_lock(&id);
-        match load(actor, &config, &key, &id, lock.is_some()) {
+        let loaded = match load(actor, &config, &key, &id, lock.is_some()) {
+            Ok(stored) if lock.is_some() => Ok(settle(actor, &config, &key, stored).await),
+            other => other,
+        };
+        match loaded {
             Ok(stored) => {
                 if (all || stored.request.state == RequestState::Pending)
                     && visible(actor, &config, &stored)
@@ -637,7 +728,7 @@ fn load(
     };
     if locked && stored.request.state == RequestState::Pending && past(&stored.request.expires) {
         stored.request.state = RequestState::Expired;
-        if let Err(e) = store::write(dir, key, &stored) {
+        if let Err(e) = actor.broker.approvals().save(dir, key, &stored) {
             error!(request = %id, cause = %e, "cannot mark a change request expired");
         }
         let target = target_of(&stored);
@@ -778,17 +869,22 @@ fn refuse(
 }
 
 fn write_state(
+    actor: &Actor<'_>,
     config: &Config,
     key: &AuditKey,
     stored: &StoredRequest,
 ) -> Result<(), RequestError> {
-    store::write(&config.approval.dir, key, stored).map_err(|e| {
-        error!(request = %stored.request.id, cause = %e, "cannot write a change request");
-        RequestError::Internal(format!(
-            "cannot write change request {}: {e}",
-            stored.request.id
-        ))
-    })
+    actor
+        .broker
+        .approvals()
+        .save(&config.approval.dir, key, stored)
+        .map_err(|e| {
+            error!(request = %stored.request.id, cause = %e, "cannot write a change request");
+            RequestError::Internal(format!(
+                "cannot write change request {}: {e}",
+                stored.request.id
+            ))
+        })
 }
 
 /// A dry run that failed: recorded, and the request is not stored.
@@ -824,7 +920,12 @@ fn back_to_pending(
     stored.request.decided_by = None;
     stored.request.decided_at = None;
     stored.request.comment = None;
-    let _ = write_state(config, key, &stored);
+    stored.xid = None;
+    for statement in &mut stored.request.statements {
+        statement.rows = None;
+        statement.changes_at_approval = None;
+    }
+    let _ = write_state(actor, config, key, &stored);
     let info = error.to_wire();
     let approval = json!({
         "id": stored.request.id,
@@ -839,6 +940,240 @@ fn back_to_pending(
     let _ = actor.broker.audit().record(&record);
     warn!(request = %stored.request.id, code = %info.code, "an approved change request could not run; it is pending again");
     error
+}
+
+/// Writes the execution's transaction id next to the `executing` state,
+/// just before its `COMMIT`: if the broker stops during the commit,
+/// PostgreSQL's `txid_status` of it tells later whether it was committed.
+async fn remember_xid(
+    actor: &Actor<'_>,
+    config: &Config,
+    key: &AuditKey,
+    stored: &mut StoredRequest,
+    session: &mut Session,
+) -> Result<(), RequestError> {
+    let rows = session
+        .broker_rows("SELECT pg_catalog.txid_current()::text", &[])
+        .await?;
+    let xid = rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+        .ok_or_else(|| RequestError::Internal("PostgreSQL gave no transaction id".into()))?;
+    stored.xid = Some(xid);
+    actor
+        .broker
+        .approvals()
+        .save(&config.approval.dir, key, stored)
+        .map_err(|e| {
+            RequestError::Internal(format!(
+                "cannot record the transaction of request {}, so it was not committed: {e}",
+                stored.request.id
+            ))
+        })
+}
+
+/// PostgreSQL's record of transaction `xid` on the request's database:
+/// `committed`, `aborted`, `in progress`, or `None` when it is too old to
+/// tell.
+async fn xact_status(
+    actor: &Actor<'_>,
+    config: &Arc<Config>,
+    stored: &StoredRequest,
+    xid: &str,
+) -> Result<Option<String>, RequestError> {
+    let mut target = target_of(stored);
+    let mut session = connect(actor, config, stored, &mut target).await?;
+    let rows = session
+        .broker_rows(
+            "SELECT pg_catalog.txid_status($1::text::bigint)",
+            &[Value::String(xid.to_owned())],
+        )
+        .await;
+    let _ = session.rollback().await;
+    let _ = session.close().await;
+    Ok(rows?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten()))
+}
+
+/// A request left `executing` — the broker stopped while running it, or
+/// the connection broke during its `COMMIT` — settled by what PostgreSQL
+/// recorded: its transaction committed (`executed`), or not (`failed`,
+/// nothing changed). Without a transaction id the broker never sent the
+/// `COMMIT`. While PostgreSQL still runs the transaction, or cannot be
+/// reached, the request stays `executing` and is asked again at the next
+/// read. Called with the request's lock held, so no execution of it runs
+/// in this broker.
+async fn settle(
+    actor: &Actor<'_>,
+    config: &Arc<Config>,
+    key: &AuditKey,
+    mut stored: StoredRequest,
+) -> StoredRequest {
+    if stored.request.state != RequestState::Executing {
+        return stored;
+    }
+    let id = stored.request.id.clone();
+    let (state, why) = match stored.xid.clone() {
+        None => (
+            RequestState::Failed,
+            "the broker stopped while running it, before its COMMIT: nothing was committed".to_owned(),
+        ),
+        Some(xid) => match xact_status(actor, config, &stored, &xid).await {
+            Ok(Some(s)) if s == "committed" => (
+                RequestState::Executed,
+                format!("PostgreSQL committed its transaction {xid}"),
+            ),
+            Ok(Some(s)) if s == "aborted" => (
+                RequestState::Failed,
+                format!("PostgreSQL rolled its transaction {xid} back: nothing was committed"),
+            ),
+            Ok(Some(_)) => return stored,
+            Ok(None) => (
+                RequestState::Failed,
+                format!(
+                    "PostgreSQL no longer knows whether its transaction {xid} committed; check the data"
+                ),
+            ),
+            Err(e) => {
+                warn!(request = %id, cause = %e, "cannot ask PostgreSQL how an interrupted change request ended; asking again later");
+                return stored;
+            }
+        },
+    };
+    stored.request.state = state;
+    stored.request.error = match state {
+        RequestState::Failed => Some(ErrorInfo::new(ErrorCode::Internal, why.clone())),
+        _ => None,
+    };
+    if let Err(e) = actor
+        .broker
+        .approvals()
+        .save(&config.approval.dir, key, &stored)
+    {
+        error!(request = %id, cause = %e, "cannot write how an interrupted change request ended");
+    }
+    let target = target_of(&stored);
+    let approval = json!({
+        "id": id,
+        "requester": person_json(&stored.request.requester),
+        "state": state.as_str(),
+        "xid": stored.xid,
+    });
+    let outcome = match state {
+        RequestState::Executed => Outcome::ok(None, None),
+        _ => Outcome {
+            ok: false,
+            code: Some(state.as_str()),
+            message: Some(&why),
+            ..Outcome::ok(None, None)
+        },
+    };
+    let record = AuditRecord {
+        peer: None,
+        outcome: Some(outcome),
+        ..actor.record(AuditEvent::RequestRecover, &stored, &target, &approval)
+    };
+    let _ = actor.broker.audit().record(&record);
+    warn!(request = %id, state = %state, "an interrupted change request was settled: {why}");
+    stored
+}
+
+/// At start: settles every request a stopped broker left `executing`
+/// ([`settle`]), acting as the broker itself.
+pub async fn settle_at_start(broker: Arc<Broker>) {
+    let me = PeerIdentity {
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        pid: std::process::id() as i32,
+        user: Some("iam-pgbroker".to_owned()),
+        groups: Vec::new(),
+    };
+    let audit_peer = AuditPeer::with_process(&me, Default::default());
+    let actor = Actor {
+        broker: &broker,
+        peer: &me,
+        audit_peer: &audit_peer,
+        request: 0,
+    };
+    let config = broker.config();
+    let Ok(key) = key(&broker, &config) else {
+        return;
+    };
+    let ids = match broker.approvals().select(&config.approval.dir, &key, |e| {
+        e.state == RequestState::Executing
+    }) {
+        Ok((ids, _)) => ids,
+        Err(e) => {
+            warn!(dir = %config.approval.dir.display(), cause = %e, "cannot read the change requests at start");
+            return;
+        }
+    };
+    for id in ids {
+        let _lock = broker.approvals().lock(&id).await;
+        if let Ok(stored) = load(&actor, &config, &key, &id, true) {
+            settle(&actor, &config, &key, stored).await;
+        }
+    }
+}
+
+/// Removes the ended requests whose end is more than `[approval]
+/// retention_days` ago; the audit keeps their story, and a
+/// `request_remove` record says when they went.
+async fn sweep(actor: &Actor<'_>, config: &Config, key: &AuditKey) {
+    let retention = config.approval.retention;
+    if retention.is_zero() {
+        return;
+    }
+    let days = retention.as_secs_f64() / 86_400.0;
+    let cutoff = OffsetDateTime::now_utc() - retention;
+    let old = |t: &str| {
+        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map(|t| t < cutoff)
+            .unwrap_or(false)
+    };
+    let dir = &config.approval.dir;
+    let ids = match actor.broker.approvals().select(dir, key, |e| {
+        e.ended() && old(e.ended.as_deref().unwrap_or(&e.submitted))
+    }) {
+        Ok((ids, _)) => ids,
+        Err(e) => {
+            warn!(dir = %dir.display(), cause = %e, "cannot look for change requests to remove");
+            return;
+        }
+    };
+    for id in ids {
+        let Some(_lock) = actor.broker.approvals().try_lock(&id) else {
+            continue;
+        };
+        let stored = match store::read(dir, key, &id) {
+            Ok(stored) => stored,
+            Err(_) => continue,
+        };
+        let target = target_of(&stored);
+        let approval = json!({
+            "id": id,
+            "requester": person_json(&stored.request.requester),
+            "state": stored.request.state.as_str(),
+            "retention_days": days,
+        });
+        let record = AuditRecord {
+            peer: None,
+            ..actor.record(AuditEvent::RequestRemove, &stored, &target, &approval)
+        };
+        // Removed only once the audit says so.
+        if actor.broker.audit().record(&record).is_err() {
+            return;
+        }
+        match actor.broker.approvals().delete(dir, key, &id) {
+            Ok(()) => {
+                info!(request = %id, state = %stored.request.state, days, "removed an ended change request after its retention")
+            }
+            Err(e) => warn!(request = %id, cause = %e, "cannot remove an ended change request"),
+        }
+    }
 }
 
 /// Whether a failed statement says something about the data (so the

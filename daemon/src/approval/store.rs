@@ -6,7 +6,7 @@
 use super::mac;
 use crate::audit::{AuditError, AuditKey, AuditLog};
 use crate::peer::{GroupInfo, PeerIdentity};
-use iam_pgbroker_proto::ApprovalRequest;
+use iam_pgbroker_proto::{ApprovalRequest, RequestState};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -41,6 +41,11 @@ pub struct StoredRequest {
     pub statement_timeout_ms: u64,
     /// `idle_in_transaction_session_timeout` of both runs, ms.
     pub idle_in_transaction_timeout_ms: u64,
+    /// The transaction id of the execution, written (state still
+    /// `executing`) just before its `COMMIT`: after a crash, PostgreSQL's
+    /// `txid_status` of it says whether the change was committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<String>,
 }
 
 impl StoredRequest {
@@ -223,14 +228,79 @@ pub fn ids(dir: &Path) -> io::Result<Vec<String>> {
     Ok(ids)
 }
 
+/// What the broker knows of a stored request without reading its file:
+/// enough to list, count and expire requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Its state when it was last written.
+    pub state: RequestState,
+    /// The requester's uid.
+    pub requester: u32,
+    /// Instance.
+    pub db: String,
+    /// Database user.
+    pub db_user: String,
+    /// When it was submitted (RFC 3339, UTC).
+    pub submitted: String,
+    /// When it ended (decided, or its expiry for an expired one).
+    pub ended: Option<String>,
+    /// Bytes of statements, parameters and reason: what a pending request
+    /// holds of its requester's share.
+    pub bytes: usize,
+}
+
+impl IndexEntry {
+    /// The entry of `stored`.
+    pub fn of(stored: &StoredRequest) -> IndexEntry {
+        let r = &stored.request;
+        let bytes = r.reason.len()
+            + r.statements
+                .iter()
+                .map(|s| s.sql.len() + s.params.iter().map(|p| p.to_string().len()).sum::<usize>())
+                .sum::<usize>();
+        IndexEntry {
+            state: r.state,
+            requester: r.requester.uid,
+            db: r.db.clone(),
+            db_user: r.db_user.clone(),
+            submitted: r.submitted.clone(),
+            ended: match r.state {
+                RequestState::Expired => Some(r.expires.clone()),
+                _ => r.decided_at.clone(),
+            },
+            bytes,
+        }
+    }
+
+    /// Whether the request's life is over (nothing can happen to it any
+    /// more but removal).
+    pub fn ended(&self) -> bool {
+        !matches!(
+            self.state,
+            RequestState::Pending | RequestState::Executing | RequestState::Unknown
+        )
+    }
+}
+
+/// The index of one folder: read once, then kept by the broker's own
+/// writes. Files it could not read are listed apart.
+struct Index {
+    dir: PathBuf,
+    entries: std::collections::BTreeMap<String, IndexEntry>,
+    refused: Vec<String>,
+}
+
 /// The broker's share of the approval machinery: one lock per request, so
 /// that exactly one action changes a request at a time (two approvers at
-/// once: the first runs it, the second finds it no longer pending), and the
-/// key that seals request files.
+/// once: the first runs it, the second finds it no longer pending), the
+/// key that seals request files, and the index of the folder, so that
+/// listing and counting read no file (the folder is this broker's own:
+/// files others put there are seen at the next start).
 #[derive(Default)]
 pub struct ApprovalStore {
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     key: Mutex<Option<AuditKey>>,
+    index: Mutex<Option<Index>>,
 }
 
 impl ApprovalStore {
@@ -261,6 +331,90 @@ impl ApprovalStore {
         self.entry(id).try_lock_owned().ok()
     }
 
+    /// Runs `f` on the index of `dir`, reading the folder first when this
+    /// broker has not yet (or had another folder before a reload).
+    fn with_index<T>(
+        &self,
+        dir: &Path,
+        key: &AuditKey,
+        f: impl FnOnce(&mut Index) -> T,
+    ) -> io::Result<T> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if index.as_ref().is_none_or(|i| i.dir != dir) {
+            let mut fresh = Index {
+                dir: dir.to_owned(),
+                entries: Default::default(),
+                refused: Vec::new(),
+            };
+            for id in ids(dir)? {
+                match read(dir, key, &id) {
+                    Ok(stored) => {
+                        fresh.entries.insert(id, IndexEntry::of(&stored));
+                    }
+                    Err(LoadError::NotFound) => {}
+                    Err(_) => fresh.refused.push(id),
+                }
+            }
+            *index = Some(fresh);
+        }
+        match index.as_mut() {
+            Some(i) => Ok(f(i)),
+            None => Err(io::Error::other("the request index is missing")),
+        }
+    }
+
+    /// Writes `content` (see [`write`]) and keeps the index.
+    pub fn save(&self, dir: &Path, key: &AuditKey, content: &StoredRequest) -> io::Result<()> {
+        write(dir, key, content)?;
+        self.with_index(dir, key, |i| {
+            i.refused.retain(|id| id != &content.request.id);
+            i.entries
+                .insert(content.request.id.clone(), IndexEntry::of(content));
+        })
+    }
+
+    /// Removes request `id`'s file and its entry.
+    pub fn delete(&self, dir: &Path, key: &AuditKey, id: &str) -> io::Result<()> {
+        match remove(dir, id) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.with_index(dir, key, |i| {
+            i.entries.remove(id);
+            i.refused.retain(|r| r != id);
+        })
+    }
+
+    /// The ids whose entries `keep` accepts, oldest first, and the ids of
+    /// files that were refused when the folder was read.
+    pub fn select(
+        &self,
+        dir: &Path,
+        key: &AuditKey,
+        mut keep: impl FnMut(&IndexEntry) -> bool,
+    ) -> io::Result<(Vec<String>, Vec<String>)> {
+        self.with_index(dir, key, |i| {
+            let mut chosen: Vec<(&String, &IndexEntry)> =
+                i.entries.iter().filter(|(_, e)| keep(e)).collect();
+            chosen.sort_by(|a, b| a.1.submitted.cmp(&b.1.submitted).then(a.0.cmp(b.0)));
+            (
+                chosen.into_iter().map(|(id, _)| id.clone()).collect(),
+                i.refused.clone(),
+            )
+        })
+    }
+
+    /// How many requests `uid` has pending, and their bytes.
+    pub fn pending_of(&self, dir: &Path, key: &AuditKey, uid: u32) -> io::Result<(usize, usize)> {
+        self.with_index(dir, key, |i| {
+            i.entries
+                .values()
+                .filter(|e| e.requester == uid && e.state == RequestState::Pending)
+                .fold((0, 0), |(n, bytes), e| (n + 1, bytes + e.bytes))
+        })
+    }
+
     /// The sealing key: the audit's HMAC key, which the log already holds
     /// with `params = "hmac"`; otherwise read (or created) from
     /// `[audit] key_file` once.
@@ -286,6 +440,7 @@ mod tests {
 
     fn sample(id: &str) -> StoredRequest {
         StoredRequest {
+            xid: None,
             request: ApprovalRequest {
                 id: id.into(),
                 state: RequestState::Pending,

@@ -63,6 +63,11 @@ pub enum AuditEvent {
     /// An action on a change request was refused (self-approval, no
     /// `approve` grant, a request file changed outside the broker, …).
     RequestRefused,
+    /// A request left `executing` (the broker stopped while running it)
+    /// was settled by PostgreSQL's record of its transaction.
+    RequestRecover,
+    /// An ended request was removed after `[approval] retention_days`.
+    RequestRemove,
 }
 
 impl AuditEvent {
@@ -88,6 +93,8 @@ impl AuditEvent {
             AuditEvent::RequestCancel => "request_cancel",
             AuditEvent::RequestExpire => "request_expire",
             AuditEvent::RequestRefused => "request_refused",
+            AuditEvent::RequestRecover => "request_recover",
+            AuditEvent::RequestRemove => "request_remove",
         }
     }
 
