@@ -250,3 +250,62 @@ pub fn status_text(status: &serde_json::Value) -> String {
     }
     out
 }
+
+/// Which source would give the password of `db_user` on `db` now (read
+/// from it, so a missing entry or an unreachable OpenBao shows), or, for
+/// a rule with `dynamic_credentials`, where the short-lived role would
+/// come from. Never the password.
+pub async fn password_source(config: &Config, db: &str, db_user: &str, dynamic: bool) -> String {
+    if dynamic {
+        return match &config.secrets.openbao {
+            Some(bao) => format!(
+                "dynamic credentials from openbao {} {}/creds/{}",
+                bao.address,
+                bao.database_mount,
+                crate::secrets::config::substitute(&bao.database_role, db, db_user)
+            ),
+            None => "dynamic credentials, but [secrets.openbao] is not configured".into(),
+        };
+    }
+    let sources = crate::secrets::SecretSources::default();
+    match sources.password(config, db, db_user, false).await {
+        Ok(secret) => secret.source,
+        Err(e) => format!("none: {e}"),
+    }
+}
+
+/// `check-config`'s part on passwords: the order of the sources, and for
+/// every instance and database user the rules name literally, the source
+/// that has its password.
+pub async fn sources_report(config: &Config) -> String {
+    let order = |list: Vec<crate::secrets::SourceKind>| {
+        list.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+    };
+    let mut out = format!(
+        "\npassword sources, in order: {}\n",
+        order(config.secret_sources_default())
+    );
+    for (name, over) in &config.database.instance {
+        if over.secrets.is_some() {
+            let _ = writeln!(
+                out,
+                "  instance {name}: {}",
+                order(config.secret_sources(name))
+            );
+        }
+    }
+    let mut pairs = std::collections::BTreeMap::new();
+    for rule in config.policy.rules() {
+        for db in rule.dbs.iter().filter(|d| *d != "*") {
+            for user in rule.db_users.iter().filter(|u| *u != "*") {
+                let dynamic = pairs.entry((db.clone(), user.clone())).or_insert(false);
+                *dynamic |= rule.dynamic_credentials;
+            }
+        }
+    }
+    for ((db, user), dynamic) in pairs {
+        let source = password_source(config, &db, &user, dynamic).await;
+        let _ = writeln!(out, "  {db} as {user}: {source}");
+    }
+    out
+}

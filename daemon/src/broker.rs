@@ -5,7 +5,7 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::docker::ContainerResolver;
 use crate::pool::Pool;
-use crate::secrets::PwfileProvider;
+use crate::secrets::SecretSources;
 use crate::stats::Stats;
 use crate::sync::lock;
 use std::sync::{Arc, RwLock};
@@ -17,6 +17,8 @@ pub struct Broker {
     pool: Arc<Pool>,
     /// What read sessions log in as (never a superuser).
     read_roles: crate::read_role::ReadRoles,
+    /// Password sources; OpenBao's token and cache live here.
+    secrets: SecretSources,
     stats: Stats,
     audit: AuditLog,
     /// Change requests: per-request locks and the key that seals them.
@@ -53,6 +55,7 @@ impl Broker {
             resolver,
             pool,
             read_roles: Default::default(),
+            secrets: Default::default(),
             stats: Stats::default(),
             audit,
             approvals: Default::default(),
@@ -146,6 +149,7 @@ impl Broker {
             .into_iter()
             .map(|p| serde_json::json!({"target": p.target, "idle": p.idle}))
             .collect();
+        status["secrets"] = self.secrets.health(&self.config());
         status
     }
 
@@ -164,9 +168,8 @@ impl Broker {
         &self.read_roles
     }
 
-    /// The password provider for a configuration snapshot.
-    pub fn passwords(config: &Arc<Config>) -> PwfileProvider {
-        let config = config.clone();
-        PwfileProvider::new(move |db, user| config.pwfile(db, user))
+    /// The password sources.
+    pub fn secrets(&self) -> &SecretSources {
+        &self.secrets
     }
 }

@@ -71,6 +71,8 @@ pub struct Config {
     pub approval: crate::approval::ApprovalConfig,
     /// `[guard]`: what read sessions may run beyond what the guard knows.
     pub guard: GuardConfig,
+    /// `[secrets]`: password sources and their order.
+    pub secrets: crate::secrets::SecretsConfig,
     /// The statement guard built from `[guard]` once per load, so every
     /// session of this configuration shares its verdict cache.
     pub sql_guard: iam_pgbroker_sql::SqlGuard,
@@ -250,6 +252,9 @@ pub struct InstanceOverride {
     pub port: Option<u16>,
     /// Default database name.
     pub dbname: Option<String>,
+    /// Password sources of this instance, in order (instead of
+    /// `[secrets] sources`).
+    pub secrets: Option<Vec<crate::secrets::SourceKind>>,
 }
 
 /// `[limits]`: what protects everyone else from one client.
@@ -368,6 +373,8 @@ struct MainFile {
     #[serde(default)]
     guard: GuardConfig,
     #[serde(default)]
+    secrets: crate::secrets::SecretsConfig,
+    #[serde(default)]
     rule: Vec<toml::Spanned<RuleFile>>,
 }
 
@@ -401,6 +408,8 @@ struct RuleFile {
     idle_in_transaction_timeout_ms: Option<u64>,
     #[serde(default)]
     approve: bool,
+    #[serde(default)]
+    dynamic_credentials: bool,
 }
 
 impl Config {
@@ -443,6 +452,7 @@ impl Config {
             approval: main.approval,
             sql_guard: main.guard.sql_guard(),
             guard: main.guard,
+            secrets: main.secrets,
             policy: Policy::new(rules),
             dropins,
         };
@@ -484,6 +494,28 @@ impl Config {
         self.audit.validate().map_err(&invalid)?;
         self.approval.validate().map_err(&invalid)?;
         self.guard.validate().map_err(&invalid)?;
+        self.secrets.validate().map_err(&invalid)?;
+        for (name, over) in &self.database.instance {
+            if let Some(order) = &over.secrets {
+                let key = format!("database.instance.{name}.secrets");
+                crate::secrets::config::check_order(&key, order).map_err(&invalid)?;
+                if order.contains(&crate::secrets::SourceKind::Openbao)
+                    && self.secrets.openbao.is_none()
+                {
+                    return Err(invalid(format!(
+                        "{key} names openbao, but there is no [secrets.openbao]"
+                    )));
+                }
+            }
+        }
+        if self.secrets.openbao.is_none() {
+            if let Some(rule) = self.policy.rules().iter().find(|r| r.dynamic_credentials) {
+                return Err(invalid(format!(
+                    "rule {:?} asks for dynamic_credentials, but there is no [secrets.openbao]",
+                    rule.name
+                )));
+            }
+        }
         let role = &self.database.read_role;
         let plain = !role.is_empty()
             && role.len() <= 40
@@ -534,6 +566,27 @@ impl Config {
                     .unwrap_or_else(|| self.database.dbname.replace("{db}", db))
             }),
         }
+    }
+
+    /// The password sources of instance `db`, in order.
+    pub fn secret_sources(&self, db: &str) -> Vec<crate::secrets::SourceKind> {
+        match self
+            .database
+            .instance
+            .get(db)
+            .and_then(|o| o.secrets.clone())
+        {
+            Some(order) => order,
+            None => self.secret_sources_default(),
+        }
+    }
+
+    /// The password sources of instances without an override.
+    pub fn secret_sources_default(&self) -> Vec<crate::secrets::SourceKind> {
+        self.secrets
+            .sources
+            .clone()
+            .unwrap_or_else(|| crate::secrets::config::DEFAULT_ORDER.to_vec())
     }
 
     /// Path of the pwfile holding `user`'s password on instance `db`.
@@ -659,6 +712,7 @@ fn collect_rules(
             statement_timeout_ms: r.statement_timeout_ms,
             idle_in_transaction_timeout_ms: r.idle_in_transaction_timeout_ms,
             approve: r.approve,
+            dynamic_credentials: r.dynamic_credentials,
         });
     }
     Ok(())

@@ -77,6 +77,17 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// PostgreSQL refused the password (`28P01`): the source may hold a
+    /// newer one.
+    pub fn is_auth_failure(&self) -> bool {
+        match self {
+            RequestError::Connect { source, .. } => source
+                .as_db_error()
+                .is_some_and(|db| db.code().code() == "28P01"),
+            _ => false,
+        }
+    }
+
     /// The error frame's body.
     pub fn to_wire(&self) -> ErrorInfo {
         match self {
@@ -98,6 +109,9 @@ impl RequestError {
                     _ => ErrorCode::Unavailable,
                 };
                 ErrorInfo::new(code, e.to_string())
+            }
+            RequestError::Secret(e) if e.is_unavailable() => {
+                ErrorInfo::new(ErrorCode::Unavailable, e.to_string())
             }
             RequestError::Secret(e) => ErrorInfo::new(ErrorCode::Secret, e.to_string()),
             RequestError::Connect { target, source } => match source.as_db_error() {

@@ -218,6 +218,10 @@ fn check_config(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             print!("{}", admin::check_report(&config));
+            match small_runtime() {
+                Ok(rt) => print!("{}", rt.block_on(admin::sources_report(&config))),
+                Err(e) => eprintln!("iam-pgbroker: cannot check the password sources: {e}"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -246,6 +250,17 @@ fn explain(path: &Path, user: &str, db: &str, db_user: &str, write: bool) -> Exi
     match admin::explain(&config, &peer, access) {
         Ok(text) => {
             println!("{text}");
+            let dynamic = match config.policy.decide(&peer, access) {
+                iam_pgbroker::policy::PolicyDecision::Allow(rule) => rule.dynamic_credentials,
+                _ => false,
+            };
+            match small_runtime() {
+                Ok(rt) => println!(
+                    "  password: {}",
+                    rt.block_on(admin::password_source(&config, db, db_user, dynamic))
+                ),
+                Err(e) => eprintln!("iam-pgbroker: cannot check the password sources: {e}"),
+            }
             ExitCode::SUCCESS
         }
         Err(text) => {
@@ -278,4 +293,11 @@ fn status(socket: Option<PathBuf>, config: &Path, json: bool) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A one-thread runtime for the commands that ask OpenBao.
+fn small_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

@@ -67,6 +67,9 @@ pub struct Rule {
     /// May approve or reject other people's change requests for its `dbs`
     /// and `db_users`.
     pub approve: bool,
+    /// Sessions log in with short-lived credentials from OpenBao's
+    /// database secrets engine instead of the database user's password.
+    pub dynamic_credentials: bool,
 }
 
 impl Rule {
@@ -210,6 +213,7 @@ mod tests {
             statement_timeout_ms: None,
             idle_in_transaction_timeout_ms: None,
             approve: false,
+            dynamic_credentials: false,
         }
     }
 

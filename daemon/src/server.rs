@@ -39,6 +39,18 @@ pub async fn run(
             }
         })
     };
+    // The OpenBao token is renewed at half its time even while no session
+    // asks for a password.
+    let secrets_keeper = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                broker.secrets().maintain(&broker.config()).await;
+            }
+        })
+    };
     let watcher = {
         let broker = broker.clone();
         tokio::spawn(async move { broker.watch_docker().await })
@@ -82,6 +94,7 @@ pub async fn run(
     accept.abort();
     let _ = accept.await;
     reaper.abort();
+    secrets_keeper.abort();
     watcher.abort();
     drop(notify_shutdown);
     drop(done_tx);

@@ -156,6 +156,11 @@ pub struct Session {
     first_use: Option<FirstUse>,
     /// The guard that checks this session's statements.
     guard: SqlGuard,
+    /// Dynamic credentials' lease: renewed while the session lives,
+    /// revoked when it ends (declared after `conn`, so the connection is
+    /// gone first). Such a connection is never pooled: its role is about
+    /// to be dropped.
+    lease: Option<crate::secrets::openbao::LeaseGuard>,
 }
 
 /// What a session owes its connection before its first transaction.
@@ -242,6 +247,7 @@ impl Session {
             cancelled: false,
             first_use: Some(first_use),
             guard: SqlGuard::new(),
+            lease: None,
         })
     }
 
@@ -249,6 +255,12 @@ impl Session {
     /// with what `[guard]` allows in read sessions) instead of the plain one.
     pub fn set_guard(&mut self, guard: SqlGuard) {
         self.guard = guard;
+    }
+
+    /// Holds `lease` for as long as the session lives; the connection is
+    /// then closed instead of pooled, and the lease revoked.
+    pub fn hold_lease(&mut self, lease: crate::secrets::openbao::LeaseGuard) {
+        self.lease = Some(lease);
     }
 
     fn conn(&mut self) -> Result<&mut ServerConn, RequestError> {
@@ -618,7 +630,7 @@ impl Session {
         let Some(mut conn) = self.conn.take() else {
             return result;
         };
-        if result.is_err() || conn.client.is_closed() || self.cancelled {
+        if result.is_err() || conn.client.is_closed() || self.cancelled || self.lease.is_some() {
             conn.discard();
             return result;
         }

@@ -20,5 +20,6 @@ mod pool;
 mod read;
 mod reliability;
 mod restart;
+mod secrets;
 mod types;
 mod write;

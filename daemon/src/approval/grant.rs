@@ -85,6 +85,7 @@ mod tests {
             statement_timeout_ms: None,
             idle_in_transaction_timeout_ms: None,
             approve,
+            dynamic_credentials: false,
         }
     }
 

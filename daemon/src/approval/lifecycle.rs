@@ -12,7 +12,6 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::error::RequestError;
 use crate::peer::PeerIdentity;
-use crate::secrets::PasswordProvider;
 use crate::session::{ChunkLimits, ServerTarget, Session, SessionSettings};
 use iam_pgbroker_proto::{
     ApprovalRequest, ErrorCode, ErrorInfo, Person, RequestState, RequestStatement, SubmitParams,
@@ -1311,7 +1310,12 @@ async fn connect(
     target.container = Some(instance.container.clone());
     let addr = actor.broker.resolver().resolve(&instance).await?;
     target.address = Some(format!("{addr}:{}", instance.port));
-    let password = Broker::passwords(config).password(&r.db, &r.db_user)?;
+    let password = actor
+        .broker
+        .secrets()
+        .password(config, &r.db, &r.db_user, false)
+        .await?
+        .password;
     let server = ServerTarget {
         container: instance.container.clone(),
         addr,
@@ -1489,6 +1493,7 @@ fn target_of(stored: &StoredRequest) -> AuditTarget {
         container: None,
         address: None,
         read_role: None,
+        lease: None,
     }
 }
 

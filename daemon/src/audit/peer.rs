@@ -160,6 +160,10 @@ pub struct AuditTarget {
     /// holds superuser-level power (see `read_role`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_role: Option<String>,
+    /// The OpenBao lease of a session with dynamic credentials (its id,
+    /// never the credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
 #[cfg(test)]

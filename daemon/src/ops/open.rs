@@ -2,14 +2,12 @@
 
 use super::{send, Reply};
 use crate::audit::{AuditEvent, AuditRecord, AuditTarget, Outcome, SessionMode};
-use crate::broker::Broker;
 use crate::conn::{ClientConnection, Next, OpenSession};
 use crate::error::RequestError;
 use crate::policy::{Access, PolicyDecision};
-use crate::secrets::PasswordProvider;
 use crate::session::{ChunkLimits, ServerTarget, Session, SessionSettings};
 use iam_pgbroker_proto::{OpenParams, Opened, Response};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Longest `reason` kept, in characters.
 const MAX_REASON_CHARS: usize = 1000;
@@ -170,10 +168,7 @@ async fn establish(
         .await
         .map_err(|e| (e.into(), granted()))?;
     audit_target.address = Some(format!("{addr}:{}", instance.port));
-    let password = Broker::passwords(&config)
-        .password(&params.db, &params.user)
-        .map_err(|e| (e.into(), granted()))?;
-    let target = ServerTarget {
+    let mut target = ServerTarget {
         container: instance.container.clone(),
         addr,
         port: instance.port,
@@ -201,11 +196,28 @@ async fn establish(
             max_bytes: config.limits.max_result_bytes,
         },
     };
-    let opened = if params.readonly {
-        open_read(conn, &target, &password, &app_name, &settings, audit_target).await
+    let opened = if rule.dynamic_credentials {
+        open_dynamic(
+            conn,
+            &config,
+            &params.db,
+            &mut target,
+            &app_name,
+            &settings,
+            audit_target,
+        )
+        .await
     } else {
-        let pool = conn.broker.pool().clone();
-        Session::open(&target, &password, &app_name, &settings, pool).await
+        open_with_secret(
+            conn,
+            &config,
+            &params.db,
+            &target,
+            &app_name,
+            &settings,
+            audit_target,
+        )
+        .await
     };
     match opened {
         Ok(mut session) => {
@@ -219,6 +231,84 @@ async fn establish(
             Err((e, granted()))
         }
     }
+}
+
+/// A session with the database user's password from the first source
+/// that has one. A password PostgreSQL refuses that came from OpenBao's
+/// cache is asked for again at once (it was rotated), and the session
+/// opened with the new one.
+async fn open_with_secret(
+    conn: &ClientConnection,
+    config: &crate::config::Config,
+    db: &str,
+    target: &ServerTarget,
+    app_name: &str,
+    settings: &SessionSettings,
+    audit_target: &mut AuditTarget,
+) -> Result<Session, RequestError> {
+    let mut fresh = false;
+    loop {
+        let secret = conn
+            .broker
+            .secrets()
+            .password(config, db, &target.user, fresh)
+            .await?;
+        debug!(source = %secret.source, cached = secret.cached, db_user = %target.user, "password found");
+        let opened = if settings.readonly {
+            open_read(
+                conn,
+                target,
+                &secret.password,
+                app_name,
+                settings,
+                audit_target,
+            )
+            .await
+        } else {
+            let pool = conn.broker.pool().clone();
+            Session::open(target, &secret.password, app_name, settings, pool).await
+        };
+        match opened {
+            Err(e) if secret.cached && !fresh && e.is_auth_failure() => {
+                info!(source = %secret.source, db_user = %target.user, "PostgreSQL refused the cached password; asking the source again");
+                fresh = true;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A session that logs in with short-lived credentials from OpenBao's
+/// database secrets engine; the lease lives as long as the session and
+/// is named in its audit records.
+async fn open_dynamic(
+    conn: &ClientConnection,
+    config: &crate::config::Config,
+    db: &str,
+    target: &mut ServerTarget,
+    app_name: &str,
+    settings: &SessionSettings,
+    audit_target: &mut AuditTarget,
+) -> Result<Session, RequestError> {
+    let login = conn
+        .broker
+        .secrets()
+        .dynamic(config, db, &target.user)
+        .await?;
+    audit_target.lease = Some(login.lease.lease_id().to_owned());
+    target.user = login.username.clone();
+    // Never pooled, so the pool's reuse (and its read-role detour, which
+    // is about long-lived superusers) does not apply.
+    let mut session = Session::open(
+        target,
+        &login.password,
+        app_name,
+        settings,
+        conn.broker.pool().clone(),
+    )
+    .await?;
+    session.hold_lease(login.lease);
+    Ok(session)
 }
 
 /// A read session: as the database user when it holds no superuser-level

@@ -1,69 +1,10 @@
-//! Where database passwords come from.
-//!
-//! Today: the appliance's pwfiles. A Vault-like key=value store is planned;
-//! it will be a second [`PasswordProvider`], chosen by auto-detection, and
-//! no client will notice.
+//! The appliance's pwfiles: `{secrets_dir}/{user}.pwfile`, one line, one
+//! trailing newline stripped. The same format serves systemd credentials
+//! and the files that hold an AppRole's ids.
 
+use super::{Password, PasswordProvider, SecretError};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-/// A password, kept out of `Debug` output and logs.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl Password {
-    /// The secret itself. Only the PostgreSQL connector calls this.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// A password the broker derived itself (a read role's, from its
-    /// superuser's: [`crate::read_role`]).
-    pub(crate) fn derived(secret: String) -> Password {
-        Password(secret)
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
-
-/// Why a password could not be had. Messages name the source, never the
-/// content.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    /// The pwfile does not exist.
-    #[error("password file {path} does not exist")]
-    Missing {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The pwfile exists but cannot be read.
-    #[error("password file {path} cannot be read: {source}")]
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The pwfile holds no password (empty, not UTF-8, or several lines).
-    #[error("password file {path} {problem}")]
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, without the content.
-        problem: &'static str,
-    },
-}
-
-/// A source of database passwords.
-pub trait PasswordProvider: Send + Sync {
-    /// The password of database user `user` on instance `db`.
-    fn password(&self, db: &str, user: &str) -> Result<Password, SecretError>;
-}
 
 /// Where the pwfile of (`db`, `user`) is.
 type PathOf = dyn Fn(&str, &str) -> PathBuf + Send + Sync;
@@ -125,7 +66,7 @@ impl PwfileProvider {
                 problem: "has more than one line",
             });
         }
-        Ok(Password(text))
+        Ok(Password::derived(text))
     }
 }
 
