@@ -189,11 +189,17 @@ with iam_lib_pgconnect.connect() as db:
 
 
 def test_operator_reads_through_its_group(clients):
-    assert clients.result(OPERATOR, """
+    # A read session as the superuser postgres runs as the operator's own
+    # read role, never as a superuser (docs/security.md, "Read roles").
+    rows = clients.result(OPERATOR, """
 import iam_lib_pgconnect
 with iam_lib_pgconnect.connect() as db:
-    result = db.query("SELECT current_user AS u")
-""") == [{"u": "postgres"}]
+    result = db.query("SELECT current_user AS u, session_user AS s, "
+                      "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su")
+""")
+    assert len(rows) == 1
+    assert rows[0]["u"].startswith("iam_pgbroker_read_"), rows
+    assert rows[0]["s"] == rows[0]["u"] and rows[0]["su"] is False, rows
 
 
 @pytest.mark.parametrize("user, kwargs", [
