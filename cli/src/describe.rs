@@ -92,6 +92,7 @@ fn text_columns(names: &[&str]) -> Vec<Column> {
         .map(|n| Column {
             name: (*n).to_owned(),
             type_name: "text".to_owned(),
+            oid: Some(25),
         })
         .collect()
 }

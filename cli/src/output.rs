@@ -371,6 +371,7 @@ mod tests {
             .map(|(n, t)| Column {
                 name: (*n).into(),
                 type_name: (*t).into(),
+                oid: None,
             })
             .collect()
     }

@@ -10,7 +10,7 @@ use crate::param::{to_values, ToParam};
 use crate::{wire, Config, Error};
 use iam_pgbroker_proto::{
     ApprovalRequest, Op, Request, Response, StatementSpec, SubmitParams, DEFAULT_DB,
-    DEFAULT_DB_USER, PROTOCOL_VERSION,
+    DEFAULT_DB_USER, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use std::fmt;
 use std::io::{BufReader, Write};
@@ -151,9 +151,12 @@ impl Config {
         match approvals.call(hello, "saying hello to iam-pgbroker")? {
             Response::Hello {
                 version, server, ..
-            } if version != PROTOCOL_VERSION => Err(Error::protocol(format!(
-                "{server} speaks protocol version {version}, this client speaks version {PROTOCOL_VERSION}"
-            ))),
+            } if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) => {
+                Err(Error::protocol(format!(
+                    "{server} speaks protocol version {version}, this client speaks versions \
+                     {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+                )))
+            }
             Response::Hello { .. } => Ok(approvals),
             other => Err(wire::unexpected(&other, "hello")),
         }

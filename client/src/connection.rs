@@ -1,7 +1,8 @@
 use crate::param::{to_values, ToParam};
 use crate::{wire, Error, Row};
 use iam_pgbroker_proto::{
-    Column, Identity, Op, OpenParams, Request, Response, DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSION,
+    Column, Identity, Op, OpenParams, Request, Response, DEFAULT_MAX_LINE_BYTES,
+    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use serde_json::Value;
 use std::fmt;
@@ -163,10 +164,10 @@ impl Connection {
                 } => (server, version, max_line_bytes),
                 other => return Err(wire::unexpected(&other, "hello")),
             };
-        if protocol_version != PROTOCOL_VERSION {
+        if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol_version) {
             return Err(Error::protocol(format!(
                 "{server} speaks protocol version {protocol_version}, \
-                 this client speaks version {PROTOCOL_VERSION}"
+                 this client speaks versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
             )));
         }
         // After a refused open the broker keeps the connection so that we
@@ -516,6 +517,11 @@ impl Iterator for RowIter<'_> {
                     let err = self.conn.broke(err);
                     return self.fail(err);
                 }
+                let values = if self.conn.info.protocol_version >= 2 {
+                    crate::row::typed(&self.columns, values)
+                } else {
+                    values
+                };
                 return Some(Ok(Row::new(Arc::clone(&self.columns), values)));
             }
             if self.finished {

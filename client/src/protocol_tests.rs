@@ -26,7 +26,7 @@ fn handshake_sends_hello_then_open_and_keeps_the_session_info() {
     let reqs = broker.requests();
     assert_eq!(ops(&reqs), ["hello", "open", "close"]);
     assert_eq!(reqs[0]["id"], 1);
-    assert_eq!(reqs[0]["version"], 1);
+    assert_eq!(reqs[0]["version"], 2);
     assert!(reqs[0]["client"]
         .as_str()
         .unwrap()
@@ -371,15 +371,53 @@ fn a_request_over_the_line_limit_is_refused_locally() {
     assert_eq!(ops(&broker.requests()), ["hello", "open", "ping", "close"]);
 }
 
+/// Version 2's text cells arrive typed where JSON holds them exactly, and
+/// keep PostgreSQL's text form otherwise; arrays read as vectors.
+#[test]
+fn version_two_values_keep_postgresqls_text() {
+    let broker = FakeBroker::with_queries(|_, id| {
+        Reply::frames(vec![
+            json!({"type": "columns", "id": id, "columns": [
+                {"name": "n", "type": "int8", "oid": 20},
+                {"name": "b", "type": "bool", "oid": 16},
+                {"name": "t", "type": "timestamptz", "oid": 1184},
+                {"name": "j", "type": "jsonb", "oid": 3802},
+                {"name": "a", "type": "_int4", "oid": 1007},
+                {"name": "f", "type": "float8", "oid": 701},
+                {"name": "s", "type": "_text", "oid": 1009}]}),
+            json!({"type": "rows", "id": id, "rows": [[
+                "9007199254740993", "t", "2025-11-03 07:04:21.872+01", "null",
+                "{1,NULL,3}", "1e+100", "{\"a b\",\"c\\\"d\",NULL}"]]}),
+            json!({"type": "done", "id": id, "rows": 1, "command": "SELECT"}),
+        ])
+    });
+    let mut db = broker.config().connect().unwrap();
+    let rows = db.query("SELECT …", &[]).unwrap();
+    let r = &rows[0];
+    assert_eq!(r.get::<i64>("n"), 9_007_199_254_740_993);
+    assert!(r.get::<bool>("b"));
+    assert_eq!(r.text("t").as_deref(), Some("2025-11-03 07:04:21.872+01"));
+    assert_eq!(r["j"], json!("null"), "a jsonb null is not SQL NULL");
+    assert_eq!(r.get::<Vec<Option<i32>>>("a"), vec![Some(1), None, Some(3)]);
+    assert_eq!(r.get::<f64>("f"), 1e100);
+    assert_eq!(r.text("f").as_deref(), Some("1e+100"));
+    assert_eq!(
+        r.get::<Vec<Option<String>>>("s"),
+        vec![Some("a b".to_owned()), Some("c\"d".to_owned()), None]
+    );
+    assert_eq!(r.text("b").as_deref(), Some("t"));
+    assert_eq!(r.oid("t"), Some(1184));
+}
+
 #[test]
 fn another_protocol_version_is_refused() {
     let broker = FakeBroker::start(|_, id| {
-        Reply::frames(vec![json!({"type": "hello", "id": id, "version": 2,
+        Reply::frames(vec![json!({"type": "hello", "id": id, "version": 3,
             "server": "future-broker/9", "max_line_bytes": 1024})])
     });
     let err = broker.config().connect().unwrap_err();
     assert_eq!(err.code(), ErrorCode::Internal);
-    assert!(err.message().contains("version 2"), "{err}");
+    assert!(err.message().contains("version 3"), "{err}");
 }
 
 #[test]

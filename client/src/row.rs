@@ -10,11 +10,17 @@ use std::sync::Arc;
 /// One result row: values in column order, addressable by column name or
 /// position.
 ///
-/// Values are JSON as the broker sent them (see the type table in
-/// `docs/protocol.md`: integers and floats are numbers, `numeric` is an exact
-/// string, timestamps are ISO 8601 strings, `bytea` is `\x…`, `NULL` is
-/// `null`). Rows of one result share one column list, so a row costs its
-/// values and a reference count.
+/// Values are PostgreSQL's own text form — the text psql prints — as JSON
+/// strings, for every type (timestamps in the session's time zone,
+/// `numeric` exact, `json` verbatim, arrays as `{…}` literals, `bytea` as
+/// `\x…`), except that `int2`, `int4`, `int8` and `oid` are JSON numbers and
+/// `bool` is `true`/`false`; SQL `NULL` is `null` (a jsonb `null` is the
+/// string `"null"`). [`Row::text`] gives any value's text form;
+/// [`Row::get`] converts (`i64`, `f64`, `bool`, `String`, `Vec<T>` from an
+/// array, …). Against a broker that speaks only protocol version 1 the
+/// values are that version's typed JSON (`docs/protocol.md`). Rows of one
+/// result share one column list, so a row costs its values and a reference
+/// count.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), iam_pgconnect::Error> {
@@ -116,6 +122,27 @@ impl Row {
     fn names(&self) -> String {
         let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         names.join(", ")
+    }
+}
+
+impl Row {
+    /// PostgreSQL's text form of the value at `idx` — what psql prints —
+    /// or `None` for SQL NULL (panics on an unknown column, like
+    /// [`Row::get`]).
+    pub fn text(&self, idx: impl ColumnIndex) -> Option<std::borrow::Cow<'_, str>> {
+        match self.value(idx) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(std::borrow::Cow::Borrowed(s)),
+            Some(Value::Bool(b)) => Some(std::borrow::Cow::Borrowed(if *b { "t" } else { "f" })),
+            Some(other) => Some(std::borrow::Cow::Owned(other.to_string())),
+        }
+    }
+
+    /// The type OID of column `idx` (protocol version 2), to decode its
+    /// text by.
+    pub fn oid(&self, idx: impl ColumnIndex) -> Option<u32> {
+        let i = idx.position(&self.columns)?;
+        self.columns.get(i)?.oid
     }
 }
 
@@ -296,17 +323,26 @@ impl<'a> FromValue<'a> for &'a Value {
 
 impl<'a> FromValue<'a> for bool {
     fn from_value(value: &'a Value) -> Result<Self, ConversionError> {
-        value.as_bool().ok_or_else(|| mismatch(value, "bool"))
+        match value {
+            Value::Bool(b) => Ok(*b),
+            // An array element's text.
+            Value::String(s) if s == "t" || s == "true" => Ok(true),
+            Value::String(s) if s == "f" || s == "false" => Ok(false),
+            _ => Err(mismatch(value, "bool")),
+        }
     }
 }
 
 impl<'a> FromValue<'a> for i64 {
     fn from_value(value: &'a Value) -> Result<Self, ConversionError> {
+        if let Value::String(s) = value {
+            return s.parse::<i64>().map_err(|_| {
+                format!("{s:?} is not an integer that fits in i64 (read it as String, or cast it in SQL)")
+                    .into()
+            });
+        }
         value.as_i64().ok_or_else(|| match value {
             Value::Number(n) => format!("the number {n} does not fit in i64").into(),
-            Value::String(_) => "cannot read a string as i64 (numeric columns arrive as exact \
-                                 strings: read it as String, or cast it in SQL, e.g. ::int8)"
-                .into(),
             _ => mismatch(value, "i64"),
         })
     }
@@ -333,9 +369,10 @@ impl<'a> FromValue<'a> for f64 {
         match value {
             Value::Number(n) => n.as_f64().ok_or_else(|| mismatch(value, "f64")),
             // The broker's spellings for float values JSON cannot carry.
-            Value::String(s) if s == "NaN" => Ok(f64::NAN),
-            Value::String(s) if s == "Infinity" => Ok(f64::INFINITY),
-            Value::String(s) if s == "-Infinity" => Ok(f64::NEG_INFINITY),
+            // PostgreSQL's text form (NaN, Infinity and -Infinity too).
+            Value::String(s) => s
+                .parse::<f64>()
+                .map_err(|_| format!("{s:?} is not a number").into()),
             _ => Err(mismatch(value, "f64")),
         }
     }
@@ -374,10 +411,17 @@ impl<'a, T: FromValue<'a>> FromValue<'a> for Option<T> {
     }
 }
 
-impl<'a, T: FromValue<'a>> FromValue<'a> for Vec<T> {
+impl<'a, T: for<'b> FromValue<'b>> FromValue<'a> for Vec<T> {
     fn from_value(value: &'a Value) -> Result<Self, ConversionError> {
-        let Value::Array(items) = value else {
-            return Err(mismatch(value, "Vec<_>"));
+        let parsed;
+        let items = match value {
+            Value::Array(items) => items,
+            Value::String(text) if text.starts_with('{') || text.starts_with('[') => {
+                parsed = parse_array(text)
+                    .ok_or_else(|| ConversionError::from(format!("{text:?} is not an array")))?;
+                &parsed
+            }
+            _ => return Err(mismatch(value, "Vec<_>")),
         };
         items
             .iter()
@@ -387,6 +431,97 @@ impl<'a, T: FromValue<'a>> FromValue<'a> for Vec<T> {
             })
             .collect()
     }
+}
+
+/// PostgreSQL's array literal (`{1,2}`, `{"a b",NULL}`, `{{1,2},{3,4}}`,
+/// `[0:1]={7,8}`) as nested arrays of text elements (`null` for NULL).
+/// `None` when the text is no array literal.
+pub fn parse_array(text: &str) -> Option<Vec<Value>> {
+    // Explicit bounds come first: `[1:2]={…}`.
+    let body = match text.strip_prefix('[') {
+        Some(_) => text.split_once('=')?.1,
+        None => text,
+    };
+    let mut chars = body.chars().peekable();
+    let parsed = parse_level(&mut chars)?;
+    chars.next().is_none().then_some(parsed)
+}
+
+fn parse_level(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Vec<Value>> {
+    if chars.next()? != '{' {
+        return None;
+    }
+    let mut items = Vec::new();
+    if chars.peek() == Some(&'}') {
+        chars.next();
+        return Some(items);
+    }
+    loop {
+        match chars.peek()? {
+            '{' => items.push(Value::Array(parse_level(chars)?)),
+            '"' => {
+                chars.next();
+                let mut s = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => s.push(chars.next()?),
+                        '"' => break,
+                        c => s.push(c),
+                    }
+                }
+                items.push(Value::String(s));
+            }
+            _ => {
+                let mut s = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ',' || c == '}' || c == ';' {
+                        break;
+                    }
+                    chars.next();
+                    if c == '\\' {
+                        s.push(chars.next()?);
+                    } else {
+                        s.push(c);
+                    }
+                }
+                let s = s.trim();
+                items.push(if s.eq_ignore_ascii_case("NULL") {
+                    Value::Null
+                } else {
+                    Value::String(s.to_owned())
+                });
+            }
+        }
+        match chars.next()? {
+            ',' | ';' => continue,
+            '}' => return Some(items),
+            _ => return None,
+        }
+    }
+}
+
+/// Protocol version 2's text cells, typed where JSON holds them exactly:
+/// integers (`int2`, `int4`, `int8`, `oid`) as numbers, `bool` as
+/// `true`/`false`; every other value stays PostgreSQL's text.
+pub(crate) fn typed(columns: &[Column], mut values: Vec<Value>) -> Vec<Value> {
+    for (value, column) in values.iter_mut().zip(columns) {
+        let Value::String(text) = value else {
+            continue;
+        };
+        match column.oid {
+            // int8, int2, int4, oid
+            Some(20 | 21 | 23 | 26) => {
+                if let Ok(n) = text.parse::<i64>() {
+                    *value = Value::from(n);
+                } else if let Ok(n) = text.parse::<u64>() {
+                    *value = Value::from(n);
+                }
+            }
+            Some(16) => *value = Value::Bool(text == "t"),
+            _ => {}
+        }
+    }
+    values
 }
 
 #[cfg(test)]
@@ -409,6 +544,7 @@ mod tests {
         .map(|(n, t)| Column {
             name: (*n).into(),
             type_name: (*t).into(),
+            oid: None,
         })
         .collect();
         Row::new(

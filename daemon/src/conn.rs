@@ -67,6 +67,9 @@ pub struct ClientConnection {
     pub out: FrameWriter<OwnedWriteHalf>,
     /// Why the connection is ending, once it is.
     pub closing: Option<CloseReason>,
+    /// The protocol version agreed at `hello` (1 without one): version 2
+    /// sends every value as PostgreSQL's text form.
+    pub protocol: u32,
 }
 
 /// Why a connection (and its session) ended.
@@ -166,6 +169,7 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
             session: None,
             out: FrameWriter::new(write),
             closing: None,
+            protocol: 1,
         };
         conn.run(LineReader::new(read, max), &mut shutdown).await;
         conn.finish().await;

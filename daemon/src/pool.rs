@@ -85,6 +85,11 @@ pub struct ServerConn {
     pub client: Arc<Client>,
     /// PostgreSQL reported the session user a superuser at startup.
     pub superuser: bool,
+    /// The database's and role's settings (`ALTER DATABASE/ROLE … SET`)
+    /// when the connection started, which it rendered values in
+    /// ([`crate::session::SETTINGS_SQL`]): a pooled connection whose
+    /// settings changed since is not used again.
+    pub settings: String,
     /// The task driving the socket.
     pub connection: JoinHandle<()>,
     /// The reset sent when the last session ended: whether it worked.
@@ -104,6 +109,7 @@ impl ServerConn {
         ServerConn {
             client: Arc::new(client),
             superuser,
+            settings: String::new(),
             connection,
             reset: None,
             statements: HashMap::new(),

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use tracing::debug;
 
 /// Where and as whom to connect.
@@ -156,6 +156,9 @@ pub struct Session {
     first_use: Option<FirstUse>,
     /// The guard that checks this session's statements.
     guard: SqlGuard,
+    /// Values as PostgreSQL's text form (protocol version 2), for every
+    /// type, rather than typed JSON.
+    text_values: bool,
     /// Dynamic credentials' lease: renewed while the session lives,
     /// revoked when it ends (declared after `conn`, so the connection is
     /// gone first). Such a connection is never pooled: its role is about
@@ -247,6 +250,7 @@ impl Session {
             cancelled: false,
             first_use: Some(first_use),
             guard: SqlGuard::new(),
+            text_values: false,
             lease: None,
         })
     }
@@ -255,6 +259,11 @@ impl Session {
     /// with what `[guard]` allows in read sessions) instead of the plain one.
     pub fn set_guard(&mut self, guard: SqlGuard) {
         self.guard = guard;
+    }
+
+    /// Sends values as PostgreSQL's text form (protocol version 2).
+    pub fn set_text_values(&mut self, text: bool) {
+        self.text_values = text;
     }
 
     /// Holds `lease` for as long as the session lives; the connection is
@@ -334,11 +343,32 @@ impl Session {
     /// set outside the transaction and a later ROLLBACK keeps it.
     /// `Ok(false)`: the connection is dead (the server restarted or ended
     /// it while it was idle); nothing ran on it for this session.
+    ///
+    /// The database's and role's settings are asked in the same round trip:
+    /// after an `ALTER DATABASE … SET timezone` a pooled connection still
+    /// renders values in the old zone (its `RESET ALL` goes back to what
+    /// was in force when it started), so one whose settings changed is not
+    /// used (`Ok(false)`, and a new connection takes its place).
     async fn begin_first(&mut self, set: &str, begin: &str) -> Result<bool, RequestError> {
-        let client = self.client()?;
-        let (set, began) =
-            futures_util::join!(client.batch_execute(set), client.batch_execute(begin));
+        let conn = self.conn()?;
+        let (client, started_with) = (conn.client.clone(), conn.settings.clone());
+        // In this order (join polls, and so sends, in argument order): the
+        // query runs before the transaction, which its failure could not
+        // abort.
+        let (set, now, began) = futures_util::join!(
+            client.batch_execute(set),
+            client.simple_query(SETTINGS_SQL),
+            client.batch_execute(begin)
+        );
+        let unchanged = match now {
+            Ok(rows) => settings_of(&rows) == started_with,
+            Err(_) => true,
+        };
         match set.and(began) {
+            Ok(()) if !unchanged => {
+                debug!("the database's or role's settings changed since this connection started");
+                Ok(false)
+            }
             Ok(()) => Ok(true),
             Err(e) if e.is_closed() || client.is_closed() => {
                 debug!(cause = %e, "pooled connection found dead");
@@ -468,6 +498,9 @@ impl Session {
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
         let Prepared { statement, params } = self.prepare(checked, params).await?;
+        if self.text_values {
+            return self.query_text(id, checked, &statement, &params, out).await;
+        }
         let (sql, verdict) = (&checked.sql, &checked.verdict);
         let writers: Vec<CellWriter> = statement
             .columns()
@@ -493,6 +526,7 @@ impl Session {
             .map(|c| Column {
                 name: c.name().to_owned(),
                 type_name: c.type_().name().to_owned(),
+                oid: Some(c.type_().oid()),
             })
             .collect();
         let stream = match self.client()?.query_raw(&statement, params.iter()).await {
@@ -567,6 +601,131 @@ impl Session {
         // An UPDATE without RETURNING sends no rows; its count is the
         // number of rows it affected.
         let count = stream.rows_affected().unwrap_or(total);
+        send_done(out, id, count, verdict.kind).await?;
+        Ok(count)
+    }
+
+    /// [`Session::query`] with every value as PostgreSQL's own text form:
+    /// the statement, prepared as before (its plan cached, its columns'
+    /// types known), runs as `EXECUTE name(literals)` in the simple query
+    /// protocol, whose results are always text — the text psql prints and
+    /// psycopg2 parses, in the session's `TimeZone`, `DateStyle`,
+    /// `IntervalStyle`, `extra_float_digits` and `bytea_output`, for every
+    /// type PostgreSQL can return (extensions' too). The parameters travel
+    /// as `E'…'` literals that PostgreSQL converts by the parameters' types,
+    /// as when they are bound as text.
+    async fn query_text<W: AsyncWrite + Unpin>(
+        &mut self,
+        id: u64,
+        checked: &Checked,
+        statement: &tokio_postgres::Statement,
+        params: &[TextParam],
+        out: &mut FrameWriter<W>,
+    ) -> Result<u64, Failure> {
+        let (sql, verdict) = (&checked.sql, &checked.verdict);
+        let Some(name) = statement_name(statement) else {
+            return Err(RequestError::Internal(
+                "cannot name the prepared statement to execute it".into(),
+            )
+            .into());
+        };
+        let mut execute = format!("EXECUTE {name}");
+        if !params.is_empty() {
+            let mut literals = Vec::with_capacity(params.len());
+            for (i, p) in params.iter().enumerate() {
+                match p.literal() {
+                    Some(l) => literals.push(l),
+                    None => return Err(RequestError::BadRequest(format!(
+                        "parameter ${} contains a NUL character, which PostgreSQL text cannot hold",
+                        i + 1
+                    ))
+                    .into()),
+                }
+            }
+            execute.push('(');
+            execute.push_str(&literals.join(", "));
+            execute.push(')');
+        }
+        let columns = statement
+            .columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_owned(),
+                type_name: c.type_().name().to_owned(),
+                oid: Some(c.type_().oid()),
+            })
+            .collect();
+        let stream = match self.client()?.simple_query_raw(&execute).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.statement_failed(sql, e).into()),
+        };
+        out.send(&Response::Columns { id, columns })
+            .await
+            .map_err(Failure::Client)?;
+        pin_mut!(stream);
+        let prefix = format!("{{\"type\":\"rows\",\"id\":{id},\"rows\":[");
+        let mut chunk: Vec<u8> = Vec::with_capacity(self.chunks.bytes + 1024);
+        let mut in_chunk = 0usize;
+        let mut total = 0u64;
+        let mut bytes = 0u64;
+        let mut affected = None;
+        loop {
+            let row = match stream.try_next().await {
+                Ok(Some(SimpleQueryMessage::Row(row))) => row,
+                Ok(Some(SimpleQueryMessage::CommandComplete(n))) => {
+                    affected = Some(n);
+                    continue;
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(e) => {
+                    flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+                    return Err(self.failed(e).into());
+                }
+            };
+            if in_chunk == 0 {
+                chunk.extend_from_slice(prefix.as_bytes());
+            } else {
+                chunk.push(b',');
+            }
+            chunk.push(b'[');
+            for i in 0..row.len() {
+                if i > 0 {
+                    chunk.push(b',');
+                }
+                match row.try_get(i).map_err(|e| self.failed(e))? {
+                    Some(text) => write_json_str(&mut chunk, text),
+                    None => chunk.extend_from_slice(b"null"),
+                }
+            }
+            chunk.push(b']');
+            in_chunk += 1;
+            total += 1;
+            let limits = self.chunks;
+            let over_rows = limits.max_rows > 0 && total > limits.max_rows;
+            let over_bytes = limits.max_bytes > 0 && bytes + chunk.len() as u64 > limits.max_bytes;
+            if over_rows || over_bytes {
+                self.cancel_running();
+                if self.txn == Txn::Open {
+                    self.txn = Txn::Failed;
+                }
+                let what = if over_rows {
+                    format!("{} rows", limits.max_rows)
+                } else {
+                    format!("{} bytes", limits.max_bytes)
+                };
+                return Err(RequestError::Limit(format!(
+                    "the result exceeds the limit of {what}; the rows before it were sent, the rest was not (narrow the query or page through it)"
+                ))
+                .into());
+            }
+            if in_chunk >= self.chunks.rows || chunk.len() >= self.chunks.bytes {
+                bytes += chunk.len() as u64;
+                flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+            }
+        }
+        flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+        let count = affected.unwrap_or(total);
         send_done(out, id, count, verdict.kind).await?;
         Ok(count)
     }
@@ -685,6 +844,33 @@ pub fn application_name_cut(mut name: String) -> String {
     name
 }
 
+/// The settings `ALTER DATABASE … SET` and `ALTER ROLE … SET` give a new
+/// connection as this user to this database, as one text.
+pub const SETTINGS_SQL: &str = "SELECT coalesce(string_agg(pg_catalog.array_to_string(s.setconfig, ','), ';' \
+     ORDER BY s.setdatabase, s.setrole), '') FROM pg_catalog.pg_db_role_setting s \
+     WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())) \
+       AND s.setrole IN (0, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = session_user))";
+
+fn settings_of(rows: &[SimpleQueryMessage]) -> String {
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The server-side name of a prepared statement. tokio-postgres keeps it
+/// to itself but shows it in `Debug` (`Statement { name: "s12", … }`);
+/// `None` if that ever changes (the text path then answers an internal
+/// error, which a test would catch).
+fn statement_name(statement: &tokio_postgres::Statement) -> Option<String> {
+    let shown = format!("{statement:?}");
+    let name = shown.split_once("name: \"")?.1.split_once('"')?.0;
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    plain.then(|| name.to_owned())
+}
+
 /// A new connection to `target`, named `application_name` until a session
 /// names it.
 pub(crate) async fn connect(
@@ -753,7 +939,14 @@ pub(crate) async fn connect(
             });
         }
     }
-    Ok(ServerConn::new(client, connection, superuser))
+    // What this connection renders values in (see `begin_first`).
+    let settings = match client.simple_query(SETTINGS_SQL).await {
+        Ok(rows) => settings_of(&rows),
+        Err(_) => String::new(),
+    };
+    let mut conn = ServerConn::new(client, connection, superuser);
+    conn.settings = settings;
+    Ok(conn)
 }
 
 async fn flush_chunk<W: AsyncWrite + Unpin>(

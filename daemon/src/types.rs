@@ -758,6 +758,32 @@ fn format_interval(months: i32, days: i32, micros: i64) -> String {
 pub struct TextParam(Option<String>);
 
 impl TextParam {
+    /// The value as an SQL literal for `EXECUTE name(…)`: `NULL`, or an
+    /// `E'…'` string (backslashes and quotes escaped, so the literal means
+    /// the same whatever `standard_conforming_strings` says), which
+    /// PostgreSQL converts to the parameter's type by its input function —
+    /// as it does a value bound as text. `None` for text with a NUL byte,
+    /// which no PostgreSQL text can hold.
+    pub fn literal(&self) -> Option<String> {
+        match &self.0 {
+            None => Some("NULL".to_owned()),
+            Some(text) if text.contains('\0') => None,
+            Some(text) => {
+                let mut out = String::with_capacity(text.len() + 3);
+                out.push_str("E'");
+                for c in text.chars() {
+                    match c {
+                        '\'' => out.push_str("''"),
+                        '\\' => out.push_str("\\\\"),
+                        c => out.push(c),
+                    }
+                }
+                out.push('\'');
+                Some(out)
+            }
+        }
+    }
+
     /// The text form of a JSON value: strings as they are, numbers and
     /// booleans as written, arrays as PostgreSQL array literals, objects as
     /// JSON text, null as SQL NULL.

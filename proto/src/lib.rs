@@ -38,9 +38,19 @@ pub use error::{DecodeError, ErrorCode, ErrorInfo};
 pub use request::{Op, OpenParams, Request};
 pub use response::{Column, Identity, Opened, Response};
 
-/// The protocol version this crate speaks. A broker answers `hello` with its
-/// own version; clients refuse a broker whose major version differs.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this crate speaks. A broker answers `hello` with
+/// the highest version both sides speak ([`OLDEST_PROTOCOL_VERSION`] up to
+/// this one); clients refuse a broker whose answer they do not speak.
+///
+/// - 1: values as typed JSON (`docs/protocol.md`, "Values, version 1");
+///   types outside that table are refused.
+/// - 2: every value as PostgreSQL's own text form (a JSON string, `null`
+///   for SQL NULL), and each column's type OID: every type PostgreSQL can
+///   return, rendered in the session's settings.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest version a broker of this crate still speaks.
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 
 /// Default hard limit on one request line, in bytes (including the newline).
 /// The broker's limit is configurable; it announces it in the `hello` reply.

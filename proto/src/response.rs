@@ -135,6 +135,9 @@ pub struct Column {
     /// PostgreSQL type name (`int8`, `varchar`, `_text` for `text[]`, …).
     #[serde(rename = "type")]
     pub type_name: String,
+    /// The type's OID (protocol version 2), to decode the text form by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<u32>,
 }
 
 impl Response {
@@ -300,6 +303,7 @@ mod tests {
                 columns: vec![Column {
                     name: "n".into(),
                     type_name: "int8".into(),
+                    oid: Some(20),
                 }],
             },
             Response::Rows {

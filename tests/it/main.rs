@@ -22,4 +22,5 @@ mod reliability;
 mod restart;
 mod secrets;
 mod types;
+mod values;
 mod write;

@@ -8,17 +8,26 @@ mod transaction;
 
 use crate::conn::{ClientConnection, Next};
 use crate::error::RequestError;
-use iam_pgbroker_proto::{Op, Request, Response, PROTOCOL_VERSION};
+use iam_pgbroker_proto::{Op, Request, Response, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// Runs one request and queues its answer.
 pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
     let id = request.id;
     let op = request.op.name();
     let result = match request.op {
-        Op::Hello { .. } => {
+        Op::Hello { version, .. } if version < OLDEST_PROTOCOL_VERSION => {
+            Err(Reply::Error(RequestError::BadRequest(format!(
+                "protocol version {version} is not spoken here; this broker speaks versions \
+                 {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+            ))))
+        }
+        Op::Hello { version, .. } => {
+            // The highest version both speak: an old client keeps the
+            // values it knows (version 1), a new one gets every type.
+            conn.protocol = version.min(PROTOCOL_VERSION);
             let frame = Response::Hello {
                 id,
-                version: PROTOCOL_VERSION,
+                version: conn.protocol,
                 server: concat!("iam-pgbroker/", env!("CARGO_PKG_VERSION")).into(),
                 max_line_bytes: conn.broker.config().limits.max_line_bytes,
             };

@@ -222,6 +222,7 @@ async fn establish(
     match opened {
         Ok(mut session) => {
             session.set_guard(config.sql_guard.clone());
+            session.set_text_values(conn.protocol >= 2);
             Ok((rule, session))
         }
         Err(e) => {
