@@ -197,6 +197,13 @@ impl Error {
         self.0.info.hint.as_deref()
     }
 
+    /// Every field the broker sent: for a database error PostgreSQL's
+    /// position, context, schema, table, column, data type and constraint
+    /// names and internal query, as far as PostgreSQL gave them.
+    pub fn info(&self) -> &ErrorInfo {
+        &self.0.info
+    }
+
     /// The policy (or the socket's file permissions) does not let this OS
     /// identity do what it asked.
     pub fn is_denied(&self) -> bool {

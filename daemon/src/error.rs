@@ -164,10 +164,31 @@ fn postgres_error(e: &tokio_postgres::Error) -> ErrorInfo {
             } else {
                 ErrorCode::Database
             };
+            let (position, internal_position, internal_query) = match db.position() {
+                Some(tokio_postgres::error::ErrorPosition::Original(p)) => (Some(*p), None, None),
+                Some(tokio_postgres::error::ErrorPosition::Internal { position, query }) => {
+                    (None, Some(*position), Some(query.clone()))
+                }
+                None => (None, None, None),
+            };
+            let own = |s: Option<&str>| s.map(str::to_owned);
             ErrorInfo {
                 sqlstate: Some(sqlstate.to_owned()),
-                detail: db.detail().map(str::to_owned),
-                hint: db.hint().map(str::to_owned),
+                detail: own(db.detail()),
+                hint: own(db.hint()),
+                position,
+                internal_position,
+                internal_query,
+                context: own(db.where_()),
+                schema: own(db.schema()),
+                table: own(db.table()),
+                column: own(db.column()),
+                datatype: own(db.datatype()),
+                constraint: own(db.constraint()),
+                severity: Some(
+                    db.parsed_severity()
+                        .map_or_else(|| db.severity().to_owned(), |s| s.to_string()),
+                ),
                 ..ErrorInfo::new(code, db.message().to_owned())
             }
         }

@@ -635,11 +635,13 @@ impl Session {
             for (i, p) in params.iter().enumerate() {
                 match p.literal() {
                     Some(l) => literals.push(l),
-                    None => return Err(RequestError::BadRequest(format!(
+                    None => {
+                        return Err(RequestError::BadRequest(format!(
                         "parameter ${} contains a NUL character, which PostgreSQL text cannot hold",
                         i + 1
                     ))
-                    .into()),
+                        .into())
+                    }
                 }
             }
             execute.push('(');

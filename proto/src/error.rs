@@ -82,6 +82,38 @@ pub struct ErrorInfo {
     /// PostgreSQL's HINT field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// Where in the statement the error is: a 1-based character position
+    /// in the text PostgreSQL received (`%s` converted to `$n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    /// A position in [`ErrorInfo::internal_query`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_position: Option<u32>,
+    /// The text of an internally generated statement (a PL/pgSQL
+    /// function's) the error is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_query: Option<String>,
+    /// PostgreSQL's CONTEXT (`WHERE` field): the call stack, one line each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The schema of the object the error is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The data type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datatype: Option<String>,
+    /// The constraint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// PostgreSQL's severity (`ERROR`, `FATAL`), untranslated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
 }
 
 impl ErrorInfo {
@@ -93,6 +125,16 @@ impl ErrorInfo {
             sqlstate: None,
             detail: None,
             hint: None,
+            position: None,
+            internal_position: None,
+            internal_query: None,
+            context: None,
+            schema: None,
+            table: None,
+            column: None,
+            datatype: None,
+            constraint: None,
+            severity: None,
         }
     }
 }

@@ -277,3 +277,49 @@ fn version_one_clients_keep_typed_json() {
         .unwrap_or(Value::Null);
     assert_eq!(rows["rows"][0], json!([1, true, {"a": 1}]));
 }
+
+/// Errors carry every field PostgreSQL sends: position, context, schema,
+/// table, column, data type and constraint names.
+#[test]
+fn errors_carry_every_field_postgresql_sends() {
+    let app = Appliance::get();
+    let t = app.scratch_table("errf", "id int primary key, note text NOT NULL", "(1, 'a')");
+    let broker = BrokerProcess::start();
+    let mut raw = text_session(&broker, json!({"user": "postgres", "readonly": false}));
+    let error = |raw: &mut RawClient, sql: &str| {
+        let frames = raw.call(json!({"id": 3, "op": "query", "sql": sql}));
+        raw.call(json!({"id": 4, "op": "rollback"}));
+        frames
+            .last()
+            .map(|f| f["error"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let e = error(&mut raw, "SELECT id, nosuch FROM idm_identity");
+    assert_eq!(e["sqlstate"], "42703");
+    assert_eq!(e["position"], 12, "{e}");
+    assert_eq!(e["severity"], "ERROR");
+    let e = error(&mut raw, &format!("INSERT INTO {t} VALUES (1, 'b')"));
+    assert_eq!(e["sqlstate"], "23505");
+    assert_eq!(e["constraint"], format!("{t}_pkey"), "{e}");
+    assert_eq!(e["table"], t.as_str());
+    assert_eq!(e["schema"], "public");
+    assert!(
+        e["detail"].as_str().unwrap_or("").contains("(id)=(1)"),
+        "{e}"
+    );
+    let e = error(&mut raw, &format!("INSERT INTO {t} VALUES (2, NULL)"));
+    assert_eq!(e["sqlstate"], "23502");
+    assert_eq!(e["column"], "note", "{e}");
+    let e = error(
+        &mut raw,
+        "SELECT 1 / (SELECT count(*) - count(*) FROM generate_series(1, 2))",
+    );
+    assert_eq!(e["sqlstate"], "22012");
+    let e = error(
+        &mut raw,
+        "SELECT jsonb_path_query('{}', '$.a ? (@ like_regex \"(\")')",
+    );
+    assert!(e["sqlstate"].is_string(), "{e}");
+    let e = error(&mut raw, "SELECT xmlparse(document '<a>')");
+    assert!(e["context"].is_string() || e["detail"].is_string(), "{e}");
+}
