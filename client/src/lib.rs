@@ -130,6 +130,7 @@ mod config;
 mod connection;
 mod error;
 mod param;
+pub mod pgtypes;
 mod row;
 mod wire;
 

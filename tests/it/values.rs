@@ -323,3 +323,51 @@ fn errors_carry_every_field_postgresql_sends() {
     let e = error(&mut raw, "SELECT xmlparse(document '<a>')");
     assert!(e["context"].is_string() || e["detail"].is_string(), "{e}");
 }
+
+/// The Rust client reads the new types: their text, `reg*` as names,
+/// ranges, intervals, timestamptz in the session's zone, arrays.
+#[test]
+fn the_rust_client_reads_every_type() {
+    use iam_pgconnect::pgtypes::{Interval, Range, TimestampTz};
+    let broker = BrokerProcess::start();
+    let mut db = iam_pgconnect::Config::new()
+        .socket(&broker.socket)
+        .readonly(true)
+        .connect()
+        .expect("connect");
+    let rows = db
+        .query(
+            "SELECT 'pg_class'::regclass AS r, timestamptz '2025-11-03 06:04:21.872+00' AT TIME ZONE 'UTC' AS naive, \
+             timestamptz '2025-11-03 06:04:21.872+00' AS t, interval '1 day 02:00' AS i, int4range(1, 5) AS rg, \
+             ARRAY[1, 2, NULL] AS a, 12.50::numeric AS n, 9007199254740993::int8 AS big, true AS b, \
+             'null'::jsonb AS jn, 1.5::money AS m",
+            &[],
+        )
+        .expect("query");
+    let r = &rows[0];
+    assert_eq!(r.get::<&str>("r"), "pg_class");
+    assert_eq!(r.text("r").as_deref(), Some("pg_class"));
+    let t: TimestampTz = r.get("t");
+    assert_eq!(t.unix_micros(), 1_762_149_861_872_000);
+    assert_eq!(r.get::<TimestampTz>("naive").unix_micros(), t.unix_micros());
+    assert_eq!(
+        r.get::<Interval>("i"),
+        Interval {
+            months: 0,
+            days: 1,
+            microseconds: 7_200_000_000
+        }
+    );
+    let range: Range = r.get("rg");
+    assert_eq!(
+        (range.lower.as_deref(), range.upper.as_deref()),
+        (Some("1"), Some("5"))
+    );
+    assert_eq!(r.get::<Vec<Option<i64>>>("a"), vec![Some(1), Some(2), None]);
+    assert_eq!(r.get::<&str>("n"), "12.50");
+    assert_eq!(r.get::<i64>("big"), 9_007_199_254_740_993);
+    assert!(r.get::<bool>("b"));
+    assert_eq!(r.get::<&str>("jn"), "null");
+    assert_eq!(r.oid("m"), Some(790));
+    assert_eq!(db.session_info().protocol_version, 2);
+}
