@@ -72,6 +72,15 @@ impl Target {
             .user(&self.user)
             .read_timeout(Duration::from_secs(120))
             .client_name("iam-pgbroker-bench")
+            // IAM_BENCH_PROTOCOL=1 measures version 1's typed JSON values
+            // (the broker's binary path) against the default version 2's
+            // text values.
+            .protocol_version(
+                std::env::var("IAM_BENCH_PROTOCOL")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(iam_pgconnect::PROTOCOL_VERSION),
+            )
     }
 
     /// The same session through the broker listening on `socket`.

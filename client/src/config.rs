@@ -32,6 +32,7 @@ pub struct Config {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     client_name: String,
+    protocol: u32,
 }
 
 impl Default for Config {
@@ -49,7 +50,20 @@ impl Config {
             read_timeout: None,
             write_timeout: None,
             client_name: concat!("iam-pgconnect/", env!("CARGO_PKG_VERSION")).to_owned(),
+            protocol: iam_pgbroker_proto::PROTOCOL_VERSION,
         }
+    }
+
+    /// The highest protocol version to ask for (default: the newest this
+    /// library speaks). Version 1 gives version 1's typed JSON values and
+    /// refuses the types it has no JSON for; it is here for comparing the
+    /// two (`scripts/bench`), not for tools.
+    pub fn protocol_version(mut self, version: u32) -> Config {
+        self.protocol = version.clamp(
+            iam_pgbroker_proto::OLDEST_PROTOCOL_VERSION,
+            iam_pgbroker_proto::PROTOCOL_VERSION,
+        );
+        self
     }
 
     /// The database instance (the `{db}-db` container), e.g. `"bridge"`.
@@ -142,6 +156,7 @@ impl Config {
             &self.socket_path(),
             &self.open,
             &self.client_name,
+            self.protocol,
             self.read_timeout,
             self.write_timeout,
         )

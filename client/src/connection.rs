@@ -136,6 +136,7 @@ impl Connection {
         path: &Path,
         params: &OpenParams,
         client_name: &str,
+        protocol: u32,
         read_timeout: Option<Duration>,
         write_timeout: Option<Duration>,
     ) -> Result<Connection, Error> {
@@ -151,7 +152,7 @@ impl Connection {
             next_id: 1,
         };
         let hello = Op::Hello {
-            version: PROTOCOL_VERSION,
+            version: protocol,
             client: Some(client_name.to_owned()),
         };
         let (server, protocol_version, max_line_bytes) =
@@ -164,7 +165,7 @@ impl Connection {
                 } => (server, version, max_line_bytes),
                 other => return Err(wire::unexpected(&other, "hello")),
             };
-        if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol_version) {
+        if !(OLDEST_PROTOCOL_VERSION..=protocol).contains(&protocol_version) {
             return Err(Error::protocol(format!(
                 "{server} speaks protocol version {protocol_version}, \
                  this client speaks versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"

@@ -144,7 +144,8 @@ pub use config::Config;
 pub use connection::{Connection, RowIter, SessionInfo};
 pub use error::Error;
 pub use iam_pgbroker_proto::{
-    ApprovalRequest, Column, ErrorCode, Identity, Person, RequestState, RequestStatement,
+    ApprovalRequest, Column, ErrorCode, ErrorInfo, Identity, Person, RequestState,
+    RequestStatement, PROTOCOL_VERSION,
 };
 pub use param::ToParam;
 pub use row::{ColumnIndex, ConversionError, FromValue, Row, RowValues};
