@@ -378,6 +378,20 @@ impl Session {
         }
     }
 
+    /// A result went over `max_result_rows` or `max_result_bytes` (`what`):
+    /// the rows sent so far stay sent, the error frame says the result is
+    /// incomplete, and the server stops working on it.
+    fn over_limit(&mut self, what: &str) -> Failure {
+        self.cancel_running();
+        if self.txn == Txn::Open {
+            self.txn = Txn::Failed;
+        }
+        RequestError::Limit(format!(
+            "the result exceeds the limit of {what}; the rows before it were sent, the rest was not (narrow the query or page through it)"
+        ))
+        .into()
+    }
+
     /// Asks the server to cancel the statement now running (best effort,
     /// over a separate connection, as PostgreSQL's protocol does it).
     fn cancel_running(&mut self) {
@@ -538,11 +552,7 @@ impl Session {
             .map_err(Failure::Client)?;
 
         pin_mut!(stream);
-        let prefix = format!("{{\"type\":\"rows\",\"id\":{id},\"rows\":[");
-        let mut chunk: Vec<u8> = Vec::with_capacity(self.chunks.bytes + 1024);
-        let mut in_chunk = 0usize;
-        let mut total = 0u64;
-        let mut bytes = 0u64;
+        let mut frames = RowsFrames::new(id, self.chunks);
         loop {
             let row = match stream.try_next().await {
                 Ok(Some(row)) => row,
@@ -550,56 +560,26 @@ impl Session {
                 Err(e) => {
                     // Rows already sent are the client's; the error frame
                     // that follows tells it the result is incomplete.
-                    flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+                    frames.flush(out).await?;
                     return Err(self.failed(e).into());
                 }
             };
-            if in_chunk == 0 {
-                chunk.extend_from_slice(prefix.as_bytes());
-            } else {
-                chunk.push(b',');
-            }
-            chunk.push(b'[');
+            frames.begin_row();
             for (i, writer) in writers.iter().enumerate() {
-                if i > 0 {
-                    chunk.push(b',');
-                }
+                frames.next_cell(i);
                 let cell: RawCell<'_> = row.try_get(i).map_err(|e| self.failed(e))?;
                 writer
-                    .write(&mut chunk, cell.0)
+                    .write(&mut frames.chunk, cell.0)
                     .map_err(|e| RequestError::Internal(e.to_string()))?;
             }
-            chunk.push(b']');
-            in_chunk += 1;
-            total += 1;
-            let limits = self.chunks;
-            let over_rows = limits.max_rows > 0 && total > limits.max_rows;
-            let over_bytes = limits.max_bytes > 0 && bytes + chunk.len() as u64 > limits.max_bytes;
-            if over_rows || over_bytes {
-                // The rows sent so far stay sent; the error frame says the
-                // result is incomplete. The server stops working on it.
-                self.cancel_running();
-                if self.txn == Txn::Open {
-                    self.txn = Txn::Failed;
-                }
-                let what = if over_rows {
-                    format!("{} rows", limits.max_rows)
-                } else {
-                    format!("{} bytes", limits.max_bytes)
-                };
-                return Err(RequestError::Limit(format!(
-                    "the result exceeds the limit of {what}; the rows before it were sent, the rest was not (narrow the query or page through it)"
-                ))
-                .into());
-            }
-            if in_chunk >= self.chunks.rows || chunk.len() >= self.chunks.bytes {
-                bytes += chunk.len() as u64;
-                flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+            match frames.end_row() {
+                Err(what) => return Err(self.over_limit(&what)),
+                Ok(true) => frames.flush(out).await?,
+                Ok(false) => {}
             }
         }
-        flush_chunk(out, &mut chunk, &mut in_chunk).await?;
-        // An UPDATE without RETURNING sends no rows; its count is the
-        // number of rows it affected.
+        frames.flush(out).await?;
+        let total = frames.total;
         let count = stream.rows_affected().unwrap_or(total);
         send_done(out, id, count, verdict.kind).await?;
         Ok(count)
@@ -665,11 +645,7 @@ impl Session {
             .await
             .map_err(Failure::Client)?;
         pin_mut!(stream);
-        let prefix = format!("{{\"type\":\"rows\",\"id\":{id},\"rows\":[");
-        let mut chunk: Vec<u8> = Vec::with_capacity(self.chunks.bytes + 1024);
-        let mut in_chunk = 0usize;
-        let mut total = 0u64;
-        let mut bytes = 0u64;
+        let mut frames = RowsFrames::new(id, self.chunks);
         let mut affected = None;
         loop {
             let row = match stream.try_next().await {
@@ -681,52 +657,26 @@ impl Session {
                 Ok(Some(_)) => continue,
                 Ok(None) => break,
                 Err(e) => {
-                    flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+                    frames.flush(out).await?;
                     return Err(self.failed(e).into());
                 }
             };
-            if in_chunk == 0 {
-                chunk.extend_from_slice(prefix.as_bytes());
-            } else {
-                chunk.push(b',');
-            }
-            chunk.push(b'[');
+            frames.begin_row();
             for i in 0..row.len() {
-                if i > 0 {
-                    chunk.push(b',');
-                }
+                frames.next_cell(i);
                 match row.try_get(i).map_err(|e| self.failed(e))? {
-                    Some(text) => write_json_str(&mut chunk, text),
-                    None => chunk.extend_from_slice(b"null"),
+                    Some(text) => write_json_str(&mut frames.chunk, text),
+                    None => frames.chunk.extend_from_slice(b"null"),
                 }
             }
-            chunk.push(b']');
-            in_chunk += 1;
-            total += 1;
-            let limits = self.chunks;
-            let over_rows = limits.max_rows > 0 && total > limits.max_rows;
-            let over_bytes = limits.max_bytes > 0 && bytes + chunk.len() as u64 > limits.max_bytes;
-            if over_rows || over_bytes {
-                self.cancel_running();
-                if self.txn == Txn::Open {
-                    self.txn = Txn::Failed;
-                }
-                let what = if over_rows {
-                    format!("{} rows", limits.max_rows)
-                } else {
-                    format!("{} bytes", limits.max_bytes)
-                };
-                return Err(RequestError::Limit(format!(
-                    "the result exceeds the limit of {what}; the rows before it were sent, the rest was not (narrow the query or page through it)"
-                ))
-                .into());
-            }
-            if in_chunk >= self.chunks.rows || chunk.len() >= self.chunks.bytes {
-                bytes += chunk.len() as u64;
-                flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+            match frames.end_row() {
+                Err(what) => return Err(self.over_limit(&what)),
+                Ok(true) => frames.flush(out).await?,
+                Ok(false) => {}
             }
         }
-        flush_chunk(out, &mut chunk, &mut in_chunk).await?;
+        frames.flush(out).await?;
+        let total = frames.total;
         let count = affected.unwrap_or(total);
         send_done(out, id, count, verdict.kind).await?;
         Ok(count)
@@ -949,6 +899,71 @@ pub(crate) async fn connect(
     let mut conn = ServerConn::new(client, connection, superuser);
     conn.settings = settings;
     Ok(conn)
+}
+
+/// The `rows` frames of one result, written straight into a buffer: a
+/// frame is sent when it holds `rows_per_chunk` rows or `chunk_bytes`
+/// bytes, and the result's limits (`max_result_rows`, `max_result_bytes`)
+/// are checked after every row.
+struct RowsFrames {
+    prefix: String,
+    chunk: Vec<u8>,
+    in_chunk: usize,
+    total: u64,
+    sent_bytes: u64,
+    limits: ChunkLimits,
+}
+
+impl RowsFrames {
+    fn new(id: u64, limits: ChunkLimits) -> RowsFrames {
+        RowsFrames {
+            prefix: format!("{{\"type\":\"rows\",\"id\":{id},\"rows\":["),
+            chunk: Vec::with_capacity(limits.bytes + 1024),
+            in_chunk: 0,
+            total: 0,
+            sent_bytes: 0,
+            limits,
+        }
+    }
+
+    fn begin_row(&mut self) {
+        if self.in_chunk == 0 {
+            self.chunk.extend_from_slice(self.prefix.as_bytes());
+        } else {
+            self.chunk.push(b',');
+        }
+        self.chunk.push(b'[');
+    }
+
+    fn next_cell(&mut self, i: usize) {
+        if i > 0 {
+            self.chunk.push(b',');
+        }
+    }
+
+    /// Ends a row: `Ok(true)` when the frame is full and should be sent,
+    /// `Err(what)` when the result is over a limit.
+    fn end_row(&mut self) -> Result<bool, String> {
+        self.chunk.push(b']');
+        self.in_chunk += 1;
+        self.total += 1;
+        let l = self.limits;
+        if l.max_rows > 0 && self.total > l.max_rows {
+            return Err(format!("{} rows", l.max_rows));
+        }
+        if l.max_bytes > 0 && self.sent_bytes + self.chunk.len() as u64 > l.max_bytes {
+            return Err(format!("{} bytes", l.max_bytes));
+        }
+        Ok(self.in_chunk >= l.rows || self.chunk.len() >= l.bytes)
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut FrameWriter<W>,
+    ) -> Result<(), Failure> {
+        self.sent_bytes += self.chunk.len() as u64;
+        flush_chunk(out, &mut self.chunk, &mut self.in_chunk).await
+    }
 }
 
 async fn flush_chunk<W: AsyncWrite + Unpin>(

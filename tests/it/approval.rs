@@ -594,27 +594,7 @@ fn pending_requests_survive_a_restart_and_a_reload() {
         broker.wait_exit(Duration::from_secs(15)).is_some(),
         "broker did not stop"
     );
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(broker.dir.join("broker.log"))
-        .expect("log");
-    let _again = KillOnDrop(
-        Command::new(workspace_bin("iam-pgbroker"))
-            .args(["serve", "--config"])
-            .arg(broker.dir.join("config.toml"))
-            .env("IAM_PGBROKER_LOG", "debug")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("restart iam-pgbroker"),
-    );
-    assert!(
-        eventually(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&broker.socket).is_ok()
-        }),
-        "restarted broker did not listen:\n{}",
-        broker.log()
-    );
+    let _again = restart(&broker);
     assert!(dir.join(format!("{id}.json")).exists());
     let list = json_of(&pg(APPROVER, &broker, &["requests", "--json"]));
     assert!(
