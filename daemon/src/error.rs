@@ -3,7 +3,8 @@
 
 use crate::docker::DockerError;
 use crate::secrets::SecretError;
-use iam_pgbroker_proto::{ErrorCode, ErrorInfo};
+use iam_pgbroker_proto::{DbFields, ErrorCode, ErrorInfo};
+use tokio_postgres::error::ErrorPosition;
 
 /// A request that could not be served. The cause is kept (`source()`), and
 /// [`RequestError::to_wire`] turns it into the client's error frame.
@@ -168,6 +169,7 @@ fn postgres_error(e: &tokio_postgres::Error) -> ErrorInfo {
                 sqlstate: Some(sqlstate.to_owned()),
                 detail: db.detail().map(str::to_owned),
                 hint: db.hint().map(str::to_owned),
+                fields: db_fields(db),
                 ..ErrorInfo::new(code, db.message().to_owned())
             }
         }
@@ -176,6 +178,33 @@ fn postgres_error(e: &tokio_postgres::Error) -> ErrorInfo {
             "the database connection was lost; open a new session",
         ),
         None => ErrorInfo::new(ErrorCode::Unavailable, display_chain(e)),
+    }
+}
+
+/// PostgreSQL's further error fields, as psycopg2's `Error.diag` has them.
+fn db_fields(db: &tokio_postgres::error::DbError) -> DbFields {
+    let (position, internal_position, internal_query) = match db.position() {
+        Some(ErrorPosition::Original(p)) => (Some(*p), None, None),
+        Some(ErrorPosition::Internal { position, query }) => {
+            (None, Some(*position), Some(query.clone()))
+        }
+        None => (None, None, None),
+    };
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    DbFields {
+        severity: Some(db.severity().to_owned()),
+        position,
+        internal_position,
+        internal_query,
+        context: owned(db.where_()),
+        schema: owned(db.schema()),
+        table: owned(db.table()),
+        column: owned(db.column()),
+        datatype: owned(db.datatype()),
+        constraint: owned(db.constraint()),
+        file: owned(db.file()),
+        line: db.line(),
+        routine: owned(db.routine()),
     }
 }
 

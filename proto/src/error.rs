@@ -82,6 +82,62 @@ pub struct ErrorInfo {
     /// PostgreSQL's HINT field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// PostgreSQL's other error fields (psycopg2's `Error.diag`), for
+    /// `database` errors; absent when PostgreSQL did not send them.
+    #[serde(default, flatten)]
+    pub fields: DbFields,
+}
+
+/// The fields of a PostgreSQL error beyond SQLSTATE, message, detail and
+/// hint, named as in PostgreSQL's protocol documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbFields {
+    /// Severity as sent (`ERROR`, `FATAL`, localized).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// 1-based character position of the error in the statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    /// Position in an internally generated query (`internal_query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_position: Option<u32>,
+    /// The internally generated query (e.g. in a PL/pgSQL function).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_query: Option<String>,
+    /// CONTEXT: where the error occurred (call stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Schema of the object concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Table concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Column concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Data type concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datatype: Option<String>,
+    /// Constraint concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// PostgreSQL source file that reported the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Line in that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// Function in that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routine: Option<String>,
+}
+
+impl DbFields {
+    /// True when PostgreSQL sent none of them.
+    pub fn is_empty(&self) -> bool {
+        *self == DbFields::default()
+    }
 }
 
 impl ErrorInfo {
@@ -93,6 +149,7 @@ impl ErrorInfo {
             sqlstate: None,
             detail: None,
             hint: None,
+            fields: DbFields::default(),
         }
     }
 }

@@ -34,7 +34,7 @@ pub use approval::{
     ApprovalRequest, ChangedRow, Changes, Person, RequestState, RequestStatement, RowValues,
     StatementSpec, SubmitParams,
 };
-pub use error::{DecodeError, ErrorCode, ErrorInfo};
+pub use error::{DbFields, DecodeError, ErrorCode, ErrorInfo};
 pub use request::{Op, OpenParams, Request};
 pub use response::{Column, Identity, Opened, Response};
 
