@@ -19,6 +19,7 @@ already the value.
 import datetime
 import decimal
 import json
+import re
 
 from . import errors
 
@@ -195,6 +196,10 @@ def _date(s):
         return datetime.date.max
     if s == "-infinity":
         return datetime.date.min
+    return _noninf_date(s)
+
+
+def _noninf_date(s):
     n, y, m, d, _ = _parse_date(s)
     if n != 3:
         raise errors.DataError("unable to parse date")
@@ -443,9 +448,11 @@ _ARRAYS = {
     1231: decimal.Decimal,
     1002: _str, 1003: _str, 1009: _str, 1014: _str, 1015: _str,
     1000: _bool,
-    1115: _timestamp, 1185: _timestamptz,
+    # psycopg2 compares an element with "infinity" before cutting it out of
+    # the array's text, so in arrays the infinities fail as dates
+    1115: _noninf_timestamp, 1185: _noninf_timestamp,
     1183: _time, 1270: _time,
-    1182: _date,
+    1182: _noninf_date,
     1187: _interval,
     1001: _bytea,
     1028: _int, 1013: _int,
@@ -453,8 +460,58 @@ _ARRAYS = {
     199: _json, 3807: _json,
 }
 
+# ---------------------------------------------------------------- ranges
+# psycopg2.extras (which the old library imported for RealDictCursor)
+# registers casters for the built-in range types: psycopg2's Range objects.
+# Without psycopg2 a range is its text, as psycopg2 without extras gives it.
+
+_RANGE = re.compile(r"""
+    ([(\[])
+    (?: "((?:[^"]|"")*)" | ([^",]+) )?
+    ,
+    (?: "((?:[^"]|"")*)" | ([^")\]]+) )?
+    ([)\]])
+""", re.X)
+_UNDOUBLE = re.compile(r'(["\\])\1')
+
+
+def _range_of(class_name, element):
+    try:
+        import psycopg2.extras as extras
+    except ImportError:
+        return None
+    make = getattr(extras, class_name)
+
+    def cast(s):
+        if s == "empty":
+            return make(empty=True)
+        m = _RANGE.match(s)
+        if m is None:
+            raise errors.InterfaceError("failed to parse range: '%s'" % s)
+        bounds = []
+        for quoted, plain in ((m.group(2), m.group(3)), (m.group(4), m.group(5))):
+            text = plain if plain is not None else (
+                _UNDOUBLE.sub(r"\1", quoted) if quoted is not None else None)
+            bounds.append(None if text is None else element(text))
+        return make(bounds[0], bounds[1], m.group(1) + m.group(6))
+
+    return cast
+
+
+# range OID -> (its array's OID, psycopg2's class, the element's caster)
+_RANGES = {
+    3904: (3905, "NumericRange", _int), 3926: (3927, "NumericRange", _int),
+    3906: (3907, "NumericRange", decimal.Decimal), 3912: (3913, "DateRange", _date),
+    3908: (3909, "DateTimeRange", _timestamp), 3910: (3911, "DateTimeTZRange", _timestamptz),
+}
+
 _CASTERS = dict(_SCALARS)
 _CASTERS.update((oid, _array_of(element)) for oid, element in _ARRAYS.items())
+for _oid, (_array, _class, _element) in _RANGES.items():
+    _cast = _range_of(_class, _element)
+    if _cast is not None:
+        _CASTERS[_oid] = _cast
+        _CASTERS[_array] = _array_of(_cast)
 
 
 def caster(oid):
