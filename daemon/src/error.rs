@@ -189,6 +189,9 @@ fn postgres_error(e: &tokio_postgres::Error) -> ErrorInfo {
                     db.parsed_severity()
                         .map_or_else(|| db.severity().to_owned(), |s| s.to_string()),
                 ),
+                file: own(db.file()),
+                line: db.line(),
+                routine: own(db.routine()),
                 ..ErrorInfo::new(code, db.message().to_owned())
             }
         }

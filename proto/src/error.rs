@@ -114,6 +114,15 @@ pub struct ErrorInfo {
     /// PostgreSQL's severity (`ERROR`, `FATAL`), untranslated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// The server's source file that raised it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Its line there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// The server's routine that raised it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routine: Option<String>,
 }
 
 impl ErrorInfo {
@@ -135,6 +144,9 @@ impl ErrorInfo {
             datatype: None,
             constraint: None,
             severity: None,
+            file: None,
+            line: None,
+            routine: None,
         }
     }
 }

@@ -9,6 +9,12 @@ import uuid
 
 import pytest
 
+try:
+    import psycopg2
+    import psycopg2.errors
+except ImportError:
+    psycopg2 = None
+
 import iam_lib_pgconnect
 from iam_lib_pgconnect import errors
 from iam_lib_pgconnect.values import decoder, encode_params
@@ -141,10 +147,19 @@ def test_unknown_parameter_type():
 def test_database_errors_by_sqlstate_as_psycopg2(sqlstate, cls, base):
     exc = errors.from_frame({"code": "database", "message": "boom", "sqlstate": sqlstate,
                              "detail": "the detail", "hint": "the hint"})
-    assert type(exc) is cls and isinstance(exc, base)
+    assert errors._own_class(type(exc)) is cls and isinstance(exc, base)
     assert exc.pgcode == sqlstate and exc.code == "database"
     assert exc.pgerror == "ERROR:  boom\nDETAIL:  the detail\nHINT:  the hint\n"
-    assert str(exc) == "boom\nDETAIL:  the detail\nHINT:  the hint"
+    # psycopg2's str(): libpq's text without the severity
+    assert str(exc) == "boom\nDETAIL:  the detail\nHINT:  the hint\n"
+    if psycopg2 is not None:
+        # and an instance of psycopg2's own class for that SQLSTATE
+        try:
+            psy = psycopg2.errors.lookup(sqlstate)
+        except KeyError:
+            psy = {"23": psycopg2.IntegrityError, "XX": psycopg2.InternalError,
+                   "ZZ": psycopg2.DatabaseError}[sqlstate[:2]]
+        assert isinstance(exc, psy) and type(exc).__name__ == psy.__name__
     assert (exc.diag.sqlstate, exc.diag.message_primary, exc.diag.message_detail,
             exc.diag.message_hint, exc.diag.severity) == (sqlstate, "boom", "the detail",
                                                           "the hint", "ERROR")
@@ -166,8 +181,10 @@ def test_database_errors_by_sqlstate_as_psycopg2(sqlstate, cls, base):
 ])
 def test_broker_codes(code, cls, builtin):
     exc = errors.from_frame({"code": code, "message": "no"})
-    assert type(exc) is cls and isinstance(exc, builtin)
+    assert errors._own_class(type(exc)) is cls and isinstance(exc, builtin)
     assert isinstance(exc, iam_lib_pgconnect.Error)
+    if psycopg2 is not None and code != "denied":  # PolicyDenied is an OSError
+        assert isinstance(exc, psycopg2.Error)
     assert exc.code == code and exc.pgcode is None and exc.pgerror is None
     assert str(exc) == "no" and exc.diag.message_primary == "no"
 

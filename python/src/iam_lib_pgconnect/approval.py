@@ -23,9 +23,10 @@ ContainerNotFound (no such request), and the database's errors from the
 dry run.
 """
 
-from .connection import IamDbConnection, PROTOCOL_VERSION, _connect_socket, socket_path
+from .connection import (
+    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, IamDbConnection, _connect_socket, socket_path)
 from .errors import InterfaceError
-from .values import encode_params
+from .adapt import adapt
 
 __all__ = ["submit", "list_requests", "show", "approve", "reject", "cancel"]
 
@@ -48,10 +49,11 @@ class _Approvals(IamDbConnection):
         hello = self._call(
             "hello", {"version": PROTOCOL_VERSION, "client": "iam-lib-pgconnect (python)"}
         )[0]
-        if hello.get("version") != PROTOCOL_VERSION:
+        version = hello.get("version")
+        if not isinstance(version, int) or not OLDEST_PROTOCOL_VERSION <= version <= PROTOCOL_VERSION:
             raise InterfaceError(
-                "the broker speaks protocol version %r, this library version %d"
-                % (hello.get("version"), PROTOCOL_VERSION)
+                "the broker speaks protocol version %r, this library versions %d to %d"
+                % (version, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION)
             )
         self._max_line = hello.get("max_line_bytes")
         return self._call(op, fields)[-1]
@@ -77,7 +79,8 @@ def submit(reason, statements, db="czechidm", user="postgres", dbname=None):
             sql, params = statement, None
         else:
             sql, params = statement
-        specs.append({"sql": sql, "params": encode_params(params)})
+        sql, values = adapt(sql, params)
+        specs.append({"sql": sql, "params": values})
     fields = {"db": db, "user": user, "reason": reason, "statements": specs}
     if dbname is not None:
         fields["dbname"] = dbname

@@ -1,5 +1,7 @@
 """The connection: JSON lines over the broker's Unix socket
-(`docs/protocol.md`, version 1)."""
+(`docs/protocol.md`): version 2 (every value as PostgreSQL's text, decoded
+here by type OID as psycopg2 decodes it), or version 1 against an older
+broker."""
 
 import json
 import os
@@ -15,9 +17,13 @@ from .errors import (
     ProgrammingError,
     ServiceUnavailable,
 )
-from .values import decoder, encode_params
+from .adapt import adapt
+from .typecasts import caster
+from .values import decoder
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+#: the oldest broker protocol this library still speaks (typed JSON values)
+OLDEST_PROTOCOL_VERSION = 1
 DEFAULT_SOCKET = "/run/iam-pgbroker/pgbroker.sock"
 SOCKET_ENV = "IAM_PGBROKER_SOCKET"
 # Optional: sent as the session's `reason`, for policy rules with
@@ -115,6 +121,8 @@ class IamDbConnection:
         self._lock = threading.Lock()
         self._next_id = 0
         self._max_line = None
+        #: the protocol version agreed with the broker
+        self.protocol = None
         #: the `opened` frame: session id, db, dbname, user, readonly, rule
         #: and the identity the broker saw
         self.info = {}
@@ -124,13 +132,15 @@ class IamDbConnection:
     def query(self, sql, params=None):
         """Runs one statement and returns its rows as a list of dicts keyed
         by column name."""
-        frames = self._call("query", {"sql": sql, "params": encode_params(params)})
+        sql, values = adapt(sql, params)
+        frames = self._call("query", {"sql": sql, "params": values})
         columns = frames[0]["columns"]
         names = [c["name"] for c in columns]
-        converters = [
-            (i, conv) for i, conv in enumerate(decoder(c["type"]) for c in columns)
-            if conv is not None
-        ]
+        if self.protocol >= 2:
+            casters = (caster(c.get("oid")) for c in columns)
+        else:
+            casters = (decoder(c["type"]) for c in columns)
+        converters = [(i, conv) for i, conv in enumerate(casters) if conv is not None]
         result = []
         for frame in frames[1:-1]:
             for row in frame["rows"]:
@@ -143,7 +153,8 @@ class IamDbConnection:
     def execute(self, sql, params=None):
         """Runs one statement and returns the number of rows it affected (or
         returned)."""
-        frames = self._call("execute", {"sql": sql, "params": encode_params(params)})
+        sql, values = adapt(sql, params)
+        frames = self._call("execute", {"sql": sql, "params": values})
         return frames[-1]["rows"]
 
     def commit(self):
@@ -199,11 +210,15 @@ class IamDbConnection:
         hello = self._call(
             "hello", {"version": PROTOCOL_VERSION, "client": "iam-lib-pgconnect (python)"}
         )[0]
-        if hello.get("version") != PROTOCOL_VERSION:
+        version = hello.get("version")
+        # A broker answers with the highest version both speak; an older
+        # one (version 1 only) answers 1 whatever was asked.
+        if not isinstance(version, int) or not OLDEST_PROTOCOL_VERSION <= version <= PROTOCOL_VERSION:
             raise InterfaceError(
-                "the broker speaks protocol version %r, this library version %d"
-                % (hello.get("version"), PROTOCOL_VERSION)
+                "the broker speaks protocol version %r, this library versions %d to %d"
+                % (version, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION)
             )
+        self.protocol = version
         self._max_line = hello.get("max_line_bytes")
         self.info = self._call("open", fields)[0]
 
@@ -238,7 +253,7 @@ class IamDbConnection:
                 if said is not None:
                     raise said from None
                 raise self._lost(e) from e
-            return self._read_answer(self._next_id, self._FINAL[op])
+            return self._read_answer(self._next_id, self._FINAL[op], fields.get("sql"))
 
     def _unasked_error(self):
         """The error frame the broker sent before closing the connection,
@@ -253,7 +268,7 @@ class IamDbConnection:
             pass
         return None
 
-    def _read_answer(self, request_id, final):
+    def _read_answer(self, request_id, final, sql=None):
         frames = []
         while True:
             try:
@@ -275,7 +290,7 @@ class IamDbConnection:
                     # request it could not read: the broker closes the
                     # connection after it
                     self._drop()
-                raise errors.from_frame(frame.get("error") or {})
+                raise errors.from_frame(frame.get("error") or {}, sql)
             if frame_id != request_id:
                 self._drop()
                 raise InterfaceError(
