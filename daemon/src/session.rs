@@ -1003,14 +1003,25 @@ async fn send_done<W: AsyncWrite + Unpin>(
 fn refusal(r: Refusal, mode: Mode) -> RequestError {
     match r.kind() {
         RefusalKind::NeedsWrite | RefusalKind::NeedsDdl if mode == Mode::Read => {
-            RequestError::ReadOnly(format!(
-                "cannot execute {} in a read-only session",
-                r.what()
-            ))
+            RequestError::ReadOnly(read_only_message(r.what()))
         }
         RefusalKind::Syntax => RequestError::Syntax(r.to_string()),
         _ => RequestError::Forbidden(r.to_string()),
     }
+}
+
+/// PostgreSQL's own words for a write in a read-only transaction, which
+/// tools match on: `cannot execute UPDATE in a read-only transaction`,
+/// `… SELECT FOR UPDATE …`, `… nextval() …`.
+fn read_only_message(what: &str) -> String {
+    let what = if what.starts_with("FOR ") {
+        format!("SELECT {what}")
+    } else if what.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        format!("{what}()")
+    } else {
+        what.to_owned()
+    };
+    format!("cannot execute {what} in a read-only transaction")
 }
 
 // Change requests (`approval/`): their dry run and their execution run
