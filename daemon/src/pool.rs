@@ -90,6 +90,8 @@ pub struct ServerConn {
     /// ([`crate::session::SETTINGS_SQL`]): a pooled connection whose
     /// settings changed since is not used again.
     pub settings: String,
+    /// How it renders values whose text depends on a setting.
+    pub rendering: crate::types::Rendering,
     /// The task driving the socket.
     pub connection: JoinHandle<()>,
     /// The reset sent when the last session ended: whether it worked.
@@ -110,6 +112,7 @@ impl ServerConn {
             client: Arc::new(client),
             superuser,
             settings: String::new(),
+            rendering: Default::default(),
             connection,
             reset: None,
             statements: HashMap::new(),

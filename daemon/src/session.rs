@@ -11,7 +11,9 @@ use crate::error::RequestError;
 use crate::frame::FrameWriter;
 use crate::pool::{Pool, PoolKey, ServerConn, IDLE_APPLICATION_NAME};
 use crate::secrets::Password;
-use crate::types::{is_supported, write_json_str, CellWriter, RawCell, TextParam};
+use crate::types::{
+    is_supported, write_json_str, CellWriter, RawCell, Rendering, TextParam, TextWriter,
+};
 use futures_util::{pin_mut, TryStreamExt};
 use iam_pgbroker_proto::{Column, Response};
 use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
@@ -512,19 +514,32 @@ impl Session {
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
         let Prepared { statement, params } = self.prepare(checked, params).await?;
-        if self.text_values {
-            return self.query_text(id, checked, &statement, &params, out).await;
-        }
+        let writers: Vec<AnyWriter> = if self.text_values {
+            // Version 2: PostgreSQL's text. Where the broker can write it
+            // from the binary form for every column, it does (cheaper for
+            // PostgreSQL); otherwise PostgreSQL writes it (`EXECUTE`).
+            let rendering = self.conn()?.rendering;
+            let text: Option<Vec<AnyWriter>> = statement
+                .columns()
+                .iter()
+                .map(|c| TextWriter::for_type(c.type_(), rendering).map(AnyWriter::Text))
+                .collect();
+            match text {
+                Some(writers) => writers,
+                None => return self.query_text(id, checked, &statement, &params, out).await,
+            }
+        } else {
+            statement
+                .columns()
+                .iter()
+                .map(|c| AnyWriter::Json(CellWriter::for_type(c.type_())))
+                .collect()
+        };
         let (sql, verdict) = (&checked.sql, &checked.verdict);
-        let writers: Vec<CellWriter> = statement
-            .columns()
-            .iter()
-            .map(|c| CellWriter::for_type(c.type_()))
-            .collect();
         if let Some(c) = statement
             .columns()
             .iter()
-            .find(|c| !is_supported(c.type_()))
+            .find(|c| !self.text_values && !is_supported(c.type_()))
         {
             return Err(RequestError::BadRequest(format!(
                 "column {:?} has type {}, which the broker cannot send as JSON; cast it, e.g. {}::text",
@@ -797,11 +812,29 @@ pub fn application_name_cut(mut name: String) -> String {
 }
 
 /// The settings `ALTER DATABASE … SET` and `ALTER ROLE … SET` give a new
-/// connection as this user to this database, as one text.
+/// connection as this user to this database, as one text; then what
+/// [`Rendering`] needs of the connection's own.
 pub const SETTINGS_SQL: &str = "SELECT coalesce(string_agg(pg_catalog.array_to_string(s.setconfig, ','), ';' \
-     ORDER BY s.setdatabase, s.setrole), '') FROM pg_catalog.pg_db_role_setting s \
+     ORDER BY s.setdatabase, s.setrole), ''), \
+     pg_catalog.current_setting('DateStyle') LIKE 'ISO%', \
+     pg_catalog.current_setting('bytea_output') = 'hex' FROM pg_catalog.pg_db_role_setting s \
      WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())) \
        AND s.setrole IN (0, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = session_user))";
+
+/// How a connection renders values, from [`SETTINGS_SQL`]'s answer (the
+/// guard refuses `SET` of `DateStyle` and `bytea_output`, and the pool's
+/// reset restores them, so it holds for the connection's life).
+fn rendering_of(rows: &[SimpleQueryMessage]) -> Rendering {
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(Rendering {
+                iso_dates: row.get(1) == Some("t"),
+                hex_bytea: row.get(2) == Some("t"),
+            }),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
 
 fn settings_of(rows: &[SimpleQueryMessage]) -> String {
     rows.iter()
@@ -892,13 +925,34 @@ pub(crate) async fn connect(
         }
     }
     // What this connection renders values in (see `begin_first`).
-    let settings = match client.simple_query(SETTINGS_SQL).await {
-        Ok(rows) => settings_of(&rows),
-        Err(_) => String::new(),
+    let (settings, rendering) = match client.simple_query(SETTINGS_SQL).await {
+        Ok(rows) => (settings_of(&rows), rendering_of(&rows)),
+        Err(_) => (String::new(), Rendering::default()),
     };
     let mut conn = ServerConn::new(client, connection, superuser);
     conn.settings = settings;
+    conn.rendering = rendering;
     Ok(conn)
+}
+
+/// How one column's cells are written: version 1's typed JSON, or version
+/// 2's text.
+enum AnyWriter {
+    Json(CellWriter),
+    Text(TextWriter),
+}
+
+impl AnyWriter {
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        raw: Option<&[u8]>,
+    ) -> Result<(), crate::types::DecodeError> {
+        match self {
+            AnyWriter::Json(w) => w.write(out, raw),
+            AnyWriter::Text(w) => w.write(out, raw),
+        }
+    }
 }
 
 /// The `rows` frames of one result, written straight into a buffer: a
@@ -1016,7 +1070,10 @@ fn refusal(r: Refusal, mode: Mode) -> RequestError {
 fn read_only_message(what: &str) -> String {
     let what = if what.starts_with("FOR ") {
         format!("SELECT {what}")
-    } else if what.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    } else if what
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         format!("{what}()")
     } else {
         what.to_owned()

@@ -136,6 +136,153 @@ impl CellWriter {
     }
 }
 
+/// How the broker's connection renders the types whose text depends on a
+/// setting ([`TextWriter`] writes PostgreSQL's text for them only in the
+/// settings it knows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rendering {
+    /// `DateStyle` begins with `ISO` (the default).
+    pub iso_dates: bool,
+    /// `bytea_output` is `hex` (the default).
+    pub hex_bytea: bool,
+}
+
+/// PostgreSQL's own text of a value, written from its binary form — for
+/// the types where that text is the same for every session or depends only
+/// on [`Rendering`]: a result whose columns all have one is sent without
+/// the text protocol's round of `EXECUTE` (a big result of such columns
+/// costs PostgreSQL less in binary). The text equals what PostgreSQL's
+/// output function prints; `tests/it/values.rs` compares it with psql.
+pub enum TextWriter {
+    /// `bool`: `t` / `f`.
+    Bool,
+    /// `int2`.
+    Int2,
+    /// `int4`.
+    Int4,
+    /// `int8`.
+    Int8,
+    /// `oid`.
+    Oid,
+    /// `text`, `varchar`, `bpchar`, `name`: their binary form is the text.
+    Text(Type),
+    /// `bytea` with `bytea_output = hex`.
+    Bytea,
+    /// `timestamp` in the ISO `DateStyle`.
+    Timestamp,
+    /// `uuid`, `numeric`: version 1's string is PostgreSQL's text.
+    Same(Type),
+}
+
+impl TextWriter {
+    /// The writer for `ty` under `r`, if there is one.
+    pub fn for_type(ty: &Type, r: Rendering) -> Option<TextWriter> {
+        Some(match *ty {
+            Type::BOOL => TextWriter::Bool,
+            Type::INT2 => TextWriter::Int2,
+            Type::INT4 => TextWriter::Int4,
+            Type::INT8 => TextWriter::Int8,
+            Type::OID => TextWriter::Oid,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => TextWriter::Text(ty.clone()),
+            Type::BYTEA if r.hex_bytea => TextWriter::Bytea,
+            Type::TIMESTAMP if r.iso_dates => TextWriter::Timestamp,
+            Type::UUID | Type::NUMERIC => TextWriter::Same(ty.clone()),
+            _ => return None,
+        })
+    }
+
+    /// Appends the cell as a JSON string of its text (or `null`).
+    pub fn write(&self, out: &mut Vec<u8>, raw: Option<&[u8]>) -> Result<(), DecodeError> {
+        let Some(raw) = raw else {
+            out.extend_from_slice(b"null");
+            return Ok(());
+        };
+        let quoted = |out: &mut Vec<u8>, write: &dyn Fn(&mut Vec<u8>)| {
+            out.push(b'"');
+            write(out);
+            out.push(b'"');
+        };
+        match self {
+            TextWriter::Bool => match raw {
+                [0] => out.extend_from_slice(b"\"f\""),
+                [_] => out.extend_from_slice(b"\"t\""),
+                _ => return Err(bad(&Type::BOOL, "wrong length")),
+            },
+            TextWriter::Int2 => {
+                let v = i16::from_be_bytes(fixed(&Type::INT2, raw)?);
+                quoted(out, &|o| write_int(o, v));
+            }
+            TextWriter::Int4 => {
+                let v = i32::from_be_bytes(fixed(&Type::INT4, raw)?);
+                quoted(out, &|o| write_int(o, v));
+            }
+            TextWriter::Int8 => {
+                let v = i64::from_be_bytes(fixed(&Type::INT8, raw)?);
+                quoted(out, &|o| write_int(o, v));
+            }
+            TextWriter::Oid => {
+                let v = u32::from_be_bytes(fixed(&Type::OID, raw)?);
+                quoted(out, &|o| write_int(o, v));
+            }
+            TextWriter::Text(ty) => write_str(out, ty, raw)?,
+            TextWriter::Bytea => write_bytea(out, raw),
+            TextWriter::Timestamp => {
+                let micros = i64::from_be_bytes(fixed(&Type::TIMESTAMP, raw)?);
+                out.push(b'"');
+                write_timestamp_text(out, micros);
+                out.push(b'"');
+            }
+            TextWriter::Same(ty) => write_cell(out, ty, Some(raw))?,
+        }
+        Ok(())
+    }
+}
+
+/// A `timestamp` as PostgreSQL prints it in the ISO `DateStyle`:
+/// `2025-11-03 06:04:21.872`, `0044-03-15 12:00:00 BC`, `infinity`.
+fn write_timestamp_text(out: &mut Vec<u8>, micros: i64) {
+    if micros == i64::MAX {
+        out.extend_from_slice(b"infinity");
+        return;
+    }
+    if micros == i64::MIN {
+        out.extend_from_slice(b"-infinity");
+        return;
+    }
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let in_day = micros.rem_euclid(MICROS_PER_DAY);
+    let (y, m, d) = civil_from_days(days + DAYS_1970_TO_2000);
+    // Astronomical year 0 is 1 BC.
+    let (year, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
+    let digits = year.to_string();
+    for _ in digits.len()..4 {
+        out.push(b'0');
+    }
+    out.extend_from_slice(digits.as_bytes());
+    out.push(b'-');
+    push_digits(out, m, 2);
+    out.push(b'-');
+    push_digits(out, d, 2);
+    out.push(b' ');
+    let secs = (in_day / 1_000_000) as u32;
+    let frac = (in_day % 1_000_000) as u32;
+    push_digits(out, secs / 3600, 2);
+    out.push(b':');
+    push_digits(out, secs / 60 % 60, 2);
+    out.push(b':');
+    push_digits(out, secs % 60, 2);
+    if frac != 0 {
+        out.push(b'.');
+        push_digits(out, frac, 6);
+        while out.last() == Some(&b'0') {
+            out.pop();
+        }
+    }
+    if bc {
+        out.extend_from_slice(b" BC");
+    }
+}
+
 /// A cell as PostgreSQL sent it: the raw bytes of any type, or NULL.
 pub struct RawCell<'a>(pub Option<&'a [u8]>);
 
@@ -894,6 +1041,27 @@ mod tests {
             cell(&Type::NUMERIC, &numeric(2, 0, 1, &[12, 3456, 7890, 1000])),
             "\"1234567890.1\""
         );
+    }
+
+    #[test]
+    fn timestamps_as_postgresql_prints_them() {
+        let text = |micros: i64| {
+            let mut out = Vec::new();
+            write_timestamp_text(&mut out, micros);
+            String::from_utf8(out).unwrap()
+        };
+        // 2000-01-01 is PostgreSQL's epoch.
+        assert_eq!(text(0), "2000-01-01 00:00:00");
+        assert_eq!(text(1), "2000-01-01 00:00:00.000001");
+        assert_eq!(text(-1), "1999-12-31 23:59:59.999999");
+        assert_eq!(text(500_000), "2000-01-01 00:00:00.5");
+        assert_eq!(text(i64::MAX), "infinity");
+        assert_eq!(text(i64::MIN), "-infinity");
+        // 0044-03-15 12:00:00 BC, astronomical year -43.
+        let days = -(2000 - (-43)) as i64 * 365; // rough, then check the shape
+        assert!(text(days * 86_400_000_000).ends_with(" BC"));
+        // Year 10000 has five digits.
+        assert!(text(253_402_300_800_000_000 - 946_684_800_000_000).starts_with("10000-01-01"));
     }
 
     #[test]

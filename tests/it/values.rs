@@ -151,6 +151,28 @@ const EXPRESSIONS: &[&str] = &[
     "gen_random_uuid() IS NOT NULL",
     "'2025-11-03'::date - 1",
     "(SELECT ARRAY_AGG(x) FROM generate_series(1, 3) x)",
+    // Written by the broker from the binary form (every column of these
+    // has a writer): each must still be PostgreSQL's own text.
+    "timestamp '0044-03-15 12:00:00 BC'",
+    "timestamp '0001-01-01 00:00:00'",
+    "timestamp '10000-01-01 00:00:00.000001'",
+    "timestamp '1999-12-31 23:59:59.999999'",
+    "timestamp '2025-11-03 06:04:21.87'",
+    "'-infinity'::timestamp",
+    "'infinity'::timestamp",
+    "1e-10::numeric",
+    "(-0.000)::numeric",
+    "123456789012345678901234567890.123456789::numeric",
+    "'-12.5e3'::numeric",
+    "(-32768)::int2",
+    "2147483647::int4",
+    "(-9223372036854775808)::int8",
+    "4294967295::oid",
+    "false",
+    "'\\x'::bytea",
+    "'\\x00ff10'::bytea",
+    "'Žluťoučký'::varchar(20)",
+    "'ab'::char(4)",
 ];
 
 /// Every expression through the broker equals psql's text, and no query
@@ -166,6 +188,7 @@ fn every_value_is_the_text_psql_prints() {
         let sql = format!("SELECT {expr} AS v");
         let (columns, rows) = result(&mut raw, &sql);
         assert!(columns[0]["oid"].as_u64().is_some(), "{sql}: {columns:?}");
+        assert!(!rows.is_empty(), "{sql}: no row");
         let ours = match &rows[0][0] {
             Value::Null => String::new(),
             Value::String(s) => s.clone(),
@@ -178,6 +201,28 @@ fn every_value_is_the_text_psql_prints() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 
+    // Text columns are written by the broker from the binary form (the
+    // statement runs as itself); a column of another type makes
+    // PostgreSQL write the text (the statement runs as EXECUTE).
+    let (_, rows) = result(
+        &mut raw,
+        "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    );
+    assert!(
+        rows[0][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("SELECT query"),
+        "{rows:?}"
+    );
+    let (_, rows) = result(
+        &mut raw,
+        "SELECT query, now() FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    );
+    assert!(
+        rows[0][0].as_str().unwrap_or("").starts_with("EXECUTE "),
+        "{rows:?}"
+    );
     // A jsonb null is not SQL NULL.
     let (_, rows) = result(&mut raw, "SELECT 'null'::jsonb, NULL::jsonb");
     assert_eq!(rows[0], json!(["null", null]));
