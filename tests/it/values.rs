@@ -270,13 +270,20 @@ fn values_follow_the_databases_settings_on_pooled_connections_too() {
     let broker = BrokerProcess::start();
     let sql = "SELECT timestamptz '2025-11-03 06:04:21.872+00' AS t, interval '1 hour 33 min 55 s' AS i, \
                '\\x41'::bytea AS b, 0.1::float8 + 0.2 AS f";
-    let ours = |db: &str| {
+    // Columns the broker writes itself, under a DateStyle it does not.
+    let own = "SELECT timestamp '2025-11-03 06:04:21.872' AS ts, '\\x41'::bytea AS b";
+    let ours_of = |db: &str, sql: &str| {
         let mut raw = text_session(&broker, json!({"db": db, "user": "postgres"}));
         let (_, rows) = result(&mut raw, sql);
         raw.call(json!({"id": 9, "op": "close"}));
         rows[0].clone()
     };
+    let ours = |db: &str| ours_of(db, sql);
     let before = ours(&instance.db);
+    assert_eq!(
+        ours_of(&instance.db, own),
+        json!(["2025-11-03 06:04:21.872", "\\x41"])
+    );
     assert_eq!(
         before,
         json!([
@@ -307,6 +314,20 @@ fn values_follow_the_databases_settings_on_pooled_connections_too() {
         after,
         json!(["2025-11-03 07:04:21.872+01", "PT1H33M55S", "A", "0.3"])
     );
+    let set = instance.psql(
+        &instance.db,
+        &format!(
+            "ALTER DATABASE \"{}\" SET datestyle = 'German, DMY'",
+            instance.db
+        ),
+    );
+    assert!(set.status.success());
+    let german = ours_of(&instance.db, own);
+    assert_eq!(
+        german,
+        json!(psql_values(&instance.container, &instance.db, own))
+    );
+    assert_eq!(german, json!(["03.11.2025 06:04:21.872", "A"]));
 }
 
 /// An old client (protocol version 1) keeps the values it knows.
