@@ -26,14 +26,25 @@ enum Command {
     /// Validate the configuration and every policy drop-in, and print the
     /// effective rules (like `visudo -c`, `sshd -t`). Exit 0 when valid, 2
     /// with file and line when not.
+    ///
+    /// Also warns, without failing, about users, groups, uids and instances
+    /// this host does not have, rules whose users cannot connect to the
+    /// socket, and rules an earlier rule always decides first.
     CheckConfig {
         /// Configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Print nothing when valid and skip the warnings and the password
+        /// sources: the unit's ExecReload uses it before it signals the
+        /// broker, so `systemctl reload` fails on an invalid file.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Would USER be allowed, and by which rule?
     Explain {
-        /// OS user name (as the kernel would report it when they connect).
+        /// OS user name or uid (as the kernel would report it when they
+        /// connect). Whether the socket's mode and group let them connect
+        /// at all is checked first.
         #[arg(long, short)]
         user: String,
         /// Database instance.
@@ -137,23 +148,43 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Colours only for a person at a terminal; journald and log files get
-    // plain text. Either way, text someone else wrote (process names,
-    // statements in errors) cannot drive the reader's terminal.
-    let colours = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt()
-        .with_writer(move || {
-            iam_pgbroker::log_writer::EscapingWriter::new(std::io::stderr(), colours)
-        })
-        .with_ansi(colours)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    // Under systemd (stderr is the journal's stream): journald's native
+    // protocol, one entry per event with its priority and fields.
+    let journal = if iam_pgbroker::journal::stderr_is_journal() {
+        iam_pgbroker::journal::JournalLayer::new().ok()
+    } else {
+        None
+    };
+    match journal {
+        Some(layer) => {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            tracing_subscriber::registry()
+                .with(filter())
+                .with(layer)
+                .init();
+        }
+        None => {
+            // Colours only for a person at a terminal; log files get plain
+            // text. Either way, text someone else wrote (process names,
+            // statements in errors) cannot drive the reader's terminal.
+            let colours = std::io::stderr().is_terminal();
+            tracing_subscriber::fmt()
+                .with_writer(move || {
+                    iam_pgbroker::log_writer::EscapingWriter::new(std::io::stderr(), colours)
+                })
+                .with_ansi(colours)
+                .with_env_filter(filter())
+                .init();
+        }
+    }
     match cli.command {
         Command::Serve { config } => service::serve(&config),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, quiet } => check_config(&config, quiet),
         Command::Explain {
             user,
             db,
@@ -214,13 +245,26 @@ fn audit(command: AuditCommand) -> u8 {
     }
 }
 
-fn check_config(path: &Path) -> ExitCode {
+fn check_config(path: &Path, quiet: bool) -> ExitCode {
     match Config::load(path) {
+        Ok(_) if quiet => ExitCode::SUCCESS,
         Ok(config) => {
             print!("{}", admin::check_report(&config));
+            let mut warnings = admin::policy_warnings(&config);
             match small_runtime() {
-                Ok(rt) => print!("{}", rt.block_on(admin::sources_report(&config))),
+                Ok(rt) => {
+                    warnings.extend(rt.block_on(admin::instance_warnings(&config)));
+                    print!("{}", rt.block_on(admin::sources_report(&config)));
+                }
                 Err(e) => eprintln!("iam-pgbroker: cannot check the password sources: {e}"),
+            }
+            // Warnings name users and files an administrator wrote; still,
+            // nothing in them may drive the terminal.
+            for w in &warnings {
+                eprintln!(
+                    "iam-pgbroker: warning: {}",
+                    iam_pgbroker_proto::display::escape_line(w)
+                );
             }
             ExitCode::SUCCESS
         }
@@ -239,7 +283,7 @@ fn explain(path: &Path, user: &str, db: &str, db_user: &str, write: bool) -> Exi
             return ExitCode::from(2);
         }
     };
-    let peer = match admin::identity_of(user) {
+    let peer = match admin::identity_of_user_or_uid(user) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("iam-pgbroker: {e}");

@@ -24,7 +24,8 @@ pub fn serve(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            error!("{e}");
+            error!("cannot start: {e}");
+            refuse_waiting_clients(listener::from_systemd(), "its configuration is invalid");
             return ExitCode::from(2);
         }
     };
@@ -83,6 +84,7 @@ async fn run(path: &Path, config: Config) -> ExitCode {
                 // an outage (an unwritable file only makes statements wait
                 // for it, see AuditLog).
                 error!("cannot start the audit: {e}");
+                refuse_waiting_clients(listener.into_std().ok(), "its audit cannot start");
                 return ExitCode::from(2);
             }
         }
@@ -108,7 +110,7 @@ async fn run(path: &Path, config: Config) -> ExitCode {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 notify("RELOADING=1");
-                reload(&broker, &path);
+                let _ = reload(&broker, &path);
                 // logrotate's postrotate: continue the chain in a new file.
                 if let Err(e) = broker.audit().reopen() {
                     error!("reopening the audit file failed: {e}");
@@ -150,14 +152,62 @@ async fn run(path: &Path, config: Config) -> ExitCode {
 
 /// Loads `path` anew and swaps it in for new sessions; open sessions keep
 /// what they were granted. An invalid file is logged and the old
-/// configuration stays.
-pub fn reload(broker: &Broker, path: &Path) {
+/// configuration stays. `Err` carries that error.
+pub fn reload(broker: &Broker, path: &Path) -> Result<(), crate::config::ConfigError> {
     match Config::load(path) {
         Ok(config) => {
             let rules = config.policy.rules().len();
             broker.replace_config(config);
             info!(rules, "configuration reloaded");
+            Ok(())
         }
-        Err(e) => error!("reload refused, keeping the running configuration: {e}"),
+        Err(e) => {
+            error!("reload refused, keeping the running configuration: {e}");
+            Err(e)
+        }
+    }
+}
+
+/// Before a failed start ends the process: answers every client already
+/// waiting on the socket systemd passed, so they read why instead of
+/// waiting, and so the socket's queue is empty and systemd does not start
+/// the broker again at once for the same clients (the socket unit stays
+/// listening; see the service unit's Restart= and StartLimit settings).
+/// The reason itself is in the journal, not sent: a client may be anyone
+/// in the socket's group.
+fn refuse_waiting_clients(listener: Option<std::os::unix::net::UnixListener>, why: &str) {
+    use iam_pgbroker_proto::{ErrorCode, ErrorInfo, Response};
+    use std::io::Write as _;
+    let Some(listener) = listener else { return };
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    let frame = Response::Error {
+        id: None,
+        error: ErrorInfo::new(
+            ErrorCode::Unavailable,
+            format!("the broker cannot start ({why}): see journalctl -u iam-pgbroker"),
+        ),
+    };
+    let Ok(mut line) = serde_json::to_vec(&frame) else {
+        return;
+    };
+    line.push(b'\n');
+    let mut answered = 0usize;
+    // Bounded: a flood of new clients must not keep a failed start alive.
+    while answered < 1024 {
+        let Ok((mut stream, _)) = listener.accept() else {
+            break;
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(&line);
+        answered += 1;
+    }
+    if answered > 0 {
+        info!(
+            clients = answered,
+            "told the waiting clients that the broker cannot start"
+        );
     }
 }
