@@ -21,6 +21,7 @@ pub mod conn;
 pub mod docker;
 pub mod error;
 pub mod frame;
+pub mod generate;
 pub mod journal;
 pub mod listener;
 pub mod log_writer;

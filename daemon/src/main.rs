@@ -97,10 +97,22 @@ enum Command {
 enum AuditCommand {
     /// Check the hash chain of FILE... (oldest first); exit 0 when intact,
     /// 1 when broken.
+    ///
+    /// With --journal (or --anchors), also compares the end of the last
+    /// file with the chain heads the broker wrote to the journal: a file
+    /// that ends before the newest anchor is reported with how many
+    /// records are missing (exit 1).
     Verify {
         /// Audit files, oldest first (e.g. audit.jsonl.1 audit.jsonl).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Read the anchors from this host's journal.
+        #[arg(long, conflicts_with = "anchors")]
+        journal: bool,
+        /// Read the anchors from FILE (`journalctl -o json AUDIT_ANCHOR=1`
+        /// output).
+        #[arg(long, value_name = "FILE")]
+        anchors: Option<PathBuf>,
     },
     /// Print records as a table, or the matching JSON lines.
     Show {
@@ -147,6 +159,41 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    // Read before clap, so that they are in neither the man page nor the
+    // completions they generate (as iam-pg does).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let [option, value] = args.as_slice() {
+        use clap::CommandFactory;
+        match option.to_str() {
+            Some("--generate-man") => {
+                return match iam_pgbroker::generate::man_pages(Cli::command(), Path::new(value)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("iam-pgbroker: cannot write the man pages: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            Some("--generate-completions") => {
+                let name = value.to_string_lossy();
+                return match <clap_complete::Shell as clap::ValueEnum>::from_str(&name, true) {
+                    Ok(shell) => {
+                        iam_pgbroker::generate::completions(
+                            Cli::command(),
+                            shell,
+                            &mut std::io::stdout().lock(),
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(_) => {
+                        eprintln!("iam-pgbroker: unknown shell {name:?}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
     let cli = Cli::parse();
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
@@ -211,7 +258,18 @@ fn main() -> ExitCode {
 fn audit(command: AuditCommand) -> u8 {
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     match command {
-        AuditCommand::Verify { files } => audit::cli::verify_command(&files, &mut out, &mut err),
+        AuditCommand::Verify {
+            files,
+            journal,
+            anchors,
+        } => {
+            let source = match (journal, anchors) {
+                (_, Some(file)) => Some(audit::cli::AnchorSource::File(file)),
+                (true, None) => Some(audit::cli::AnchorSource::Journal),
+                (false, None) => None,
+            };
+            audit::cli::verify_command(&files, source.as_ref(), &mut out, &mut err)
+        }
         AuditCommand::Show {
             files,
             config,
@@ -246,7 +304,18 @@ fn audit(command: AuditCommand) -> u8 {
 }
 
 fn check_config(path: &Path, quiet: bool) -> ExitCode {
+    // Run by the unit's ExecReload, stderr is the journal's stream: one
+    // line with syslog's "<3>" makes the error one entry at PRIORITY=3
+    // (`journalctl -p err`), and `systemctl status` shows it.
+    let journal = iam_pgbroker::journal::stderr_is_journal();
     match Config::load(path) {
+        Err(e) if journal => {
+            eprintln!(
+                "<3>iam-pgbroker: {}",
+                iam_pgbroker_proto::display::escape_line(&e.to_string())
+            );
+            ExitCode::from(2)
+        }
         Ok(_) if quiet => ExitCode::SUCCESS,
         Ok(config) => {
             print!("{}", admin::check_report(&config));

@@ -97,6 +97,12 @@ async fn run(path: &Path, config: Config) -> ExitCode {
     // A failure is logged by the audit itself; the broker still starts.
     let _ = audit.record(&AuditRecord::new(AuditEvent::BrokerStart));
     let grace = config.server.shutdown_grace;
+    // The path clients connect to (systemd's socket or the bound one): the
+    // watchdog connects there as a client would.
+    let own_socket = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_owned));
     let socket = config.server.socket.clone();
     let rules = config.policy.rules().len();
     let broker = Arc::new(Broker::new(config, audit));
@@ -115,6 +121,7 @@ async fn run(path: &Path, config: Config) -> ExitCode {
                 if let Err(e) = broker.audit().reopen() {
                     error!("reopening the audit file failed: {e}");
                 }
+                broker.audit().anchor("reload");
                 notify(&format!("READY=1\nSTATUS={}", broker.stats().summary()));
             }
         })
@@ -130,6 +137,32 @@ async fn run(path: &Path, config: Config) -> ExitCode {
             }
         })
     };
+    // The audit's head to the journal at least every anchor_interval_s
+    // while records are written (AuditLog::anchor decides; this only asks).
+    let anchors = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                broker.audit().anchor("interval");
+            }
+        })
+    };
+    let watchdog = match (watchdog_interval(), own_socket) {
+        (Some(every), Some(path)) => {
+            info!(
+                every_ms = every.as_millis() as u64,
+                "watchdog on: pinging the socket"
+            );
+            Some(tokio::spawn(watchdog(path, every)))
+        }
+        (Some(_), None) => {
+            error!("WatchdogSec= is set but the socket has no path to ping; no WATCHDOG=1 will be sent");
+            None
+        }
+        _ => None,
+    };
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => info!("SIGTERM received"),
@@ -140,6 +173,10 @@ async fn run(path: &Path, config: Config) -> ExitCode {
     server::run(listener, broker.clone(), shutdown, grace).await;
     reloader.abort();
     status.abort();
+    anchors.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     let _ = broker
         .audit()
         .record(&AuditRecord::new(AuditEvent::BrokerStop));
@@ -165,6 +202,55 @@ pub fn reload(broker: &Broker, path: &Path) -> Result<(), crate::config::ConfigE
             error!("reload refused, keeping the running configuration: {e}");
             Err(e)
         }
+    }
+}
+
+/// Half of systemd's `WatchdogSec=` (`WATCHDOG_USEC`), when it is meant
+/// for this process (`WATCHDOG_PID`, when set, is ours).
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID").ok() {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Feeds systemd's watchdog only with proof that the broker serves: every
+/// `every`, it connects to its own socket as a client would, sends `ping`
+/// and waits for the answer; only then `WATCHDOG=1`. A broker whose accept
+/// loop, connection tasks or runtime are stuck stops answering, the
+/// watchdog runs out, and systemd restarts it (Restart=on-failure).
+async fn watchdog(path: std::path::PathBuf, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match tokio::time::timeout(every, ping(&path)).await {
+            Ok(Ok(())) => notify("WATCHDOG=1"),
+            Ok(Err(e)) => {
+                tracing::warn!(cause = %e, "watchdog: the broker's socket does not answer")
+            }
+            Err(_) => tracing::warn!("watchdog: no answer from the broker's socket in time"),
+        }
+    }
+}
+
+async fn ping(path: &Path) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(path).await?;
+    stream.write_all(b"{\"id\":1,\"op\":\"ping\"}\n").await?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(&mut stream)
+        .read_line(&mut line)
+        .await?;
+    // Any frame is an answer: even `busy` (at the connection limit) shows
+    // the broker accepts and answers.
+    if line.trim_end().ends_with('}') {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("an incomplete answer"))
     }
 }
 
