@@ -124,7 +124,7 @@ fn field_name(name: &str) -> String {
         })
         .collect();
     if out.starts_with(|c: char| c == '_' || c.is_ascii_digit()) || out.is_empty() {
-        out.insert_str(0, "F");
+        out.insert(0, 'F');
     }
     out.truncate(64);
     out

@@ -209,7 +209,7 @@ pub fn reload(broker: &Broker, path: &Path) -> Result<(), crate::config::ConfigE
 /// for this process (`WATCHDOG_PID`, when set, is ours).
 fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok() {
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok()? != std::process::id() {
             return None;
         }
