@@ -122,6 +122,18 @@ fn roff_escape(text: &str) -> String {
     out
 }
 
+/// The completion script for the shell named `name` (bash, zsh, fish, …).
+pub fn completions_for(
+    command: clap::Command,
+    name: &str,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    let shell = <clap_complete::Shell as clap::ValueEnum>::from_str(name, true)
+        .map_err(|_| format!("unknown shell {name:?} (bash, zsh, fish, elvish, powershell)"))?;
+    completions(command, shell, out);
+    Ok(())
+}
+
 /// The completion script for `shell`.
 pub fn completions(mut command: clap::Command, shell: clap_complete::Shell, out: &mut impl Write) {
     clap_complete::generate(shell, &mut command, "iam-pgbroker", out);

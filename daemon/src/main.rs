@@ -176,17 +176,14 @@ fn main() -> ExitCode {
             }
             Some("--generate-completions") => {
                 let name = value.to_string_lossy();
-                return match <clap_complete::Shell as clap::ValueEnum>::from_str(&name, true) {
-                    Ok(shell) => {
-                        iam_pgbroker::generate::completions(
-                            Cli::command(),
-                            shell,
-                            &mut std::io::stdout().lock(),
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Err(_) => {
-                        eprintln!("iam-pgbroker: unknown shell {name:?}");
+                return match iam_pgbroker::generate::completions_for(
+                    Cli::command(),
+                    &name,
+                    &mut std::io::stdout().lock(),
+                ) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("iam-pgbroker: {e}");
                         ExitCode::from(2)
                     }
                 };
