@@ -82,6 +82,8 @@ pub struct Config {
     pub guard: GuardConfig,
     /// `[secrets]`: password sources and their order.
     pub secrets: crate::secrets::SecretsConfig,
+    /// `[metrics]`: the HTTP endpoint (read at start).
+    pub metrics: crate::metrics::MetricsConfig,
     /// The statement guard built from `[guard]` once per load, so every
     /// session of this configuration shares its verdict cache.
     pub sql_guard: iam_pgbroker_sql::SqlGuard,
@@ -384,6 +386,8 @@ struct MainFile {
     #[serde(default)]
     secrets: crate::secrets::SecretsConfig,
     #[serde(default)]
+    metrics: crate::metrics::MetricsConfig,
+    #[serde(default)]
     rule: Vec<toml::Spanned<RuleFile>>,
 }
 
@@ -463,6 +467,7 @@ impl Config {
             sql_guard: main.guard.sql_guard(),
             guard: main.guard,
             secrets: main.secrets,
+            metrics: main.metrics,
             policy: Policy::new(rules),
             dropins,
         };
@@ -505,6 +510,7 @@ impl Config {
         self.approval.validate().map_err(&invalid)?;
         self.guard.validate().map_err(&invalid)?;
         self.secrets.validate().map_err(&invalid)?;
+        self.metrics.validate().map_err(&invalid)?;
         for (name, over) in &self.database.instance {
             if let Some(order) = &over.secrets {
                 let key = format!("database.instance.{name}.secrets");

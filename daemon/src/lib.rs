@@ -25,6 +25,7 @@ pub mod generate;
 pub mod journal;
 pub mod listener;
 pub mod log_writer;
+pub mod metrics;
 pub mod notify;
 mod ops;
 pub mod peer;

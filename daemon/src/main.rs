@@ -73,6 +73,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the running broker's metrics in the OpenMetrics text format
+    /// (what Prometheus scrapes; root and the admin group only, like
+    /// `status`). `[metrics] listen` serves the same over HTTP.
+    Metrics {
+        /// The broker's socket (default: from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Configuration file (for the socket path).
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Check or read the audit file.
     Audit {
         #[command(subcommand)]
@@ -241,6 +252,7 @@ fn main() -> ExitCode {
             config,
             json,
         } => status(socket, &config, json),
+        Command::Metrics { socket, config } => metrics(socket, &config),
         Command::Audit { command } => ExitCode::from(audit(command)),
         Command::AuditHash { value, key, config } => ExitCode::from(audit::cli::hash_command(
             &value,
@@ -380,15 +392,32 @@ fn explain(path: &Path, user: &str, db: &str, db_user: &str, write: bool) -> Exi
     }
 }
 
-fn status(socket: Option<PathBuf>, config: &Path, json: bool) -> ExitCode {
-    let socket = match socket {
+fn socket_of(socket: Option<PathBuf>, config: &Path) -> PathBuf {
+    match socket {
         Some(s) => s,
         None => match Config::load(config) {
             Ok(c) => c.server.socket,
             // Without a readable config, the packaged default.
             Err(_) => PathBuf::from(iam_pgbroker_proto::DEFAULT_SOCKET_PATH),
         },
-    };
+    }
+}
+
+fn metrics(socket: Option<PathBuf>, config: &Path) -> ExitCode {
+    match admin::fetch_status(&socket_of(socket, config)) {
+        Ok(status) => {
+            print!("{}", iam_pgbroker::metrics::render(&status));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("iam-pgbroker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status(socket: Option<PathBuf>, config: &Path, json: bool) -> ExitCode {
+    let socket = socket_of(socket, config);
     match admin::fetch_status(&socket) {
         Ok(status) => {
             if json {

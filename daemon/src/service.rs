@@ -96,6 +96,18 @@ async fn run(path: &Path, config: Config) -> ExitCode {
     };
     // A failure is logged by the audit itself; the broker still starts.
     let _ = audit.record(&AuditRecord::new(AuditEvent::BrokerStart));
+    // [metrics] listen: bound before READY=1, so a wrong address fails the
+    // start instead of going unnoticed.
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!(cause = %e, "cannot listen for metrics on {addr} ([metrics] listen; under systemd the unit's SocketBindDeny=any needs a SocketBindAllow= for it)");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let grace = config.server.shutdown_grace;
     // The path clients connect to (systemd's socket or the bound one): the
     // watchdog connects there as a client would.
@@ -149,6 +161,13 @@ async fn run(path: &Path, config: Config) -> ExitCode {
             }
         })
     };
+    let metrics = metrics_listener.map(|listener| {
+        let broker = broker.clone();
+        info!(listen = ?listener.local_addr().ok(), "metrics endpoint on");
+        tokio::spawn(crate::metrics::serve_http(listener, move || {
+            broker.status_json()
+        }))
+    });
     let watchdog = match (watchdog_interval(), own_socket) {
         (Some(every), Some(path)) => {
             info!(
@@ -174,6 +193,9 @@ async fn run(path: &Path, config: Config) -> ExitCode {
     reloader.abort();
     status.abort();
     anchors.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     if let Some(w) = watchdog {
         w.abort();
     }

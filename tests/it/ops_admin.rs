@@ -246,3 +246,66 @@ fn a_broker_that_cannot_start_tells_the_waiting_client_and_exits_2() {
         "{log}"
     );
 }
+
+#[test]
+fn metrics_from_the_command_and_the_loopback_endpoint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let broker = BrokerProcess::start_with(BrokerOptions {
+        extra: format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+        ..Default::default()
+    });
+    assert_eq!(
+        run(iam_pg(READER, &broker).args(["-d", "bridge", "-U", "bridge", "-c", "SELECT 1"])).code,
+        0
+    );
+    assert_eq!(
+        run(iam_pg(NOBODY, &broker).args(["-c", "SELECT 1"])).code,
+        3
+    );
+    let ran = run(broker_cmd()
+        .args(["metrics", "--socket"])
+        .arg(&broker.socket));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    for want in [
+        "# TYPE iam_pgbroker_statements counter",
+        "iam_pgbroker_errors_total{code=\"denied\"}",
+        "iam_pgbroker_sessions_opened_total",
+        "# EOF",
+    ] {
+        assert!(ran.stdout.contains(want), "{want} missing:\n{}", ran.stdout);
+    }
+    // Like status: root and the admin group only.
+    let ran = run(as_user(READER, &workspace_bin("iam-pgbroker"))
+        .args(["metrics", "--socket"])
+        .arg(&broker.socket));
+    assert_eq!(ran.code, 1, "{ran:?}");
+
+    use std::io::{Read, Write};
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).expect("endpoint");
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("application/openmetrics-text"), "{answer}");
+    assert!(answer.contains("iam_pgbroker_statements_total"), "{answer}");
+    assert!(
+        !answer.contains(READER),
+        "no user names on the endpoint: {answer}"
+    );
+
+    // Anything but loopback needs saying so.
+    let config = broker.dir.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("listen = \"127.0.0.1:", "listen = \"0.0.0.0:"),
+    )
+    .expect("config");
+    let ran = run(broker_cmd().args(["check-config", "--config"]).arg(&config));
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(ran.stderr.contains("allow_remote"), "{ran:?}");
+}
