@@ -110,6 +110,217 @@ pub fn check_report(config: &Config) -> String {
     out
 }
 
+/// Who may connect to the broker's socket, by its file mode: root always,
+/// members of `group`, and everyone when `others` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketAccess {
+    /// The socket file's group (gid and, when known, name).
+    pub group: GroupInfo,
+    /// The socket's mode lets anyone connect.
+    pub others: bool,
+    /// Where this was learnt: the socket file, or the configuration.
+    pub from: String,
+}
+
+impl SocketAccess {
+    /// The socket as it is now (the file, when it exists: under systemd it
+    /// is the socket unit's), else as `[server]` says the broker would make
+    /// it. `None` when neither says which group.
+    pub fn of(config: &Config) -> Option<SocketAccess> {
+        use std::os::unix::fs::MetadataExt;
+        let group_name = |gid: u32| {
+            nix::unistd::Group::from_gid(gid.into())
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+        };
+        if let Ok(meta) = std::fs::metadata(&config.server.socket) {
+            return Some(SocketAccess {
+                group: GroupInfo {
+                    gid: meta.gid(),
+                    name: group_name(meta.gid()),
+                },
+                others: meta.mode() & 0o002 != 0,
+                from: format!("the socket {}", config.server.socket.display()),
+            });
+        }
+        let name = config.server.socket_group.as_deref()?;
+        let group = nix::unistd::Group::from_name(name).ok().flatten()?;
+        Some(SocketAccess {
+            group: GroupInfo {
+                gid: group.gid.as_raw(),
+                name: Some(group.name),
+            },
+            others: config.server.socket_mode & 0o002 != 0,
+            from: format!("[server] socket_group of {}", config.path.display()),
+        })
+    }
+
+    /// Whether `peer` may connect at all.
+    pub fn admits(&self, peer: &PeerIdentity) -> bool {
+        peer.uid == 0 || self.others || peer.groups.iter().any(|g| g.gid == self.group.gid)
+    }
+
+    fn group_name(&self) -> String {
+        self.group
+            .name
+            .clone()
+            .unwrap_or_else(|| self.group.gid.to_string())
+    }
+}
+
+/// What `check-config` warns about without failing: names this host does
+/// not know, rules nobody can reach through the socket, rules an earlier
+/// rule always decides first. One line each, naming the rule and its place.
+pub fn policy_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let socket = SocketAccess::of(config);
+    let rules = config.policy.rules();
+    for (i, rule) in rules.iter().enumerate() {
+        let at = format!("rule {:?} ({})", rule.name, rule.source);
+        for user in &rule.users {
+            match identity_of(user) {
+                Err(_) => warnings.push(format!("{at}: no user {user:?} on this host")),
+                Ok(peer) => {
+                    if let Some(s) = socket.as_ref().filter(|s| !s.admits(&peer)) {
+                        warnings.push(format!(
+                            "{at}: user {user:?} is not in group {:?} of {}, so cannot connect; the rule never applies to them (usermod -aG {} {user})",
+                            s.group_name(),
+                            s.from,
+                            s.group_name()
+                        ));
+                    }
+                }
+            }
+        }
+        for uid in &rule.uids {
+            match nix::unistd::User::from_uid((*uid).into()).ok().flatten() {
+                None => warnings.push(format!("{at}: no user with uid {uid} on this host")),
+                Some(entry) => {
+                    if let Ok(peer) = identity_of(&entry.name) {
+                        if let Some(s) = socket.as_ref().filter(|s| !s.admits(&peer)) {
+                            warnings.push(format!(
+                                "{at}: uid {uid} ({}) is not in group {:?} of {}, so cannot connect",
+                                entry.name,
+                                s.group_name(),
+                                s.from
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for group in &rule.groups {
+            match nix::unistd::Group::from_name(group).ok().flatten() {
+                None => warnings.push(format!("{at}: no group {group:?} on this host")),
+                Some(g) => {
+                    // Only the group's listed members are known here (users
+                    // whose primary group it is are not listed): warn only
+                    // when every listed member is shut out.
+                    if let Some(s) = socket.as_ref() {
+                        let shut_out = g.gid.as_raw() != s.group.gid
+                            && !s.others
+                            && !g.mem.is_empty()
+                            && g.mem
+                                .iter()
+                                .all(|m| identity_of(m).is_ok_and(|p| !s.admits(&p)));
+                        if shut_out {
+                            warnings.push(format!(
+                                "{at}: no member of group {group:?} ({}) is in group {:?} of {}, so none can connect",
+                                g.mem.join(", "),
+                                s.group_name(),
+                                s.from
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(earlier) = rules[..i].iter().find(|e| shadows(e, rule)) {
+            warnings.push(format!(
+                "{at} is never used: rule {:?} ({}) comes first and grants the same people at least the same",
+                earlier.name, earlier.source
+            ));
+        }
+    }
+    warnings
+}
+
+/// Whether `first` decides every request `later` could: it names at least
+/// the same people, instances and database users, and grants the same mode
+/// (or write over read, since a write rule also grants read sessions).
+fn shadows(first: &Rule, later: &Rule) -> bool {
+    use crate::policy::RuleMode;
+    fn covers<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+        b.iter().all(|x| a.contains(x))
+    }
+    fn covers_names(a: &[String], b: &[String]) -> bool {
+        a.iter().any(|x| x == "*") || covers(a, b)
+    }
+    let mode =
+        first.mode == later.mode || (first.mode == RuleMode::Write && later.mode == RuleMode::Read);
+    mode && covers(&first.users, &later.users)
+        && covers(&first.uids, &later.uids)
+        && covers(&first.groups, &later.groups)
+        && covers_names(&first.dbs, &later.dbs)
+        && covers_names(&first.db_users, &later.db_users)
+        // What `later` adds beyond the grant still changes nothing: the
+        // first match's settings are used.
+        && !later.approve
+}
+
+/// Instances the configuration names (rules and `[database.instance]`)
+/// whose container this host's Docker does not have.
+pub async fn instance_warnings(config: &Config) -> Vec<String> {
+    use crate::docker::{ContainerResolver, DockerError};
+    let mut names = std::collections::BTreeSet::new();
+    for rule in config.policy.rules() {
+        names.extend(rule.dbs.iter().filter(|d| *d != "*").cloned());
+    }
+    names.extend(config.database.instance.keys().cloned());
+    let resolver = ContainerResolver::new(&config.docker.socket, config.docker.timeout);
+    let mut warnings = Vec::new();
+    for db in names {
+        let target = config.target(&db, None);
+        match resolver.resolve(&target).await {
+            Ok(_) => {}
+            Err(DockerError::NoSuchContainer { .. }) => warnings.push(format!(
+                "instance {db:?}: no container {:?} on this host",
+                target.container
+            )),
+            Err(DockerError::NotRunning { .. }) => warnings.push(format!(
+                "instance {db:?}: container {:?} is not running",
+                target.container
+            )),
+            Err(e @ DockerError::Unreachable { .. }) => {
+                warnings.push(format!("instances not checked: {e}"));
+                break;
+            }
+            // An address problem is the broker's to report per session.
+            Err(_) => {}
+        }
+    }
+    warnings
+}
+
+/// `explain`'s USER: a user name, or a uid (digits) as the kernel reports
+/// it, which need not have a name.
+pub fn identity_of_user_or_uid(user: &str) -> Result<PeerIdentity, String> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return match nix::unistd::User::from_uid(uid.into()).ok().flatten() {
+            Some(entry) => identity_of(&entry.name),
+            None => Ok(PeerIdentity {
+                uid,
+                gid: uid,
+                pid: 0,
+                user: None,
+                groups: Vec::new(),
+            }),
+        };
+    }
+    identity_of(user)
+}
+
 /// The identity an OS user would have when connecting: uid, primary group
 /// and the groups of the group database.
 pub fn identity_of(user: &str) -> Result<PeerIdentity, String> {
@@ -150,6 +361,14 @@ pub fn identity_of(user: &str) -> Result<PeerIdentity, String> {
 pub fn explain(config: &Config, peer: &PeerIdentity, access: Access<'_>) -> Result<String, String> {
     let mode = if access.write { "write" } else { "read" };
     let groups = peer.group_names().join(", ");
+    if let Some(socket) = SocketAccess::of(config).filter(|s| !s.admits(peer)) {
+        return Err(format!(
+            "DENIED: {} cannot connect: not in group {:?} of {} (groups: {groups}); no rule is consulted",
+            peer.describe(),
+            socket.group_name(),
+            socket.from
+        ));
+    }
     match config.policy.decide(peer, access) {
         PolicyDecision::Allow(rule) => {
             let mut text = format!(

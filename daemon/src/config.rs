@@ -38,6 +38,15 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
+    /// A file or folder that someone other than root could change: it is
+    /// not read, as sudo refuses such files in `sudoers.d`.
+    #[error("{path}: refused: {message}")]
+    Unsafe {
+        /// The file or folder as named (a symlink is named as found).
+        path: PathBuf,
+        /// Who could change it, and how to fix that.
+        message: String,
+    },
     /// A value is well-formed but not acceptable.
     #[error("{path}:{line}: {message}")]
     Invalid {
@@ -73,6 +82,8 @@ pub struct Config {
     pub guard: GuardConfig,
     /// `[secrets]`: password sources and their order.
     pub secrets: crate::secrets::SecretsConfig,
+    /// `[metrics]`: the HTTP endpoint (read at start).
+    pub metrics: crate::metrics::MetricsConfig,
     /// The statement guard built from `[guard]` once per load, so every
     /// session of this configuration shares its verdict cache.
     pub sql_guard: iam_pgbroker_sql::SqlGuard,
@@ -375,6 +386,8 @@ struct MainFile {
     #[serde(default)]
     secrets: crate::secrets::SecretsConfig,
     #[serde(default)]
+    metrics: crate::metrics::MetricsConfig,
+    #[serde(default)]
     rule: Vec<toml::Spanned<RuleFile>>,
 }
 
@@ -416,6 +429,7 @@ impl Config {
     /// Loads the main file and every `*.toml` drop-in of the policy folder
     /// (in name order, like `sudoers.d`), then validates the whole.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        check_trusted(path, false)?;
         let text = read(path)?;
         let main: MainFile = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
@@ -453,6 +467,7 @@ impl Config {
             sql_guard: main.guard.sql_guard(),
             guard: main.guard,
             secrets: main.secrets,
+            metrics: main.metrics,
             policy: Policy::new(rules),
             dropins,
         };
@@ -495,6 +510,7 @@ impl Config {
         self.approval.validate().map_err(&invalid)?;
         self.guard.validate().map_err(&invalid)?;
         self.secrets.validate().map_err(&invalid)?;
+        self.metrics.validate().map_err(&invalid)?;
         for (name, over) in &self.database.instance {
             if let Some(order) = &over.secrets {
                 let key = format!("database.instance.{name}.secrets");
@@ -608,7 +624,60 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// Refuses a file (or, with `folder`, a folder) that anyone but root could
+/// change: the policy grants database access, so whoever can write it is as
+/// powerful as the broker (sudo's rule for `sudoers.d`). A symlink is
+/// resolved and its target checked the same way. The broker's own uid is
+/// trusted too, so a broker run by an unprivileged user for testing reads
+/// that user's files; in production that uid is root.
+pub fn check_trusted(path: &Path, folder: bool) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_ = |message: String| ConfigError::Unsafe {
+        path: path.to_owned(),
+        message,
+    };
+    let read_err = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let real = std::fs::canonicalize(path).map_err(read_err)?;
+    let meta = std::fs::metadata(&real).map_err(read_err)?;
+    let shown = if real != path {
+        format!("{} (the target of the symlink)", real.display())
+    } else {
+        "it".to_owned()
+    };
+    if folder != meta.is_dir() {
+        let want = if folder { "a folder" } else { "a regular file" };
+        return Err(unsafe_(format!("{shown} is not {want}")));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(unsafe_(format!(
+            "{shown} is owned by uid {}, not root; only root may own the broker's configuration (chown root:root)",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        let who = match mode & 0o022 {
+            0o020 => "its group",
+            0o002 => "everyone",
+            _ => "its group and everyone",
+        };
+        return Err(unsafe_(format!(
+            "{shown} is writable by {who} (mode {mode:04o}); only root may change the broker's configuration (chmod go-w)"
+        )));
+    }
+    Ok(())
+}
+
 fn list_dropins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    match std::fs::symlink_metadata(dir) {
+        // No drop-in folder is a valid setup: all rules are in the main file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        _ => check_trusted(dir, true)?,
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         // No drop-in folder is a valid setup: all rules are in the main file.
@@ -633,6 +702,7 @@ fn list_dropins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         if name.starts_with('.') || !name.ends_with(".toml") {
             continue;
         }
+        check_trusted(&path, false)?;
         files.push(path);
     }
     files.sort();
@@ -694,8 +764,11 @@ fn collect_rules(
                 )));
             }
         }
-        if out.iter().any(|existing: &Rule| existing.name == name) {
-            return Err(invalid(format!("rule name {name:?} is used twice")));
+        if let Some(first) = out.iter().find(|existing: &&Rule| existing.name == name) {
+            return Err(invalid(format!(
+                "rule name {name:?} is used twice: first at {}, again here",
+                first.source
+            )));
         }
         out.push(Rule {
             name,
@@ -850,9 +923,68 @@ mod tests {
         let bad = write(&dir, "policy.d/30-c.toml", &rule("a"));
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(
-            err.contains(&bad.display().to_string()) && err.contains("used twice"),
+            err.contains(&bad.display().to_string())
+                && err.contains("used twice: first at ")
+                && err.contains("10-a.toml:1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn files_others_could_change_are_refused_like_sudoers_d() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let dir = tempdir("trust");
+        let path = write(&dir, "config.toml", "");
+        let rule = "[[rule]]\nname = \"x\"\nuids = [1]\ndbs = [\"a\"]\ndb_users = [\"b\"]\nmode = \"read\"\n";
+        let dropin = write(&dir, "policy.d/50-x.toml", rule);
+        Config::load(&path).unwrap();
+
+        // A world-writable drop-in: refused, named, with the fix.
+        chmod(&dropin, 0o666);
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("50-x.toml")
+                && err.contains("writable by its group and everyone")
+                && err.contains("chmod go-w"),
+            "{err}"
+        );
+        chmod(&dropin, 0o644);
+        // A group-writable main file and policy folder.
+        chmod(&path, 0o664);
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("config.toml: refused") && err.contains("its group"),
+            "{err}"
+        );
+        chmod(&path, 0o644);
+        chmod(&dir.join("policy.d"), 0o777);
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("policy.d: refused"), "{err}");
+        chmod(&dir.join("policy.d"), 0o755);
+
+        // A symlink is judged by its target.
+        let outside = write(&dir, "elsewhere/60-y.toml", &rule.replace("\"x\"", "\"y\""));
+        chmod(&outside, 0o646);
+        std::os::unix::fs::symlink(&outside, dir.join("policy.d/60-y.toml")).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("60-y.toml: refused")
+                && err.contains("target of the symlink")
+                && err.contains("everyone"),
+            "{err}"
+        );
+        chmod(&outside, 0o644);
+        assert_eq!(Config::load(&path).unwrap().policy.rules().len(), 2);
+
+        // Owned by an ordinary user (only root can hand a file over).
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&outside, Some(65534), None).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains("owned by uid 65534, not root"), "{err}");
+        }
     }
 
     #[test]

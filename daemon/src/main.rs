@@ -26,14 +26,25 @@ enum Command {
     /// Validate the configuration and every policy drop-in, and print the
     /// effective rules (like `visudo -c`, `sshd -t`). Exit 0 when valid, 2
     /// with file and line when not.
+    ///
+    /// Also warns, without failing, about users, groups, uids and instances
+    /// this host does not have, rules whose users cannot connect to the
+    /// socket, and rules an earlier rule always decides first.
     CheckConfig {
         /// Configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Print nothing when valid and skip the warnings and the password
+        /// sources: the unit's ExecReload uses it before it signals the
+        /// broker, so `systemctl reload` fails on an invalid file.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Would USER be allowed, and by which rule?
     Explain {
-        /// OS user name (as the kernel would report it when they connect).
+        /// OS user name or uid (as the kernel would report it when they
+        /// connect). Whether the socket's mode and group let them connect
+        /// at all is checked first.
         #[arg(long, short)]
         user: String,
         /// Database instance.
@@ -62,6 +73,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the running broker's metrics in the OpenMetrics text format
+    /// (what Prometheus scrapes; root and the admin group only, like
+    /// `status`). `[metrics] listen` serves the same over HTTP.
+    Metrics {
+        /// The broker's socket (default: from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Configuration file (for the socket path).
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Check or read the audit file.
     Audit {
         #[command(subcommand)]
@@ -86,10 +108,22 @@ enum Command {
 enum AuditCommand {
     /// Check the hash chain of FILE... (oldest first); exit 0 when intact,
     /// 1 when broken.
+    ///
+    /// With --journal (or --anchors), also compares the end of the last
+    /// file with the chain heads the broker wrote to the journal: a file
+    /// that ends before the newest anchor is reported with how many
+    /// records are missing (exit 1).
     Verify {
         /// Audit files, oldest first (e.g. audit.jsonl.1 audit.jsonl).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Read the anchors from this host's journal.
+        #[arg(long, conflicts_with = "anchors")]
+        journal: bool,
+        /// Read the anchors from FILE (`journalctl -o json AUDIT_ANCHOR=1`
+        /// output).
+        #[arg(long, value_name = "FILE")]
+        anchors: Option<PathBuf>,
     },
     /// Print records as a table, or the matching JSON lines.
     Show {
@@ -136,24 +170,76 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    // Read before clap, so that they are in neither the man page nor the
+    // completions they generate (as iam-pg does).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let [option, value] = args.as_slice() {
+        use clap::CommandFactory;
+        match option.to_str() {
+            Some("--generate-man") => {
+                return match iam_pgbroker::generate::man_pages(Cli::command(), Path::new(value)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("iam-pgbroker: cannot write the man pages: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            Some("--generate-completions") => {
+                let name = value.to_string_lossy();
+                return match iam_pgbroker::generate::completions_for(
+                    Cli::command(),
+                    &name,
+                    &mut std::io::stdout().lock(),
+                ) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("iam-pgbroker: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
     let cli = Cli::parse();
-    // Colours only for a person at a terminal; journald and log files get
-    // plain text. Either way, text someone else wrote (process names,
-    // statements in errors) cannot drive the reader's terminal.
-    let colours = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt()
-        .with_writer(move || {
-            iam_pgbroker::log_writer::EscapingWriter::new(std::io::stderr(), colours)
-        })
-        .with_ansi(colours)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    // Under systemd (stderr is the journal's stream): journald's native
+    // protocol, one entry per event with its priority and fields.
+    let journal = if iam_pgbroker::journal::stderr_is_journal() {
+        iam_pgbroker::journal::JournalLayer::new().ok()
+    } else {
+        None
+    };
+    match journal {
+        Some(layer) => {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            tracing_subscriber::registry()
+                .with(filter())
+                .with(layer)
+                .init();
+        }
+        None => {
+            // Colours only for a person at a terminal; log files get plain
+            // text. Either way, text someone else wrote (process names,
+            // statements in errors) cannot drive the reader's terminal.
+            let colours = std::io::stderr().is_terminal();
+            tracing_subscriber::fmt()
+                .with_writer(move || {
+                    iam_pgbroker::log_writer::EscapingWriter::new(std::io::stderr(), colours)
+                })
+                .with_ansi(colours)
+                .with_env_filter(filter())
+                .init();
+        }
+    }
     match cli.command {
         Command::Serve { config } => service::serve(&config),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, quiet } => check_config(&config, quiet),
         Command::Explain {
             user,
             db,
@@ -166,6 +252,7 @@ fn main() -> ExitCode {
             config,
             json,
         } => status(socket, &config, json),
+        Command::Metrics { socket, config } => metrics(socket, &config),
         Command::Audit { command } => ExitCode::from(audit(command)),
         Command::AuditHash { value, key, config } => ExitCode::from(audit::cli::hash_command(
             &value,
@@ -180,7 +267,18 @@ fn main() -> ExitCode {
 fn audit(command: AuditCommand) -> u8 {
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     match command {
-        AuditCommand::Verify { files } => audit::cli::verify_command(&files, &mut out, &mut err),
+        AuditCommand::Verify {
+            files,
+            journal,
+            anchors,
+        } => {
+            let source = match (journal, anchors) {
+                (_, Some(file)) => Some(audit::cli::AnchorSource::File(file)),
+                (true, None) => Some(audit::cli::AnchorSource::Journal),
+                (false, None) => None,
+            };
+            audit::cli::verify_command(&files, source.as_ref(), &mut out, &mut err)
+        }
         AuditCommand::Show {
             files,
             config,
@@ -214,13 +312,37 @@ fn audit(command: AuditCommand) -> u8 {
     }
 }
 
-fn check_config(path: &Path) -> ExitCode {
+fn check_config(path: &Path, quiet: bool) -> ExitCode {
+    // Run by the unit's ExecReload, stderr is the journal's stream: one
+    // line with syslog's "<3>" makes the error one entry at PRIORITY=3
+    // (`journalctl -p err`), and `systemctl status` shows it.
+    let journal = iam_pgbroker::journal::stderr_is_journal();
     match Config::load(path) {
+        Err(e) if journal => {
+            eprintln!(
+                "<3>iam-pgbroker: {}",
+                iam_pgbroker_proto::display::escape_line(&e.to_string())
+            );
+            ExitCode::from(2)
+        }
+        Ok(_) if quiet => ExitCode::SUCCESS,
         Ok(config) => {
             print!("{}", admin::check_report(&config));
+            let mut warnings = admin::policy_warnings(&config);
             match small_runtime() {
-                Ok(rt) => print!("{}", rt.block_on(admin::sources_report(&config))),
+                Ok(rt) => {
+                    warnings.extend(rt.block_on(admin::instance_warnings(&config)));
+                    print!("{}", rt.block_on(admin::sources_report(&config)));
+                }
                 Err(e) => eprintln!("iam-pgbroker: cannot check the password sources: {e}"),
+            }
+            // Warnings name users and files an administrator wrote; still,
+            // nothing in them may drive the terminal.
+            for w in &warnings {
+                eprintln!(
+                    "iam-pgbroker: warning: {}",
+                    iam_pgbroker_proto::display::escape_line(w)
+                );
             }
             ExitCode::SUCCESS
         }
@@ -239,7 +361,7 @@ fn explain(path: &Path, user: &str, db: &str, db_user: &str, write: bool) -> Exi
             return ExitCode::from(2);
         }
     };
-    let peer = match admin::identity_of(user) {
+    let peer = match admin::identity_of_user_or_uid(user) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("iam-pgbroker: {e}");
@@ -270,15 +392,32 @@ fn explain(path: &Path, user: &str, db: &str, db_user: &str, write: bool) -> Exi
     }
 }
 
-fn status(socket: Option<PathBuf>, config: &Path, json: bool) -> ExitCode {
-    let socket = match socket {
+fn socket_of(socket: Option<PathBuf>, config: &Path) -> PathBuf {
+    match socket {
         Some(s) => s,
         None => match Config::load(config) {
             Ok(c) => c.server.socket,
             // Without a readable config, the packaged default.
             Err(_) => PathBuf::from(iam_pgbroker_proto::DEFAULT_SOCKET_PATH),
         },
-    };
+    }
+}
+
+fn metrics(socket: Option<PathBuf>, config: &Path) -> ExitCode {
+    match admin::fetch_status(&socket_of(socket, config)) {
+        Ok(status) => {
+            print!("{}", iam_pgbroker::metrics::render(&status));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("iam-pgbroker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status(socket: Option<PathBuf>, config: &Path, json: bool) -> ExitCode {
+    let socket = socket_of(socket, config);
     match admin::fetch_status(&socket) {
         Ok(status) => {
             if json {

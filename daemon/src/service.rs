@@ -24,7 +24,8 @@ pub fn serve(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            error!("{e}");
+            error!("cannot start: {e}");
+            refuse_waiting_clients(listener::from_systemd(), "its configuration is invalid");
             return ExitCode::from(2);
         }
     };
@@ -83,6 +84,7 @@ async fn run(path: &Path, config: Config) -> ExitCode {
                 // an outage (an unwritable file only makes statements wait
                 // for it, see AuditLog).
                 error!("cannot start the audit: {e}");
+                refuse_waiting_clients(listener.into_std().ok(), "its audit cannot start");
                 return ExitCode::from(2);
             }
         }
@@ -94,7 +96,25 @@ async fn run(path: &Path, config: Config) -> ExitCode {
     };
     // A failure is logged by the audit itself; the broker still starts.
     let _ = audit.record(&AuditRecord::new(AuditEvent::BrokerStart));
+    // [metrics] listen: bound before READY=1, so a wrong address fails the
+    // start instead of going unnoticed.
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!(cause = %e, "cannot listen for metrics on {addr} ([metrics] listen; under systemd the unit's SocketBindDeny=any needs a SocketBindAllow= for it)");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let grace = config.server.shutdown_grace;
+    // The path clients connect to (systemd's socket or the bound one): the
+    // watchdog connects there as a client would.
+    let own_socket = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_owned));
     let socket = config.server.socket.clone();
     let rules = config.policy.rules().len();
     let broker = Arc::new(Broker::new(config, audit));
@@ -108,11 +128,12 @@ async fn run(path: &Path, config: Config) -> ExitCode {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 notify("RELOADING=1");
-                reload(&broker, &path);
+                let _ = reload(&broker, &path);
                 // logrotate's postrotate: continue the chain in a new file.
                 if let Err(e) = broker.audit().reopen() {
                     error!("reopening the audit file failed: {e}");
                 }
+                broker.audit().anchor("reload");
                 notify(&format!("READY=1\nSTATUS={}", broker.stats().summary()));
             }
         })
@@ -128,6 +149,39 @@ async fn run(path: &Path, config: Config) -> ExitCode {
             }
         })
     };
+    // The audit's head to the journal at least every anchor_interval_s
+    // while records are written (AuditLog::anchor decides; this only asks).
+    let anchors = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                broker.audit().anchor("interval");
+            }
+        })
+    };
+    let metrics = metrics_listener.map(|listener| {
+        let broker = broker.clone();
+        info!(listen = ?listener.local_addr().ok(), "metrics endpoint on");
+        tokio::spawn(crate::metrics::serve_http(listener, move || {
+            broker.status_json()
+        }))
+    });
+    let watchdog = match (watchdog_interval(), own_socket) {
+        (Some(every), Some(path)) => {
+            info!(
+                every_ms = every.as_millis() as u64,
+                "watchdog on: pinging the socket"
+            );
+            Some(tokio::spawn(watchdog(path, every)))
+        }
+        (Some(_), None) => {
+            error!("WatchdogSec= is set but the socket has no path to ping; no WATCHDOG=1 will be sent");
+            None
+        }
+        _ => None,
+    };
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => info!("SIGTERM received"),
@@ -138,6 +192,13 @@ async fn run(path: &Path, config: Config) -> ExitCode {
     server::run(listener, broker.clone(), shutdown, grace).await;
     reloader.abort();
     status.abort();
+    anchors.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     let _ = broker
         .audit()
         .record(&AuditRecord::new(AuditEvent::BrokerStop));
@@ -150,14 +211,111 @@ async fn run(path: &Path, config: Config) -> ExitCode {
 
 /// Loads `path` anew and swaps it in for new sessions; open sessions keep
 /// what they were granted. An invalid file is logged and the old
-/// configuration stays.
-pub fn reload(broker: &Broker, path: &Path) {
+/// configuration stays. `Err` carries that error.
+pub fn reload(broker: &Broker, path: &Path) -> Result<(), crate::config::ConfigError> {
     match Config::load(path) {
         Ok(config) => {
             let rules = config.policy.rules().len();
             broker.replace_config(config);
             info!(rules, "configuration reloaded");
+            Ok(())
         }
-        Err(e) => error!("reload refused, keeping the running configuration: {e}"),
+        Err(e) => {
+            error!("reload refused, keeping the running configuration: {e}");
+            Err(e)
+        }
+    }
+}
+
+/// Half of systemd's `WatchdogSec=` (`WATCHDOG_USEC`), when it is meant
+/// for this process (`WATCHDOG_PID`, when set, is ours).
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Feeds systemd's watchdog only with proof that the broker serves: every
+/// `every`, it connects to its own socket as a client would, sends `ping`
+/// and waits for the answer; only then `WATCHDOG=1`. A broker whose accept
+/// loop, connection tasks or runtime are stuck stops answering, the
+/// watchdog runs out, and systemd restarts it (Restart=on-failure).
+async fn watchdog(path: std::path::PathBuf, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match tokio::time::timeout(every, ping(&path)).await {
+            Ok(Ok(())) => notify("WATCHDOG=1"),
+            Ok(Err(e)) => {
+                tracing::warn!(cause = %e, "watchdog: the broker's socket does not answer")
+            }
+            Err(_) => tracing::warn!("watchdog: no answer from the broker's socket in time"),
+        }
+    }
+}
+
+async fn ping(path: &Path) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(path).await?;
+    stream.write_all(b"{\"id\":1,\"op\":\"ping\"}\n").await?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(&mut stream)
+        .read_line(&mut line)
+        .await?;
+    // Any frame is an answer: even `busy` (at the connection limit) shows
+    // the broker accepts and answers.
+    if line.trim_end().ends_with('}') {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("an incomplete answer"))
+    }
+}
+
+/// Before a failed start ends the process: answers every client already
+/// waiting on the socket systemd passed, so they read why instead of
+/// waiting, and so the socket's queue is empty and systemd does not start
+/// the broker again at once for the same clients (the socket unit stays
+/// listening; see the service unit's Restart= and StartLimit settings).
+/// The reason itself is in the journal, not sent: a client may be anyone
+/// in the socket's group.
+fn refuse_waiting_clients(listener: Option<std::os::unix::net::UnixListener>, why: &str) {
+    use iam_pgbroker_proto::{ErrorCode, ErrorInfo, Response};
+    use std::io::Write as _;
+    let Some(listener) = listener else { return };
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    let frame = Response::Error {
+        id: None,
+        error: ErrorInfo::new(
+            ErrorCode::Unavailable,
+            format!("the broker cannot start ({why}): see journalctl -u iam-pgbroker"),
+        ),
+    };
+    let Ok(mut line) = serde_json::to_vec(&frame) else {
+        return;
+    };
+    line.push(b'\n');
+    let mut answered = 0usize;
+    // Bounded: a flood of new clients must not keep a failed start alive.
+    while answered < 1024 {
+        let Ok((mut stream, _)) = listener.accept() else {
+            break;
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(&line);
+        answered += 1;
+    }
+    if answered > 0 {
+        info!(
+            clients = answered,
+            "told the waiting clients that the broker cannot start"
+        );
     }
 }

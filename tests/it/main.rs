@@ -9,6 +9,7 @@ mod faults;
 mod guard;
 mod least_privilege;
 mod limits;
+mod ops_admin;
 mod ops_cli;
 mod ops_daemon;
 mod ops_rpm;

@@ -106,17 +106,48 @@ fn check_broker_rpm(rpm: &Path) {
         "/etc/logrotate.d/iam-pgbroker",
         "/usr/share/bash-completion/completions/iam-pg",
         "/usr/share/zsh/site-functions/_iam-pg",
+        "/usr/share/bash-completion/completions/iam-pgbroker",
+        "/usr/share/zsh/site-functions/_iam-pgbroker",
+        "/usr/share/licenses/iam-pgbroker/LICENSE",
         "/var/log/iam-pgbroker",
         "/var/lib/iam-pgbroker",
     ] {
         assert!(files.contains(&expected), "{expected} missing: {files:#?}");
     }
-    assert!(
-        files
-            .iter()
-            .any(|f| f.starts_with("/usr/share/man/man1/iam-pg.1")),
-        "man page missing: {files:#?}"
-    );
+    for page in [
+        "/usr/share/man/man1/iam-pg.1",
+        "/usr/share/man/man8/iam-pgbroker.8",
+        "/usr/share/man/man5/iam-pgbroker.toml.5",
+    ] {
+        assert!(
+            files.iter().any(|f| f.starts_with(page)),
+            "{page} missing: {files:#?}"
+        );
+    }
+    // The units' Documentation= names files the package installs.
+    for unit in [
+        "systemd/iam-pgbroker.service",
+        "systemd/iam-pgbroker.socket",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(unit)).unwrap();
+        for doc in text
+            .lines()
+            .filter_map(|l| l.strip_prefix("Documentation="))
+            .flat_map(str::split_whitespace)
+        {
+            let found = match (doc.strip_prefix("file://"), doc.strip_prefix("man:")) {
+                (Some(path), _) => files.contains(&path),
+                (_, Some(page)) => {
+                    let (name, section) = page.trim_end_matches(')').split_once('(').unwrap();
+                    files.iter().any(|f| {
+                        f.starts_with(&format!("/usr/share/man/man{section}/{name}.{section}"))
+                    })
+                }
+                _ => false,
+            };
+            assert!(found, "{unit}: Documentation={doc} is not in the package");
+        }
+    }
     for doc in [
         "README.md",
         "operations.md",
@@ -159,8 +190,11 @@ fn check_broker_rpm(rpm: &Path) {
     // Enable the socket on install, stop on removal, restart on upgrade.
     let scripts = rpm_query(rpm, &["--scripts"]);
     for expected in [
-        "groupadd -r iam-pgbroker",
+        // The group from the sysusers snippet (the macro's fallback here).
+        "systemd-sysusers --replace=/usr/lib/sysusers.d/iam-pgbroker.conf",
+        "g iam-pgbroker -",
         "preset iam-pgbroker.socket",
+        "systemctl start iam-pgbroker.socket",
         "disable --now iam-pgbroker.socket iam-pgbroker.service",
         "try-restart iam-pgbroker.service",
         "systemd-tmpfiles --create",

@@ -86,7 +86,20 @@ fn units_pass_systemd_analyze_verify() {
     for unit in ["iam-pgbroker.service", "iam-pgbroker.socket"] {
         std::fs::copy(systemd_dir().join(unit), units.join(unit)).unwrap();
     }
+    // The man pages Documentation= names, generated as the RPM build
+    // does; verify runs `man` for each, which finds them on MANPATH.
+    let man = root.join("usr/share/man");
+    let generated = run(Command::new(workspace_bin("iam-pgbroker"))
+        .arg("--generate-man")
+        .arg(&man));
+    assert_eq!(generated.code, 0, "{generated:?}");
+    for (page, section) in [("iam-pgbroker.8", "8"), ("iam-pgbroker.toml.5", "5")] {
+        let dir = man.join(format!("man{section}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::rename(man.join(page), dir.join(page)).unwrap();
+    }
     let ran = run(Command::new("systemd-analyze")
+        .env("MANPATH", &man)
         .arg("verify")
         .arg(format!("--root={}", root.display()))
         .arg(units.join("iam-pgbroker.service"))

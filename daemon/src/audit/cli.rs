@@ -18,7 +18,85 @@ pub const EXIT_ERROR: u8 = 2;
 
 /// `audit verify FILE...`: checks the chain across the files, oldest
 /// first, and prints the problems or a summary.
-pub fn verify_command(files: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+/// Where `audit verify` finds the anchors to check the file's end against.
+#[derive(Debug, Clone)]
+pub enum AnchorSource {
+    /// This host's journal (`journalctl -o json AUDIT_ANCHOR=1`).
+    Journal,
+    /// A file of such JSON lines (exported from the journal, or shipped
+    /// off the host).
+    File(PathBuf),
+}
+
+/// `audit verify FILE... [--journal | --anchors FILE]`.
+pub fn verify_command(
+    files: &[PathBuf],
+    anchors: Option<&AnchorSource>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let chain = verify_chain(files, out, err);
+    let (Some(source), Some(last)) = (anchors, files.last()) else {
+        return chain;
+    };
+    let anchors = match source {
+        AnchorSource::Journal => super::anchors::journal_anchors(),
+        AnchorSource::File(path) => std::fs::read_to_string(path)
+            .map(|t| super::anchors::parse_anchors(&t))
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+    };
+    let anchors = match anchors {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = writeln!(err, "iam-pgbroker audit verify: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    use super::anchors::AnchorVerdict;
+    match super::anchors::check_file(last, &anchors) {
+        Ok(AnchorVerdict::Holds { anchor }) => {
+            let _ = writeln!(
+                out,
+                "anchors: {} holds the newest anchor of its file (record {}, hash {})",
+                last.display(),
+                anchor.records,
+                anchor.head
+            );
+            chain
+        }
+        Ok(AnchorVerdict::EndsEarly {
+            anchor,
+            records,
+            missing,
+        }) => {
+            let _ = writeln!(
+                out,
+                "anchors: {} ends before the last anchor: the journal says record {} of {} has hash {}, the file has {records} records: {missing} record{} missing (cut off, or rewritten from there on)",
+                last.display(),
+                anchor.records,
+                anchor.file,
+                anchor.head,
+                if missing == 1 { "" } else { "s" }
+            );
+            EXIT_BROKEN
+        }
+        Ok(AnchorVerdict::Unknown) => {
+            let _ = writeln!(
+                out,
+                "anchors: none of the {} anchors is in {}: nothing to compare its end with",
+                anchors.len(),
+                last.display()
+            );
+            chain
+        }
+        Err(e) => {
+            let _ = writeln!(err, "iam-pgbroker audit verify: {}: {e}", last.display());
+            EXIT_ERROR
+        }
+    }
+}
+
+fn verify_chain(files: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let report = match verify_files(files) {
         Ok(r) => r,
         Err(e) => {
@@ -268,7 +346,7 @@ mod tests {
 
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(
-            verify_command(std::slice::from_ref(&file), &mut out, &mut err),
+            verify_command(std::slice::from_ref(&file), None, &mut out, &mut err),
             0
         );
         let text = String::from_utf8(out).unwrap();
@@ -305,7 +383,10 @@ mod tests {
 
         std::fs::write(&file, "{\"prev\":\"00\"}\n").unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        assert_eq!(verify_command(&[file], &mut out, &mut err), EXIT_BROKEN);
+        assert_eq!(
+            verify_command(&[file], None, &mut out, &mut err),
+            EXIT_BROKEN
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

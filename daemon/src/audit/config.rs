@@ -35,6 +35,12 @@ pub struct AuditConfig {
     /// renamed to `FILE.<UTC time>` and a new one started. `None`: no size
     /// limit (rotate with logrotate and `SIGHUP`).
     pub max_bytes: Option<u64>,
+    /// Write the chain's head to the journal (an anchor, see
+    /// `docs/audit.md`) at least this often while records are written…
+    pub anchor_interval_s: u64,
+    /// …and after at most this many records. Also at start, stop,
+    /// rotation and `systemctl reload`.
+    pub anchor_records: u64,
 }
 
 /// How statement parameters are recorded.
@@ -74,6 +80,8 @@ impl Default for AuditConfig {
             fsync: FsyncMode::Interval,
             fsync_interval_ms: 1000,
             max_bytes: None,
+            anchor_interval_s: 60,
+            anchor_records: 1000,
         }
     }
 }
@@ -89,6 +97,12 @@ impl AuditConfig {
         }
         if self.fsync == FsyncMode::Interval && !(1..=60_000).contains(&self.fsync_interval_ms) {
             return Err("audit.fsync_interval_ms must be between 1 and 60000".into());
+        }
+        if !(1..=86_400).contains(&self.anchor_interval_s) {
+            return Err("audit.anchor_interval_s must be between 1 and 86400".into());
+        }
+        if self.anchor_records == 0 {
+            return Err("audit.anchor_records must be positive".into());
         }
         if let Some(max) = self.max_bytes {
             if max < 64 * 1024 {

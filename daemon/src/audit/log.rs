@@ -63,6 +63,10 @@ struct Inner {
     max_bytes: Option<u64>,
     params: ParamsMode,
     key: Option<AuditKey>,
+    /// Anchor after this many records at the latest.
+    anchor_records: u64,
+    /// Anchor this often at the latest while records are written.
+    anchor_interval: Duration,
     state: Mutex<State>,
     /// Serializes `fdatasync` calls; concurrent writers wait here and find
     /// their record already flushed by someone else's call (group commit).
@@ -86,6 +90,11 @@ struct State {
     head_hex: [u8; 64],
     /// Records written since start.
     seq: u64,
+    /// Records (lines) in the current file, for the anchors.
+    lines: u64,
+    /// Records written since the last anchor, and when that was.
+    since_anchor: u64,
+    last_anchor: Instant,
     /// A `rotated` record owed to the current file.
     pending: Option<Pending>,
     /// The line being written, reused.
@@ -133,6 +142,8 @@ impl AuditLog {
             max_bytes: config.max_bytes,
             params: config.params,
             key,
+            anchor_records: config.anchor_records.max(1),
+            anchor_interval: Duration::from_secs(config.anchor_interval_s.max(1)),
             state: Mutex::new(State {
                 file: None,
                 id: (0, 0),
@@ -140,6 +151,9 @@ impl AuditLog {
                 head: ChainHash::ZERO,
                 head_hex: hex_of(&ChainHash::ZERO),
                 seq: 0,
+                lines: 0,
+                since_anchor: 0,
+                last_anchor: Instant::now(),
                 pending: None,
                 line: Vec::new(),
                 outage: None,
@@ -220,12 +234,17 @@ impl AuditLog {
             body.clear();
             write_body(rec, &inner.render(), None, body);
             let result = inner.append(body);
-            if let Ok(head) = &result {
-                if matches!(rec.event, AuditEvent::BrokerStart | AuditEvent::BrokerStop) {
-                    // An anchor outside the file: the journal keeps the
-                    // head, so a rewritten chain does not end where the
-                    // journal says it did.
-                    info!(path = %inner.path.display(), head = %head, event = rec.event.as_str(), "audit chain head");
+            if result.is_ok() {
+                let why = match rec.event {
+                    AuditEvent::BrokerStart => Some("start"),
+                    AuditEvent::BrokerStop => Some("stop"),
+                    _ => None,
+                };
+                let mut st = inner.lock();
+                if let Some(why) = why {
+                    inner.anchor_locked(&mut st, why);
+                } else if st.since_anchor >= inner.anchor_records {
+                    inner.anchor_locked(&mut st, "records");
                 }
             }
             if body.capacity() > KEEP_BUFFER_BYTES {
@@ -233,6 +252,20 @@ impl AuditLog {
             }
             result
         })
+    }
+
+    /// Anchors the head in the journal (see the audit's anchors in
+    /// `docs/audit.md`): always with `why = "reload"`, else (`"interval"`)
+    /// only when records were written since the last anchor and
+    /// `anchor_interval_s` has passed.
+    pub fn anchor(&self, why: &'static str) {
+        let Some(inner) = &self.inner else { return };
+        let mut st = inner.lock();
+        let due = why != "interval"
+            || (st.since_anchor > 0 && st.last_anchor.elapsed() >= inner.anchor_interval);
+        if due {
+            inner.anchor_locked(&mut st, why);
+        }
     }
 
     /// Reopens the path (for `SIGHUP` after logrotate renamed the file).
@@ -342,6 +375,7 @@ impl Inner {
     /// last line.
     fn first_open(&self, st: &mut State) -> Result<(), AuditError> {
         let (file, meta) = open_append(&self.path)?;
+        st.lines = count_lines(&file, &meta);
         let mut head = ChainHash::ZERO;
         let mut len = meta.len();
         if meta.is_file() && len > 0 {
@@ -361,6 +395,7 @@ impl Inner {
                     source,
                 })?;
                 len += 1;
+                st.lines += 1;
             }
         }
         st.file = Some(Arc::new(file));
@@ -369,6 +404,7 @@ impl Inner {
         st.head = head;
         st.head_hex = hex_of(&head);
         info!(path = %self.path.display(), head = %head, "audit file open");
+        self.anchor_locked(st, "open");
         Ok(())
     }
 
@@ -445,9 +481,34 @@ impl Inner {
                 warn!(cause = %e, "cannot flush the previous audit file");
             }
         }
+        st.lines = count_lines(&file, meta);
         st.file = Some(Arc::new(file));
         st.id = (meta.dev(), meta.ino());
         st.len = meta.len();
+    }
+
+    /// Writes the chain's head to the journal: an anchor outside the file,
+    /// so a file cut or rewritten at its end no longer ends where the
+    /// journal says it did (`audit verify --journal`). Structured fields:
+    /// AUDIT_ANCHOR=1, AUDIT_FILE, AUDIT_HEAD, AUDIT_RECORDS (records in
+    /// the file up to the head), AUDIT_WHY.
+    fn anchor_locked(&self, st: &mut State, why: &'static str) {
+        if st.file.is_none() {
+            return;
+        }
+        info!(
+            audit_anchor = 1u8,
+            audit_file = %self.path.display(),
+            audit_head = %st.head,
+            audit_records = st.lines,
+            audit_why = why,
+            "audit chain anchor: record {} of {} has hash {}",
+            st.lines,
+            self.path.display(),
+            st.head
+        );
+        st.since_anchor = 0;
+        st.last_anchor = Instant::now();
     }
 
     fn write_pending(&self, st: &mut State) -> Result<(), AuditError> {
@@ -504,6 +565,8 @@ impl Inner {
         st.head_hex = hex_of(&st.head);
         st.len += n as u64;
         st.seq += 1;
+        st.lines += 1;
+        st.since_anchor += 1;
         if line.capacity() > KEEP_BUFFER_BYTES {
             *line = Vec::new();
         }
@@ -638,6 +701,37 @@ fn flush_every(weak: Weak<Inner>, every: Duration) {
 
 /// Opens `path` for appending (0600, created with its folder, 0750, when
 /// missing).
+/// Records in an audit file: its line feeds (read once, when the broker
+/// opens a file; an unreadable file counts 0 and the anchors say so).
+fn count_lines(file: &File, meta: &std::fs::Metadata) -> u64 {
+    use std::io::Read;
+    // Only a regular file has an end (a test's /dev/full has none).
+    if !meta.is_file() {
+        return 0;
+    }
+    let file = match File::open(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(file)
+    )) {
+        Ok(f) => f,
+        Err(_) => return 0,
+    };
+    let mut remaining = meta.len();
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut buf = [0u8; 1 << 16];
+    let mut lines = 0u64;
+    while remaining > 0 {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                remaining = remaining.saturating_sub(n as u64);
+            }
+        }
+    }
+    lines
+}
+
 fn open_append(path: &Path) -> Result<(File, std::fs::Metadata), AuditError> {
     let open_error = |source| AuditError::Open {
         path: path.to_owned(),

@@ -26,6 +26,7 @@
 //! # Ok::<(), iam_pgbroker::audit::AuditError>(())
 //! ```
 
+pub mod anchors;
 pub mod cli;
 mod config;
 mod key;

@@ -332,3 +332,76 @@ fn fsync_always_and_disabled() {
     statement(&log, 1, "SELECT 1").unwrap();
     assert!(!off.file.exists());
 }
+
+#[test]
+fn anchors_reach_the_journal_every_n_records_and_verify_finds_a_cut_tail() {
+    use crate::journal::JournalLayer;
+    use tracing_subscriber::layer::SubscriberExt;
+    let dir = tempdir("anchors");
+    let journal = dir.join("journal.sock");
+    let server = std::os::unix::net::UnixDatagram::bind(&journal).unwrap();
+    server
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let cfg = AuditConfig {
+        anchor_records: 10,
+        ..config(&dir)
+    };
+    let subscriber =
+        tracing_subscriber::registry().with(JournalLayer::to_socket(&journal).unwrap());
+    tracing::subscriber::with_default(subscriber, || {
+        let log = AuditLog::open(&cfg).unwrap();
+        for i in 0..35 {
+            statement(&log, i, "SELECT 1").unwrap();
+        }
+        log.anchor("reload");
+    });
+    // The journal's side: turn each datagram into the JSON line
+    // `journalctl -o json` would print.
+    let mut exported = String::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = server.recv(&mut buf) {
+        let mut fields = serde_json::Map::new();
+        let mut rest = &buf[..n];
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            let name = String::from_utf8_lossy(&rest[..nl]).into_owned();
+            let len = u64::from_le_bytes(rest[nl + 1..nl + 9].try_into().unwrap()) as usize;
+            let value = String::from_utf8_lossy(&rest[nl + 9..nl + 9 + len]).into_owned();
+            fields.insert(name, value.into());
+            rest = &rest[nl + 10 + len..];
+        }
+        exported.push_str(&serde_json::Value::Object(fields).to_string());
+        exported.push('\n');
+    }
+    let anchors = crate::audit::anchors::parse_anchors(&exported);
+    let records: Vec<u64> = anchors.iter().map(|a| a.records).collect();
+    // At open (0), after every 10 records, and at reload (35).
+    assert_eq!(records, [0, 10, 20, 30, 35], "{exported}");
+    let anchors_file = dir.join("anchors.json");
+    std::fs::write(&anchors_file, &exported).unwrap();
+    let cut = dir.join("cut.jsonl");
+    let text = std::fs::read_to_string(&cfg.file).unwrap();
+    let kept: Vec<&str> = text.lines().take(25).collect();
+    std::fs::write(&cut, kept.join("\n") + "\n").unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let source = crate::audit::cli::AnchorSource::File(anchors_file.clone());
+    let code = crate::audit::cli::verify_command(&[cut], Some(&source), &mut out, &mut err);
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("chain intact"),
+        "the chain alone sees nothing: {out}"
+    );
+    assert!(
+        out.contains("ends before the last anchor") && out.contains("10 records missing"),
+        "{out}"
+    );
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = crate::audit::cli::verify_command(
+        std::slice::from_ref(&cfg.file),
+        Some(&source),
+        &mut out,
+        &mut err,
+    );
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+}
