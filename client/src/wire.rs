@@ -61,6 +61,7 @@ pub(crate) fn frame_type(frame: &Response) -> &'static str {
         Response::Ok { .. } => "ok",
         Response::Pong { .. } => "pong",
         Response::Status { .. } => "status",
+        Response::Sessions { .. } => "sessions",
         Response::Request { .. } => "request",
         Response::Requests { .. } => "requests",
         Response::Error { .. } => "error",

@@ -389,29 +389,112 @@ pub fn explain(config: &Config, peer: &PeerIdentity, access: Access<'_>) -> Resu
     }
 }
 
-/// Asks the broker at `socket` for its status.
-pub fn fetch_status(socket: &Path) -> Result<serde_json::Value, String> {
+/// Sends one request (`op` and its fields) to the broker at `socket` and
+/// returns the answer frame, or the error frame's message.
+pub fn ask(socket: &Path, request: serde_json::Value) -> Result<serde_json::Value, String> {
     let mut stream = std::os::unix::net::UnixStream::connect(socket)
         .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
     let timeout = Some(Duration::from_secs(10));
     let _ = stream.set_read_timeout(timeout);
     let _ = stream.set_write_timeout(timeout);
+    let mut line = request.to_string();
+    line.push('\n');
     stream
-        .write_all(b"{\"id\":1,\"op\":\"status\"}\n")
+        .write_all(line.as_bytes())
         .map_err(|e| format!("cannot send to {}: {e}", socket.display()))?;
-    let mut line = String::new();
+    let mut answer = String::new();
     BufReader::new(&stream)
-        .read_line(&mut line)
+        .read_line(&mut answer)
         .map_err(|e| format!("no answer from {}: {e}", socket.display()))?;
     let frame: serde_json::Value =
-        serde_json::from_str(&line).map_err(|e| format!("unreadable answer: {e}"))?;
+        serde_json::from_str(&answer).map_err(|e| format!("unreadable answer: {e}"))?;
     match frame["type"].as_str() {
-        Some("status") => Ok(frame["status"].clone()),
-        _ => Err(frame["error"]["message"]
-            .as_str()
-            .unwrap_or("unexpected answer")
-            .to_owned()),
+        Some("error") | None => Err(iam_pgbroker_proto::display::escape_line(
+            frame["error"]["message"]
+                .as_str()
+                .unwrap_or("unexpected answer"),
+        )
+        .into_owned()),
+        Some(_) => Ok(frame),
     }
+}
+
+/// Asks the broker at `socket` for its status.
+pub fn fetch_status(socket: &Path) -> Result<serde_json::Value, String> {
+    ask(socket, serde_json::json!({"id": 1, "op": "status"})).map(|f| f["status"].clone())
+}
+
+/// Asks the broker at `socket` for its open sessions.
+pub fn fetch_sessions(socket: &Path) -> Result<Vec<serde_json::Value>, String> {
+    ask(socket, serde_json::json!({"id": 1, "op": "sessions"}))
+        .map(|f| f["sessions"].as_array().cloned().unwrap_or_default())
+}
+
+/// The sessions as one JSON array.
+pub fn sessions_json(sessions: &[serde_json::Value]) -> String {
+    serde_json::Value::Array(sessions.to_vec()).to_string()
+}
+
+/// `cancel` or `terminate` (`op`) session `session` at `socket`.
+pub fn end_session(socket: &Path, op: &str, session: &str) -> Result<(), String> {
+    ask(
+        socket,
+        serde_json::json!({"id": 1, "op": op, "session": session}),
+    )
+    .map(|_| ())
+}
+
+/// `sessions` for a person: one line per session, everything other people
+/// wrote escaped.
+pub fn sessions_text(sessions: &[serde_json::Value]) -> String {
+    use iam_pgbroker_proto::display::escape_line;
+    if sessions.is_empty() {
+        return "(no open sessions)\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<16}  {:<24} {:<22} {:<5} {:<19} {:>8} {:>7}  STATEMENT\n",
+        "SESSION", "WHO (PROCESS)", "DB_USER@DB", "MODE", "STATE", "TXN_AGE", "BACKEND"
+    );
+    for s in sessions {
+        let who = format!(
+            "{}({}) {}",
+            s["user"].as_str().unwrap_or("?"),
+            s["uid"],
+            s["process"].as_str().unwrap_or("")
+        );
+        let age = s["transaction_age_ms"]
+            .as_u64()
+            .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+            .unwrap_or_default();
+        let statement = match (s["statement"].as_str(), s["statement_ms"].as_u64()) {
+            (Some(sql), Some(ms)) => format!(
+                "{} ({:.1}s)",
+                sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                ms as f64 / 1000.0
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<24} {:<22} {:<5} {:<19} {:>8} {:>7}  {}",
+            s["session"].as_str().unwrap_or("?"),
+            escape_line(&who),
+            escape_line(&format!(
+                "{}@{}",
+                s["db_user"].as_str().unwrap_or("?"),
+                s["db"].as_str().unwrap_or("?")
+            )),
+            s["mode"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            age,
+            s["backend_pid"]
+                .as_i64()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            escape_line(&statement)
+        );
+    }
+    out
 }
 
 /// `status` for a person. User names, instance names and pool targets

@@ -17,6 +17,8 @@ pub struct Broker {
     pool: Arc<Pool>,
     /// What read sessions log in as (never a superuser).
     read_roles: crate::read_role::ReadRoles,
+    /// The sessions open now.
+    live: crate::live::LiveSessions,
     /// Password sources; OpenBao's token and cache live here.
     secrets: SecretSources,
     stats: Stats,
@@ -55,6 +57,7 @@ impl Broker {
             resolver,
             pool,
             read_roles: Default::default(),
+            live: Default::default(),
             secrets: Default::default(),
             stats: Stats::default(),
             audit,
@@ -161,6 +164,11 @@ impl Broker {
     /// The container resolver.
     pub fn resolver(&self) -> &ContainerResolver {
         &self.resolver
+    }
+
+    /// The sessions open now (`sessions`, `cancel`, `terminate`).
+    pub fn live(&self) -> &crate::live::LiveSessions {
+        &self.live
     }
 
     /// What read sessions log in as.

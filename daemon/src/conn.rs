@@ -70,6 +70,8 @@ pub struct ClientConnection {
     /// The protocol version agreed at `hello` (1 without one): version 2
     /// sends every value as PostgreSQL's text form.
     pub protocol: u32,
+    /// The open session as `sessions` shows it, once opened.
+    pub live: Option<std::sync::Arc<crate::live::LiveSession>>,
 }
 
 /// Why a connection (and its session) ended.
@@ -85,6 +87,8 @@ pub enum CloseReason {
     Shutdown,
     /// A protocol error that ends the connection (oversized line).
     Error,
+    /// An administrator ended it (`iam-pgbroker terminate`).
+    Terminated,
 }
 
 impl CloseReason {
@@ -96,6 +100,7 @@ impl CloseReason {
             CloseReason::Timeout => "timeout",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Error => "error",
+            CloseReason::Terminated => "terminated",
         }
     }
 }
@@ -170,6 +175,7 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
             out: FrameWriter::new(write),
             closing: None,
             protocol: 1,
+            live: None,
         };
         conn.run(LineReader::new(read, max), &mut shutdown).await;
         conn.finish().await;
@@ -228,10 +234,27 @@ impl ClientConnection {
                     request: config.limits.request_timeout,
                 }
             };
+            let live = self.live.clone();
+            let terminated = async {
+                match &live {
+                    Some(l) => l.terminate.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             let line = tokio::select! {
                 line = lines.next_line_timed(timeouts) => line,
                 _ = shutdown.recv() => {
                     self.shut_down().await;
+                    return;
+                }
+                _ = terminated => {
+                    info!("session terminated by an administrator");
+                    self.closing = Some(CloseReason::Terminated);
+                    let info = ErrorInfo::new(
+                        ErrorCode::Unavailable,
+                        "the session was terminated by an administrator; its transaction was rolled back",
+                    );
+                    let _ = self.reply_error(None, info).await;
                     return;
                 }
             };
@@ -367,7 +390,17 @@ impl ClientConnection {
 
     /// Rolls back and closes whatever session is still open.
     async fn finish(&mut self) {
-        if let Some(open) = self.session.take() {
+        let cancelled = match self.live.take() {
+            Some(live) => {
+                self.broker.live().remove(&live.id);
+                live.was_cancelled()
+            }
+            None => false,
+        };
+        if let Some(mut open) = self.session.take() {
+            if cancelled {
+                open.session.cancelled_from_outside();
+            }
             self.broker.stats().session_closed(self.peer.uid, &open.db);
             let reason = self.closing.unwrap_or(CloseReason::Disconnect);
             let why = reason.as_str();

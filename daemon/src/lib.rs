@@ -24,6 +24,7 @@ pub mod frame;
 pub mod generate;
 pub mod journal;
 pub mod listener;
+pub mod live;
 pub mod log_writer;
 pub mod metrics;
 pub mod notify;

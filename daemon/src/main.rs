@@ -73,6 +73,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the running broker's sessions: who, where, state, the age of
+    /// the open transaction, the statement running and for how long, the
+    /// PostgreSQL backend pid (root and the admin group only).
+    Sessions {
+        /// The broker's socket (default: from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Configuration file (for the socket path).
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel the statement a session runs now; the session stays open
+    /// (its own OS user, root and the admin group; audited).
+    Cancel {
+        /// The session id (from `sessions`).
+        session: String,
+        /// The broker's socket (default: from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Configuration file (for the socket path).
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// End a session: its statement cancelled, its transaction rolled back,
+    /// its connection closed (root and the admin group; audited).
+    Terminate {
+        /// The session id (from `sessions`).
+        session: String,
+        /// The broker's socket (default: from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Configuration file (for the socket path).
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Print the running broker's metrics in the OpenMetrics text format
     /// (what Prometheus scrapes; root and the admin group only, like
     /// `status`). `[metrics] listen` serves the same over HTTP.
@@ -253,6 +291,21 @@ fn main() -> ExitCode {
             json,
         } => status(socket, &config, json),
         Command::Metrics { socket, config } => metrics(socket, &config),
+        Command::Sessions {
+            socket,
+            config,
+            json,
+        } => sessions(socket, &config, json),
+        Command::Cancel {
+            session,
+            socket,
+            config,
+        } => end_session(socket, &config, "cancel", &session),
+        Command::Terminate {
+            session,
+            socket,
+            config,
+        } => end_session(socket, &config, "terminate", &session),
         Command::Audit { command } => ExitCode::from(audit(command)),
         Command::AuditHash { value, key, config } => ExitCode::from(audit::cli::hash_command(
             &value,
@@ -427,6 +480,35 @@ fn status(socket: Option<PathBuf>, config: &Path, json: bool) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("iam-pgbroker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn sessions(socket: Option<PathBuf>, config: &Path, json: bool) -> ExitCode {
+    let socket = socket_of(socket, config);
+    match admin::fetch_sessions(&socket) {
+        Ok(list) => {
+            if json {
+                println!("{}", admin::sessions_json(&list));
+            } else {
+                print!("{}", admin::sessions_text(&list));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("iam-pgbroker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn end_session(socket: Option<PathBuf>, config: &Path, op: &str, session: &str) -> ExitCode {
+    let socket = socket_of(socket, config);
+    match admin::end_session(&socket, op, session) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("iam-pgbroker: {e}");
             ExitCode::from(1)

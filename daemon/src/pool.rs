@@ -92,6 +92,8 @@ pub struct ServerConn {
     pub settings: String,
     /// How it renders values whose text depends on a setting.
     pub rendering: crate::types::Rendering,
+    /// PostgreSQL's pid of this connection.
+    pub backend_pid: Option<i32>,
     /// The task driving the socket.
     pub connection: JoinHandle<()>,
     /// The reset sent when the last session ended: whether it worked.
@@ -113,6 +115,7 @@ impl ServerConn {
             superuser,
             settings: String::new(),
             rendering: Default::default(),
+            backend_pid: None,
             connection,
             reset: None,
             statements: HashMap::new(),

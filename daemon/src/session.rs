@@ -419,6 +419,17 @@ impl Session {
         }
     }
 
+    /// PostgreSQL's pid of the session's connection.
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.conn.as_ref().and_then(|c| c.backend_pid)
+    }
+
+    /// A cancel was sent from outside (`cancel`, `terminate`): it may land
+    /// late, so the connection is not pooled for someone else.
+    pub fn cancelled_from_outside(&mut self) {
+        self.cancelled = true;
+    }
+
     /// What cancels this session's running statement with [`cancel`],
     /// usable while the session itself is busy.
     pub fn cancel_token(&self) -> Option<tokio_postgres::CancelToken> {
@@ -817,7 +828,8 @@ pub fn application_name_cut(mut name: String) -> String {
 pub const SETTINGS_SQL: &str = "SELECT coalesce(string_agg(pg_catalog.array_to_string(s.setconfig, ','), ';' \
      ORDER BY s.setdatabase, s.setrole), ''), \
      pg_catalog.current_setting('DateStyle') LIKE 'ISO%', \
-     pg_catalog.current_setting('bytea_output') = 'hex' FROM pg_catalog.pg_db_role_setting s \
+     pg_catalog.current_setting('bytea_output') = 'hex', pg_catalog.pg_backend_pid() \
+     FROM pg_catalog.pg_db_role_setting s \
      WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())) \
        AND s.setrole IN (0, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = session_user))";
 
@@ -834,6 +846,13 @@ fn rendering_of(rows: &[SimpleQueryMessage]) -> Rendering {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+fn backend_pid_of(rows: &[SimpleQueryMessage]) -> Option<i32> {
+    rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(3).and_then(|p| p.parse().ok()),
+        _ => None,
+    })
 }
 
 fn settings_of(rows: &[SimpleQueryMessage]) -> String {
@@ -925,13 +944,18 @@ pub(crate) async fn connect(
         }
     }
     // What this connection renders values in (see `begin_first`).
-    let (settings, rendering) = match client.simple_query(SETTINGS_SQL).await {
-        Ok(rows) => (settings_of(&rows), rendering_of(&rows)),
-        Err(_) => (String::new(), Rendering::default()),
+    let (settings, rendering, backend_pid) = match client.simple_query(SETTINGS_SQL).await {
+        Ok(rows) => (
+            settings_of(&rows),
+            rendering_of(&rows),
+            backend_pid_of(&rows),
+        ),
+        Err(_) => (String::new(), Rendering::default(), None),
     };
     let mut conn = ServerConn::new(client, connection, superuser);
     conn.settings = settings;
     conn.rendering = rendering;
+    conn.backend_pid = backend_pid;
     Ok(conn)
 }
 

@@ -59,6 +59,22 @@ pub enum Op {
     /// The broker's counters (root and the admin group only); answered with
     /// `status`. Needs no session.
     Status,
+    /// The open sessions (root and the admin group only); answered with
+    /// `sessions`. Needs no session.
+    Sessions,
+    /// Cancel the statement session `session` runs now (its own OS user,
+    /// root and the admin group); answered with `ok`. Audited.
+    Cancel {
+        /// The session id (`opened.session`).
+        session: String,
+    },
+    /// End session `session`: its statement cancelled, its transaction
+    /// rolled back, its connection closed (root and the admin group);
+    /// answered with `ok`. Audited.
+    Terminate {
+        /// The session id.
+        session: String,
+    },
     /// Submit a change for approval: guard, dry run, store. Answered with
     /// `request`. Needs no session (as all `request_*` operations).
     RequestSubmit(crate::SubmitParams),
@@ -158,6 +174,9 @@ const OPS: &[&str] = &[
     "request_approve",
     "request_reject",
     "request_cancel",
+    "sessions",
+    "cancel",
+    "terminate",
 ];
 
 impl Request {
@@ -225,6 +244,9 @@ impl Op {
             Op::Close => "close",
             Op::Ping => "ping",
             Op::Status => "status",
+            Op::Sessions => "sessions",
+            Op::Cancel { .. } => "cancel",
+            Op::Terminate { .. } => "terminate",
             Op::RequestSubmit(_) => "request_submit",
             Op::RequestList { .. } => "request_list",
             Op::RequestShow { .. } => "request_show",

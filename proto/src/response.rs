@@ -59,6 +59,16 @@ pub enum Response {
         /// Uptime, version, sessions, statements, errors, pools.
         status: Value,
     },
+    /// Answer to `sessions`.
+    Sessions {
+        /// Echo of the request id.
+        id: u64,
+        /// Each open session: `session`, `uid`, `user`, `pid`, `process`,
+        /// `cmdline`, `unit`, `db`, `dbname`, `db_user`, `mode`, `rule`,
+        /// `opened`, `state`, `transaction_age_ms`, `statement`,
+        /// `statement_ms`, `backend_pid`.
+        sessions: Vec<Value>,
+    },
     /// Answer to `request_submit`, `request_show`, `request_approve`,
     /// `request_reject` and `request_cancel`: the change request as it is
     /// now.
@@ -151,6 +161,7 @@ impl Response {
             | Response::Ok { id }
             | Response::Pong { id }
             | Response::Status { id, .. }
+            | Response::Sessions { id, .. }
             | Response::Request { id, .. }
             | Response::Requests { id, .. } => Some(*id),
             Response::Opened(o) => Some(o.id),

@@ -13,6 +13,7 @@ mod ops_admin;
 mod ops_cli;
 mod ops_daemon;
 mod ops_rpm;
+mod ops_sessions;
 mod ops_socket;
 mod ops_units;
 mod params;

@@ -68,6 +68,10 @@ pub enum AuditEvent {
     RequestRecover,
     /// An ended request was removed after `[approval] retention_days`.
     RequestRemove,
+    /// Someone cancelled a session's running statement (`cancel`).
+    SessionCancel,
+    /// An administrator ended a session (`terminate`).
+    SessionTerminate,
 }
 
 impl AuditEvent {
@@ -95,6 +99,8 @@ impl AuditEvent {
             AuditEvent::RequestRefused => "request_refused",
             AuditEvent::RequestRecover => "request_recover",
             AuditEvent::RequestRemove => "request_remove",
+            AuditEvent::SessionCancel => "session_cancel",
+            AuditEvent::SessionTerminate => "session_terminate",
         }
     }
 
@@ -150,6 +156,8 @@ pub enum CloseWhy {
     Shutdown,
     /// The database connection failed.
     Error,
+    /// An administrator ended it.
+    Terminated,
 }
 
 impl CloseWhy {
@@ -161,6 +169,7 @@ impl CloseWhy {
             CloseWhy::Timeout => "timeout",
             CloseWhy::Shutdown => "shutdown",
             CloseWhy::Error => "error",
+            CloseWhy::Terminated => "terminated",
         }
     }
 }
@@ -174,6 +183,7 @@ impl From<crate::conn::CloseReason> for CloseWhy {
             R::Timeout => CloseWhy::Timeout,
             R::Shutdown => CloseWhy::Shutdown,
             R::Error => CloseWhy::Error,
+            R::Terminated => CloseWhy::Terminated,
         }
     }
 }

@@ -37,13 +37,40 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         Op::Status => status(conn, id).await,
         Op::Open(params) => open::open(conn, id, params).await,
         Op::Query { sql, params } => {
-            statement::run(conn, id, &sql, &params, statement::Kind::Query).await
+            let live = conn.live.clone();
+            if let Some(l) = &live {
+                l.statement_started(&sql);
+            }
+            let ran = statement::run(conn, id, &sql, &params, statement::Kind::Query).await;
+            statement_ended(conn, live.as_deref());
+            ran
         }
         Op::Execute { sql, params } => {
-            statement::run(conn, id, &sql, &params, statement::Kind::Execute).await
+            let live = conn.live.clone();
+            if let Some(l) = &live {
+                l.statement_started(&sql);
+            }
+            let ran = statement::run(conn, id, &sql, &params, statement::Kind::Execute).await;
+            statement_ended(conn, live.as_deref());
+            ran
         }
-        Op::Commit => transaction::commit(conn, id).await,
-        Op::Rollback => transaction::rollback(conn, id).await,
+        Op::Commit => {
+            let done = transaction::commit(conn, id).await;
+            if let Some(l) = &conn.live {
+                l.transaction_ended();
+            }
+            done
+        }
+        Op::Rollback => {
+            let done = transaction::rollback(conn, id).await;
+            if let Some(l) = &conn.live {
+                l.transaction_ended();
+            }
+            done
+        }
+        Op::Sessions => sessions(conn, id).await,
+        Op::Cancel { session } => cancel(conn, id, &session, false).await,
+        Op::Terminate { session } => cancel(conn, id, &session, true).await,
         Op::Close => transaction::close(conn, id).await,
         Op::RequestSubmit(params) => approval::submit(conn, id, params).await,
         Op::RequestList { all } => approval::list(conn, id, all).await,
@@ -79,15 +106,104 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
 }
 
 /// `status`: counters and pools, for root and the admin group only.
-async fn status(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply> {
+fn statement_ended(conn: &ClientConnection, live: Option<&crate::live::LiveSession>) {
+    if let Some(l) = live {
+        l.statement_ended(
+            conn.session
+                .as_ref()
+                .is_some_and(|s| s.session.in_transaction()),
+        );
+    }
+}
+
+/// Root, or a member of `[server] admin_group`.
+fn is_admin(conn: &ClientConnection) -> bool {
     let config = conn.broker.config();
-    let admin = conn.peer.uid == 0
+    conn.peer.uid == 0
         || config.server.admin_group.as_deref().is_some_and(|g| {
             conn.peer
                 .groups
                 .iter()
                 .any(|pg| pg.name.as_deref() == Some(g))
-        });
+        })
+}
+
+/// `sessions`: every open session (root and the admin group only).
+async fn sessions(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply> {
+    if !is_admin(conn) {
+        let config = conn.broker.config();
+        return Err(RequestError::Denied(format!(
+            "{} may not list the broker's sessions: root and members of {} only",
+            conn.peer.describe(),
+            config.server.admin_group.as_deref().unwrap_or("no group")
+        ))
+        .into());
+    }
+    let sessions = conn.broker.live().views();
+    send(conn, &Response::Sessions { id, sessions }).await
+}
+
+/// `cancel` (the session's own OS user, or an admin) and `terminate` (an
+/// admin): each recorded in the audit, refused ones too.
+async fn cancel(
+    conn: &mut ClientConnection,
+    id: u64,
+    session: &str,
+    terminate: bool,
+) -> Result<Next, Reply> {
+    let (verb, event) = if terminate {
+        ("terminate", crate::audit::AuditEvent::SessionTerminate)
+    } else {
+        ("cancel", crate::audit::AuditEvent::SessionCancel)
+    };
+    let target = conn.broker.live().get(session);
+    let allowed = is_admin(conn)
+        || (!terminate && target.as_ref().is_some_and(|t| t.peer.uid == conn.peer.uid));
+    let error = match &target {
+        _ if !allowed => Some(RequestError::Denied(format!(
+            "{} may not {verb} session {session}: {}",
+            conn.peer.describe(),
+            if terminate {
+                "root and the admin group only"
+            } else {
+                "only its own OS user, root and the admin group"
+            }
+        ))),
+        None => Some(RequestError::NotFound(format!("no open session {session}"))),
+        Some(_) => None,
+    };
+    let info = error.as_ref().map(RequestError::to_wire);
+    let record = crate::audit::AuditRecord {
+        session: Some(session),
+        request: Some(id),
+        peer: Some(&conn.audit_peer),
+        outcome: Some(match &info {
+            Some(info) => crate::audit::Outcome::error(info, None),
+            None => crate::audit::Outcome::ok(None, None),
+        }),
+        ..crate::audit::AuditRecord::new(event)
+    };
+    // Fail closed: what is not recorded is not done.
+    conn.broker
+        .audit()
+        .record(&record)
+        .map_err(RequestError::Audit)?;
+    if let Some(e) = error {
+        return Err(e.into());
+    }
+    if let Some(t) = target {
+        tracing::info!(session, by = %conn.peer.describe(), "{verb} of a session");
+        t.cancel();
+        if terminate {
+            t.terminate.notify_one();
+        }
+    }
+    send(conn, &Response::Ok { id }).await
+}
+
+async fn status(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply> {
+    let config = conn.broker.config();
+    let admin = is_admin(conn);
     if !admin {
         return Err(RequestError::Denied(format!(
             "{} may not read the broker's status: root and members of {} only",

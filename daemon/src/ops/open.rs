@@ -115,6 +115,19 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         identity: conn.peer.to_wire(),
     });
     conn.broker.stats().session_opened(conn.peer.uid, &open.db);
+    let live = std::sync::Arc::new(crate::live::LiveSession::new(
+        open.id.clone(),
+        conn.audit_peer.clone(),
+        open.db.clone(),
+        open.target.dbname.clone().unwrap_or_default(),
+        open.user.clone(),
+        open.session.readonly(),
+        rule.name.clone(),
+        open.session.backend_pid(),
+        open.session.cancel_token(),
+    ));
+    conn.broker.live().add(live.clone());
+    conn.live = Some(live);
     conn.session = Some(open);
     send(conn, &opened).await
 }

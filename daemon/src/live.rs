@@ -1,0 +1,183 @@
+//! The sessions open now, for `iam-pgbroker sessions`, `cancel` and
+//! `terminate` (PgBouncer's `SHOW CLIENTS`, with a way to end one).
+//!
+//! A connection registers its session when it opens and removes it when it
+//! ends; the statement it runs and its transaction's age are kept current.
+//! Nothing here holds the session itself: cancelling goes through
+//! PostgreSQL's cancel key, terminating through a notification the
+//! connection's own loop acts on (it rolls back and closes, as on
+//! shutdown).
+
+use crate::audit::AuditPeer;
+use crate::sync::lock;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use tokio::sync::Notify;
+use tokio_postgres::CancelToken;
+
+/// Longest statement text kept for the view (characters).
+const STATEMENT_CHARS: usize = 200;
+
+/// One open session.
+pub struct LiveSession {
+    /// The broker's session id.
+    pub id: String,
+    /// Who, as the audit records them.
+    pub peer: AuditPeer,
+    /// Instance, database, database user.
+    pub db: String,
+    /// Database name.
+    pub dbname: String,
+    /// Database user.
+    pub db_user: String,
+    /// `read` or `write`.
+    pub mode: &'static str,
+    /// The granting rule.
+    pub rule: String,
+    /// When it opened.
+    pub opened: SystemTime,
+    /// PostgreSQL's pid of the session's connection.
+    pub backend_pid: Option<i32>,
+    cancel: Option<CancelToken>,
+    state: Mutex<State>,
+    cancelled: std::sync::atomic::AtomicBool,
+    /// Notified to end the session (`terminate`).
+    pub terminate: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    txn_since: Option<Instant>,
+    statement: Option<(String, Instant)>,
+}
+
+impl LiveSession {
+    /// A session to register.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        peer: AuditPeer,
+        db: String,
+        dbname: String,
+        db_user: String,
+        readonly: bool,
+        rule: String,
+        backend_pid: Option<i32>,
+        cancel: Option<CancelToken>,
+    ) -> LiveSession {
+        LiveSession {
+            id,
+            peer,
+            db,
+            dbname,
+            db_user,
+            mode: if readonly { "read" } else { "write" },
+            rule,
+            opened: SystemTime::now(),
+            backend_pid,
+            cancel,
+            state: Mutex::new(State::default()),
+            cancelled: Default::default(),
+            terminate: Notify::new(),
+        }
+    }
+
+    /// A statement starts (its text, as sent).
+    pub fn statement_started(&self, sql: &str) {
+        let text: String = sql.chars().take(STATEMENT_CHARS).collect();
+        let mut s = lock(&self.state);
+        s.txn_since.get_or_insert_with(Instant::now);
+        s.statement = Some((text, Instant::now()));
+    }
+
+    /// The statement ended; `in_transaction` says whether one stays open.
+    pub fn statement_ended(&self, in_transaction: bool) {
+        let mut s = lock(&self.state);
+        s.statement = None;
+        if !in_transaction {
+            s.txn_since = None;
+        }
+    }
+
+    /// The transaction ended (commit, rollback).
+    pub fn transaction_ended(&self) {
+        lock(&self.state).txn_since = None;
+    }
+
+    /// Whether a cancel was sent from outside: it may land late, so the
+    /// connection must not be pooled for someone else.
+    pub fn was_cancelled(&self) -> bool {
+        self.cancelled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Asks PostgreSQL to cancel what runs now (best effort).
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(token) = self.cancel.clone() {
+            tokio::spawn(crate::session::cancel(token));
+        }
+    }
+
+    /// The session as `sessions` shows it.
+    pub fn view(&self) -> Value {
+        let s = lock(&self.state);
+        let opened = time::OffsetDateTime::from(self.opened);
+        json!({
+            "session": self.id,
+            "uid": self.peer.uid,
+            "user": self.peer.user,
+            "pid": self.peer.pid,
+            "process": self.peer.process.process,
+            "cmdline": self.peer.process.cmdline,
+            "unit": self.peer.process.unit,
+            "db": self.db,
+            "dbname": self.dbname,
+            "db_user": self.db_user,
+            "mode": self.mode,
+            "rule": self.rule,
+            "opened": crate::audit::timefmt::format_utc(opened),
+            "state": match (&s.statement, s.txn_since) {
+                (Some(_), _) => "active",
+                (None, Some(_)) => "idle in transaction",
+                (None, None) => "idle",
+            },
+            "transaction_age_ms": s.txn_since.map(|t| t.elapsed().as_millis() as u64),
+            "statement": s.statement.as_ref().map(|(text, _)| text),
+            "statement_ms": s.statement.as_ref().map(|(_, at)| at.elapsed().as_millis() as u64),
+            "backend_pid": self.backend_pid,
+        })
+    }
+}
+
+/// Every open session, by id.
+#[derive(Default)]
+pub struct LiveSessions {
+    sessions: Mutex<HashMap<String, Arc<LiveSession>>>,
+}
+
+impl LiveSessions {
+    /// Registers `session`.
+    pub fn add(&self, session: Arc<LiveSession>) {
+        lock(&self.sessions).insert(session.id.clone(), session);
+    }
+
+    /// Forgets session `id`.
+    pub fn remove(&self, id: &str) {
+        lock(&self.sessions).remove(id);
+    }
+
+    /// Session `id`, if open.
+    pub fn get(&self, id: &str) -> Option<Arc<LiveSession>> {
+        lock(&self.sessions).get(id).cloned()
+    }
+
+    /// Every open session's view, oldest first.
+    pub fn views(&self) -> Vec<Value> {
+        let mut all: Vec<Arc<LiveSession>> = lock(&self.sessions).values().cloned().collect();
+        all.sort_by_key(|s| s.opened);
+        all.iter().map(|s| s.view()).collect()
+    }
+}
