@@ -153,6 +153,36 @@ impl Broker {
             .map(|p| serde_json::json!({"target": p.target, "idle": p.idle}))
             .collect();
         status["secrets"] = self.secrets.health(&self.config());
+        // Sessions by rule and state, and server connections in use by
+        // database user and instance.
+        let mut by_rule: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        let mut in_use: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for s in self.live.views() {
+            let text = |k: &str| s[k].as_str().unwrap_or("?").to_owned();
+            *by_rule.entry((text("rule"), text("state"))).or_default() += 1;
+            *in_use.entry((text("db"), text("db_user"))).or_default() += 1;
+        }
+        status["live"] = by_rule
+            .into_iter()
+            .map(|((rule, state), n)| serde_json::json!({"rule": rule, "state": state, "sessions": n}))
+            .collect();
+        status["in_use"] = in_use
+            .into_iter()
+            .map(|((db, db_user), n)| serde_json::json!({"db": db, "db_user": db_user, "connections": n}))
+            .collect();
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        status["connect_waits"] = crate::stats::CONNECT_WAITS.load(relaxed).into();
+        status["statement_latency"] = crate::stats::STATEMENT_LATENCY.to_json();
+        status["audit"] = serde_json::json!({
+            "bytes": crate::stats::AUDIT_BYTES.load(relaxed),
+            "fsync": crate::stats::AUDIT_FSYNC.to_json(),
+        });
+        let config = self.config();
+        if let Ok(key) = self.approvals.key(&self.audit, &config.audit.key_file) {
+            if let Ok(counts) = self.approvals.counts(&config.approval.dir, &key) {
+                status["approvals"] = serde_json::json!(counts);
+            }
+        }
         status
     }
 

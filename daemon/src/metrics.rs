@@ -21,6 +21,70 @@ use std::net::SocketAddr;
 
 type Labels = Vec<(String, String)>;
 
+/// A histogram whose buckets were counted elsewhere (the broker's
+/// [`crate::stats::Histo`]), encoded as Prometheus' own histogram is.
+#[derive(Debug)]
+struct CountedHistogram {
+    sum: f64,
+    count: u64,
+    /// Per-bucket counts (not cumulative; the encoder adds them up).
+    buckets: Vec<(f64, u64)>,
+}
+
+impl CountedHistogram {
+    fn of(json: &serde_json::Value) -> CountedHistogram {
+        let bounds: Vec<f64> = json["bounds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|b| b.as_f64()).collect())
+            .unwrap_or_default();
+        let counts: Vec<u64> = json["counts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c.as_u64()).collect())
+            .unwrap_or_default();
+        let mut buckets: Vec<(f64, u64)> =
+            bounds.iter().zip(&counts).map(|(b, c)| (*b, *c)).collect();
+        buckets.push((
+            f64::INFINITY,
+            counts.get(bounds.len()).copied().unwrap_or(0),
+        ));
+        CountedHistogram {
+            sum: json["sum"].as_f64().unwrap_or(0.0),
+            count: json["count"].as_u64().unwrap_or(0),
+            buckets,
+        }
+    }
+}
+
+impl prometheus_client::encoding::EncodeMetric for CountedHistogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum,
+            self.count,
+            &self.buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
+/// The error codes that are refusals (the broker said no), as opposed to
+/// failures (the database or the appliance did).
+const REFUSALS: &[&str] = &[
+    "denied",
+    "forbidden_statement",
+    "read_only",
+    "limit",
+    "busy",
+    "bad_request",
+    "audit_unavailable",
+];
+
 /// `[metrics]`: the HTTP endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -102,6 +166,91 @@ pub fn render(status: &serde_json::Value) -> String {
         "Idle server connections in the pool, by target",
         idle,
     );
+
+    let refusals = Family::<Labels, Counter>::default();
+    for (code, n) in status["errors"].as_object().into_iter().flatten() {
+        if REFUSALS.contains(&code.as_str()) {
+            refusals
+                .get_or_create(&vec![("reason".into(), code.clone())])
+                .inc_by(n.as_u64().unwrap_or(0));
+        }
+    }
+    registry.register(
+        "refusals",
+        "Requests the broker refused, by reason",
+        refusals,
+    );
+
+    let by_rule = Family::<Labels, Gauge>::default();
+    for s in status["live"].as_array().into_iter().flatten() {
+        by_rule
+            .get_or_create(&vec![
+                ("rule".into(), s["rule"].as_str().unwrap_or("?").to_owned()),
+                (
+                    "state".into(),
+                    s["state"].as_str().unwrap_or("?").to_owned(),
+                ),
+            ])
+            .set(s["sessions"].as_i64().unwrap_or(0));
+    }
+    registry.register(
+        "sessions_by_rule",
+        "Open sessions by granting rule and state (active, idle in transaction, idle)",
+        by_rule,
+    );
+
+    let in_use = Family::<Labels, Gauge>::default();
+    for s in status["in_use"].as_array().into_iter().flatten() {
+        in_use
+            .get_or_create(&vec![
+                ("db".into(), s["db"].as_str().unwrap_or("?").to_owned()),
+                (
+                    "db_user".into(),
+                    s["db_user"].as_str().unwrap_or("?").to_owned(),
+                ),
+            ])
+            .set(s["connections"].as_i64().unwrap_or(0));
+    }
+    registry.register(
+        "pool_in_use_connections",
+        "Server connections held by open sessions, by instance and database user",
+        in_use,
+    );
+
+    let waits = Counter::<u64>::default();
+    waits.inc_by(status["connect_waits"].as_u64().unwrap_or(0));
+    registry.register(
+        "pool_connect_waits",
+        "New server connections that waited for a connecting slot",
+        waits,
+    );
+
+    registry.register(
+        "statement_duration_seconds",
+        "Statements from request to answer",
+        CountedHistogram::of(&status["statement_latency"]),
+    );
+
+    let audit_bytes = Counter::<u64>::default();
+    audit_bytes.inc_by(status["audit"]["bytes"].as_u64().unwrap_or(0));
+    registry.register(
+        "audit_written_bytes",
+        "Bytes written to the audit file",
+        audit_bytes,
+    );
+    registry.register(
+        "audit_fsync_duration_seconds",
+        "The audit file's flushes to disk",
+        CountedHistogram::of(&status["audit"]["fsync"]),
+    );
+
+    let approvals = Family::<Labels, Gauge>::default();
+    for (state, n) in status["approvals"].as_object().into_iter().flatten() {
+        approvals
+            .get_or_create(&vec![("state".into(), state.clone())])
+            .set(n.as_i64().unwrap_or(0));
+    }
+    registry.register("approval_requests", "Change requests by state", approvals);
 
     let mut out = String::new();
     // Writing to a String cannot fail.

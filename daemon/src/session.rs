@@ -904,6 +904,9 @@ pub(crate) async fn connect(
     let slots = connect_slots(target.addr, target.port);
     let attempt = async {
         // Held through authentication only.
+        if slots.available_permits() == 0 {
+            crate::stats::CONNECT_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let _slot = slots.acquire().await;
         config.connect(NoTls).await
     };

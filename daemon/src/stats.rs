@@ -4,7 +4,72 @@ use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+pub const BOUNDS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+
+/// A latency histogram of fixed buckets, lock-free.
+pub struct Histo {
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histo {
+    /// An empty histogram.
+    pub const fn new() -> Histo {
+        Histo {
+            buckets: [const { AtomicU64::new(0) }; BOUNDS.len() + 1],
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// One observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BOUNDS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `{"bounds": [...], "counts": [... one more, for +Inf], "sum": s, "count": n}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        serde_json::json!({
+            "bounds": BOUNDS,
+            "counts": counts,
+            "sum": self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            "count": self.count.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Default for Histo {
+    fn default() -> Self {
+        Histo::new()
+    }
+}
+
+/// How long statements took, from request to answer.
+pub static STATEMENT_LATENCY: Histo = Histo::new();
+/// How long the audit's flushes to disk took.
+pub static AUDIT_FSYNC: Histo = Histo::new();
+/// Bytes written to the audit file.
+pub static AUDIT_BYTES: AtomicU64 = AtomicU64::new(0);
+/// New server connections that waited for one of a server's connecting
+/// slots.
+pub static CONNECT_WAITS: AtomicU64 = AtomicU64::new(0);
 
 /// What the broker has done since it started.
 pub struct Stats {

@@ -1051,6 +1051,16 @@ fn requests_are_bounded_per_person_and_ended_ones_go_after_their_retention() {
         .count();
     assert_eq!(refused, 2, "each refusal is in the audit");
 
+    // The metrics count requests by state.
+    let metrics = run(Command::new(workspace_bin("iam-pgbroker"))
+        .args(["metrics", "--socket"])
+        .arg(&broker.socket));
+    assert!(
+        metrics
+            .stdout
+            .contains("iam_pgbroker_approval_requests{state=\"pending\"} 3"),
+        "{metrics:?}"
+    );
     // The cancelled request goes after its retention (1.7 s); the pending
     // ones stay.
     std::thread::sleep(Duration::from_secs(3));

@@ -273,10 +273,46 @@ fn metrics_from_the_command_and_the_loopback_endpoint() {
         "# TYPE iam_pgbroker_statements counter",
         "iam_pgbroker_errors_total{code=\"denied\"}",
         "iam_pgbroker_sessions_opened_total",
+        // Refusals by reason, latency and the audit's writes and flushes.
+        "iam_pgbroker_refusals_total{reason=\"denied\"} 1",
+        "# TYPE iam_pgbroker_statement_duration_seconds histogram",
+        "iam_pgbroker_statement_duration_seconds_count 1",
+        "iam_pgbroker_statement_duration_seconds_bucket{le=\"+Inf\"} 1",
+        "# TYPE iam_pgbroker_audit_written_bytes counter",
+        "# TYPE iam_pgbroker_audit_fsync_duration_seconds histogram",
+        "# TYPE iam_pgbroker_pool_connect_waits counter",
         "# EOF",
     ] {
         assert!(ran.stdout.contains(want), "{want} missing:\n{}", ran.stdout);
     }
+    let bytes: u64 = ran
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("iam_pgbroker_audit_written_bytes_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(bytes > 100, "the audit wrote: {bytes}");
+    // An open session shows by rule and state, and its connection in use.
+    let mut open = Spawned::new(it_client(READER, &broker).args(["q:SELECT 1 AS v", "hang"]));
+    open.wait_for("HANG");
+    let ran = run(broker_cmd()
+        .args(["metrics", "--socket"])
+        .arg(&broker.socket));
+    assert!(
+        ran.stdout
+            .contains("iam_pgbroker_sessions_by_rule{rule=\"reader\",state=\"idle\"} 1")
+            || ran.stdout.contains("iam_pgbroker_sessions_by_rule{"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains(
+            "iam_pgbroker_pool_in_use_connections{db=\"czechidm\",db_user=\"postgres\"} 1"
+        ),
+        "{}",
+        ran.stdout
+    );
+    let _ = open.child.kill();
     // Like status: root and the admin group only.
     let ran = run(as_user(READER, &workspace_bin("iam-pgbroker"))
         .args(["metrics", "--socket"])

@@ -405,6 +405,21 @@ impl ApprovalStore {
         })
     }
 
+    /// Requests by state.
+    pub fn counts(
+        &self,
+        dir: &Path,
+        key: &AuditKey,
+    ) -> io::Result<std::collections::BTreeMap<&'static str, u64>> {
+        self.with_index(dir, key, |i| {
+            let mut counts = std::collections::BTreeMap::new();
+            for e in i.entries.values() {
+                *counts.entry(e.state.as_str()).or_default() += 1;
+            }
+            counts
+        })
+    }
+
     /// How many requests `uid` has pending, and their bytes.
     pub fn pending_of(&self, dir: &Path, key: &AuditKey, uid: u32) -> io::Result<(usize, usize)> {
         self.with_index(dir, key, |i| {

@@ -235,6 +235,7 @@ impl AuditLog {
             write_body(rec, &inner.render(), None, body);
             let result = inner.append(body);
             if result.is_ok() {
+                crate::stats::AUDIT_BYTES.fetch_add(body.len() as u64, Ordering::Relaxed);
                 let why = match rec.event {
                     AuditEvent::BrokerStart => Some("start"),
                     AuditEvent::BrokerStop => Some("stop"),
@@ -599,10 +600,12 @@ impl Inner {
             (st.file.clone(), st.seq)
         };
         if let Some(file) = file {
+            let started = std::time::Instant::now();
             file.sync_data().map_err(|source| AuditError::Sync {
                 path: self.path.clone(),
                 source,
             })?;
+            crate::stats::AUDIT_FSYNC.observe(started.elapsed());
         }
         self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(())

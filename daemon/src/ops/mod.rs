@@ -41,7 +41,9 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
             if let Some(l) = &live {
                 l.statement_started(&sql);
             }
+            let started = std::time::Instant::now();
             let ran = statement::run(conn, id, &sql, &params, statement::Kind::Query).await;
+            crate::stats::STATEMENT_LATENCY.observe(started.elapsed());
             statement_ended(conn, live.as_deref());
             ran
         }
@@ -50,7 +52,9 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
             if let Some(l) = &live {
                 l.statement_started(&sql);
             }
+            let started = std::time::Instant::now();
             let ran = statement::run(conn, id, &sql, &params, statement::Kind::Execute).await;
+            crate::stats::STATEMENT_LATENCY.observe(started.elapsed());
             statement_ended(conn, live.as_deref());
             ran
         }
