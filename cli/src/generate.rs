@@ -22,6 +22,9 @@ use std::process::ExitCode;
 /// only arguments; `None` for anything else.
 pub fn from_args(mut args: impl Iterator<Item = OsString>) -> Option<ExitCode> {
     let option = args.next()?;
+    if option == "--list-instances" {
+        return args.next().is_none().then(list_instances);
+    }
     let value = args.next();
     if args.next().is_some() {
         return None;
@@ -66,9 +69,66 @@ pub fn man_page(dir: &Path) -> io::Result<()> {
     std::fs::write(dir.join("iam-pg.1"), page)
 }
 
-/// Writes the completion script for `shell` to `out`.
+/// Writes the completion script for `shell` to `out`. The instance after
+/// `-d`/`--db` is completed from what the broker says the user's rules
+/// name (`iam-pg --list-instances`), in bash and zsh.
 pub fn completions(shell: clap_complete::Shell, out: &mut impl Write) {
-    clap_complete::generate(shell, &mut Args::command(), "iam-pg", out);
+    let mut generated = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "iam-pg", &mut generated);
+    let mut text = String::from_utf8_lossy(&generated).into_owned();
+    match shell {
+        clap_complete::Shell::Bash => text.push_str(BASH_INSTANCES),
+        clap_complete::Shell::Zsh => {
+            text = text.replace(":DB:_default'", ":DB:_iam_pg_instances'");
+            text.push_str(ZSH_INSTANCES);
+        }
+        _ => {}
+    }
+    let _ = out.write_all(text.as_bytes());
+}
+
+/// Completes `-d`/`--db` from the broker, then falls back to clap's.
+const BASH_INSTANCES: &str = r#"
+_iam_pg_with_instances() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
+    case "$prev" in
+        -d|--db)
+            COMPREPLY=( $(compgen -W "$(iam-pg --list-instances 2>/dev/null)" -- "$cur") )
+            return 0
+            ;;
+    esac
+    _iam__pg "$@"
+}
+complete -F _iam_pg_with_instances -o bashdefault -o default iam-pg
+"#;
+
+/// The instances the broker says the user's rules name.
+const ZSH_INSTANCES: &str = r#"
+_iam_pg_instances() {
+    local -a instances
+    instances=(${(f)"$(iam-pg --list-instances 2>/dev/null)"})
+    _describe 'instance' instances
+}
+"#;
+
+/// `iam-pg --list-instances`: one instance a line, what the broker says
+/// the caller's rules name (shell completion calls it; errors are silent,
+/// exit 1).
+pub fn list_instances() -> ExitCode {
+    let listed = iam_pgconnect::Config::new()
+        .client_name(concat!("iam-pg/", env!("CARGO_PKG_VERSION")))
+        .approvals()
+        .and_then(|mut a| a.instances());
+    match listed {
+        Ok(instances) => {
+            let mut out = io::stdout().lock();
+            for i in instances {
+                let _ = writeln!(out, "{}", iam_pgbroker_proto::display::escape_line(&i));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(_) => ExitCode::from(1),
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +159,7 @@ mod tests {
             assert!(text.contains("--write"), "{shell}: {text}");
             assert!(text.contains("iam-pg"), "{shell}");
             assert!(!text.contains("generate-man"), "{shell}");
+            assert!(text.contains("iam-pg --list-instances"), "{shell}: {text}");
         }
     }
 }

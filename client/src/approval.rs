@@ -228,6 +228,14 @@ impl Approvals {
         }
     }
 
+    /// The instances the caller's rules name (for shell completion).
+    pub fn instances(&mut self) -> Result<Vec<String>, Error> {
+        match self.call(Op::Instances, "listing instances")? {
+            Response::Instances { instances, .. } => Ok(instances),
+            other => Err(self.violation(&other, "instances")),
+        }
+    }
+
     fn call(&mut self, op: Op, doing: &str) -> Result<Response, Error> {
         if let Some(why) = &self.broken {
             return Err(Error::closed(why));

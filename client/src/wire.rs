@@ -62,6 +62,7 @@ pub(crate) fn frame_type(frame: &Response) -> &'static str {
         Response::Pong { .. } => "pong",
         Response::Status { .. } => "status",
         Response::Sessions { .. } => "sessions",
+        Response::Instances { .. } => "instances",
         Response::Request { .. } => "request",
         Response::Requests { .. } => "requests",
         Response::Error { .. } => "error",

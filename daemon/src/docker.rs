@@ -113,6 +113,34 @@ impl ContainerResolver {
         Ok(docker)
     }
 
+    /// The instances whose containers run now: the names of running
+    /// containers that fit `pattern` (`{db}-db`), with `{db}` taken out.
+    pub async fn running_instances(&self, pattern: &str) -> Result<Vec<String>, DockerError> {
+        let Some((prefix, suffix)) = pattern.split_once("{db}") else {
+            return Ok(Vec::new());
+        };
+        let docker = self.client()?;
+        let listed = docker
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+            .await
+            .map_err(|source| DockerError::Api {
+                container: pattern.to_owned(),
+                source,
+            })?;
+        let mut names: Vec<String> = listed
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .filter_map(|n| {
+                let n = n.trim_start_matches('/');
+                let db = n.strip_prefix(prefix)?.strip_suffix(suffix)?;
+                (!db.is_empty()).then(|| db.to_owned())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// The address of `target`'s container: it must exist and run, and have
     /// exactly one usable address on the configured (or only) network.
     pub async fn resolve(&self, target: &InstanceTarget) -> Result<IpAddr, DockerError> {

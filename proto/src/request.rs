@@ -62,6 +62,9 @@ pub enum Op {
     /// The open sessions (root and the admin group only); answered with
     /// `sessions`. Needs no session.
     Sessions,
+    /// The instances the caller's rules name (running ones for `"*"`);
+    /// answered with `instances`. Needs no session (shell completion).
+    Instances,
     /// Cancel the statement session `session` runs now (its own OS user,
     /// root and the admin group); answered with `ok`. Audited.
     Cancel {
@@ -175,6 +178,7 @@ const OPS: &[&str] = &[
     "request_reject",
     "request_cancel",
     "sessions",
+    "instances",
     "cancel",
     "terminate",
 ];
@@ -245,6 +249,7 @@ impl Op {
             Op::Ping => "ping",
             Op::Status => "status",
             Op::Sessions => "sessions",
+            Op::Instances => "instances",
             Op::Cancel { .. } => "cancel",
             Op::Terminate { .. } => "terminate",
             Op::RequestSubmit(_) => "request_submit",

@@ -59,6 +59,13 @@ pub enum Response {
         /// Uptime, version, sessions, statements, errors, pools.
         status: Value,
     },
+    /// Answer to `instances`.
+    Instances {
+        /// Echo of the request id.
+        id: u64,
+        /// Instance names, sorted.
+        instances: Vec<String>,
+    },
     /// Answer to `sessions`.
     Sessions {
         /// Echo of the request id.
@@ -162,6 +169,7 @@ impl Response {
             | Response::Pong { id }
             | Response::Status { id, .. }
             | Response::Sessions { id, .. }
+            | Response::Instances { id, .. }
             | Response::Request { id, .. }
             | Response::Requests { id, .. } => Some(*id),
             Response::Opened(o) => Some(o.id),

@@ -136,3 +136,39 @@ fn an_administrator_sees_cancels_and_ends_sessions() {
     let text = broker_cmd(&broker, None, &["sessions"]);
     assert_eq!(text.code, 0, "{text:?}");
 }
+
+/// `iam-pg -d <TAB>` completes the instances the user's rules name (the
+/// running ones for a rule's "*"), asked from the broker.
+#[test]
+fn iam_pg_completes_the_instances_a_user_may_open() {
+    let broker = BrokerProcess::start();
+    let list = |user: &str| {
+        let ran = run(iam_pg(user, &broker).arg("--list-instances"));
+        assert_eq!(ran.code, 0, "{ran:?}");
+        ran.stdout.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(list(READER), ["bridge", "czechidm"]);
+    assert_eq!(list(WRITER), ["czechidm"]);
+    assert!(list(NOBODY).is_empty());
+    let root = run(Command::new(workspace_bin("iam-pg"))
+        .arg("--list-instances")
+        .env("IAM_PGBROKER_SOCKET", &broker.socket));
+    assert!(
+        root.stdout.lines().any(|l| l == "czechidm") && root.stdout.lines().any(|l| l == "bridge"),
+        "root's \"*\" lists the running instances: {root:?}"
+    );
+
+    // Through bash's own completion machinery, as READER.
+    let bin_dir = workspace_bin("iam-pg")
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let script = "source <(iam-pg --generate-completions bash); \
+                  COMP_WORDS=(iam-pg -d cz); COMP_CWORD=2; _iam_pg_with_instances; \
+                  printf '%s\\n' \"${COMPREPLY[@]}\"";
+    let ran = run(as_user(READER, std::path::Path::new("/bin/bash"))
+        .args(["-c", script])
+        .env("PATH", format!("{bin_dir}:/usr/bin:/bin"))
+        .env("IAM_PGBROKER_SOCKET", &broker.socket));
+    assert_eq!(ran.stdout.trim(), "czechidm", "{ran:?}");
+}

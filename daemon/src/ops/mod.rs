@@ -73,6 +73,7 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
             done
         }
         Op::Sessions => sessions(conn, id).await,
+        Op::Instances => instances(conn, id).await,
         Op::Cancel { session } => cancel(conn, id, &session, false).await,
         Op::Terminate { session } => cancel(conn, id, &session, true).await,
         Op::Close => transaction::close(conn, id).await,
@@ -130,6 +131,41 @@ fn is_admin(conn: &ClientConnection) -> bool {
                 .iter()
                 .any(|pg| pg.name.as_deref() == Some(g))
         })
+}
+
+/// `instances`: what the caller's rules name, for shell completion; a
+/// rule's `"*"` stands for the instances whose containers run now.
+async fn instances(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply> {
+    let config = conn.broker.config();
+    let mut names = std::collections::BTreeSet::new();
+    let mut any = false;
+    for rule in config
+        .policy
+        .rules()
+        .iter()
+        .filter(|r| r.matches(&conn.peer))
+    {
+        for db in &rule.dbs {
+            if db == "*" {
+                any = true;
+            } else {
+                names.insert(db.clone());
+            }
+        }
+    }
+    if any {
+        // Best effort: without Docker, the named ones.
+        if let Ok(running) = conn
+            .broker
+            .resolver()
+            .running_instances(&config.docker.container)
+            .await
+        {
+            names.extend(running);
+        }
+    }
+    let instances = names.into_iter().collect();
+    send(conn, &Response::Instances { id, instances }).await
 }
 
 /// `sessions`: every open session (root and the admin group only).
