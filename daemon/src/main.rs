@@ -242,8 +242,28 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let filter = || {
-        tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        let filter = tracing_subscriber::EnvFilter::try_from_env("IAM_PGBROKER_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Whatever level is asked for, the libraries never log below info:
+        // at debug they write what others' secrets travel in — tokio-postgres
+        // every statement (parameter values of EXECUTE, a role's SCRAM
+        // verifier), bollard Docker's event stream (other people's `docker
+        // exec` command lines), the HTTP clients OpenBao's answers.
+        let mut filter = filter;
+        for quiet in [
+            "tokio_postgres=info",
+            "bollard=info",
+            "hyper=info",
+            "hyper_util=info",
+            "reqwest=info",
+            "h2=info",
+            "rustls=info",
+        ] {
+            if let Ok(directive) = quiet.parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+        filter
     };
     // Under systemd (stderr is the journal's stream): journald's native
     // protocol, one entry per event with its priority and fields.

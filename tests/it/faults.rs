@@ -140,3 +140,25 @@ fn real_secrets_never_reach_the_log_or_the_client() {
         assert!(!ran.stdout.contains(secret) && !ran.stderr.contains(secret));
     }
 }
+
+/// Even at debug level the broker's log carries no statement parameters
+/// and no SCRAM verifier: the database and Docker libraries log at info
+/// at most.
+#[test]
+fn debug_logs_carry_no_parameters_or_verifiers() {
+    let broker = BrokerProcess::start();
+    let secret = unique_name("param_secret");
+    let mut raw = RawClient::connect(&broker);
+    raw.call(serde_json::json!({"id": 1, "op": "hello", "version": 2}));
+    raw.call(serde_json::json!({"id": 2, "op": "open", "user": "postgres"}));
+    let frames = raw.call(serde_json::json!({"id": 3, "op": "query",
+        "sql": "SELECT $1::text AS v, now() AS t", "params": [secret]}));
+    assert!(frames.iter().any(|f| f["type"] == "done"), "{frames:?}");
+    let log = broker.log();
+    assert!(log.contains("DEBUG"), "the broker logs at debug in tests");
+    assert!(!log.contains(&secret), "a parameter reached the log");
+    assert!(
+        !log.contains("SCRAM-SHA-256$"),
+        "a verifier reached the log"
+    );
+}
