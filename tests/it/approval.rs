@@ -941,46 +941,33 @@ fn what_the_approver_sees_is_what_is_committed() {
 fn a_request_may_not_take_a_lock_that_blocks_readers() {
     let (broker, _dir) = start(None, "");
     let t = table("(1, 'a', 0)");
+    let update = format!("UPDATE {t} SET n = 1");
     for lock in [
         "LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE",
         "LOCK {t}",
         "LOCK {t} IN EXCLUSIVE MODE",
     ] {
         let sql = lock.replace("{t}", &t);
-        let ran = pg(
-            REQUESTER,
-            &broker,
-            &[
-                "request",
-                "-U",
-                "czechidm",
-                "--reason",
-                "x",
-                "-c",
-                &sql,
-                "-c",
-                &format!("UPDATE {t} SET n = 1"),
-            ],
-        );
+        let ran = request(REQUESTER, &broker, &[&sql, &update]);
         assert_ne!(ran.code, 0, "{sql}: {ran:?}");
         assert!(ran.stderr.contains("blocks every reader"), "{sql}: {ran:?}");
     }
-    let ran = pg(
+    let ran = request(
         REQUESTER,
         &broker,
-        &[
-            "request",
-            "-U",
-            "czechidm",
-            "--reason",
-            "x",
-            "-c",
-            &format!("LOCK {t} IN ROW EXCLUSIVE MODE"),
-            "-c",
-            &format!("UPDATE {t} SET n = 1"),
-        ],
+        &[&format!("LOCK {t} IN ROW EXCLUSIVE MODE"), &update],
     );
     assert_eq!(ran.code, 0, "{ran:?}");
+}
+
+/// `iam-pg request -U czechidm --reason x -c SQL…` as `user`, the answer as
+/// it is (refusals included).
+fn request(user: &str, broker: &BrokerProcess, sql: &[&str]) -> Ran {
+    let mut args = vec!["request", "-U", "czechidm", "--reason", "x"];
+    for s in sql {
+        args.extend(["-c", s]);
+    }
+    pg(user, broker, &args)
 }
 
 /// Starts `broker`'s configuration again (same socket, request folder and
@@ -1022,11 +1009,7 @@ fn requests_are_bounded_per_person_and_ended_ones_go_after_their_retention() {
     let update = format!("UPDATE {t} SET n = n + 1");
     let first = submit(REQUESTER, &broker, &[&update], &[]);
     let second = submit(REQUESTER, &broker, &[&update], &[]);
-    let third = pg(
-        REQUESTER,
-        &broker,
-        &["request", "-U", "czechidm", "--reason", "x", "-c", &update],
-    );
+    let third = request(REQUESTER, &broker, &[&update]);
     assert_ne!(third.code, 0, "{third:?}");
     assert!(third.stderr.contains("max_pending_per_user"), "{third:?}");
     // Another person's share is their own.
@@ -1036,11 +1019,7 @@ fn requests_are_bounded_per_person_and_ended_ones_go_after_their_retention() {
     let first_id = first["id"].as_str().unwrap_or_default().to_owned();
     assert_eq!(pg(REQUESTER, &broker, &["cancel", &first_id]).code, 0);
     let big = format!("{update} /* {} */", "x".repeat(5000));
-    let ran = pg(
-        REQUESTER,
-        &broker,
-        &["request", "-U", "czechidm", "--reason", "x", "-c", &big],
-    );
+    let ran = request(REQUESTER, &broker, &[&big]);
     assert_ne!(ran.code, 0, "{ran:?}");
     assert!(ran.stderr.contains("max_pending_bytes_per_user"), "{ran:?}");
     submit(REQUESTER, &broker, &[&update], &[]);

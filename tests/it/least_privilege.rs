@@ -136,36 +136,65 @@ struct AppBackend {
 }
 
 impl AppBackend {
+    /// The application's own connection, as `czechidm` over TCP.
     fn start(app: &Appliance, tag: &str) -> AppBackend {
         let marker = unique_name(tag);
-        let child = Command::new("docker")
-            .args([
-                "exec",
-                &app.container("czechidm"),
-                "sh",
-                "-c",
-                &format!(
-                    "PGPASSWORD=\"$(cat /secrets/czechidm.pwfile)\" psql -X -h 127.0.0.1 -U czechidm -d czechidm \
-                     -c \"SELECT pg_sleep(600) /* {marker} */\""
-                ),
-            ])
+        let login = format!(
+            "PGPASSWORD=\"$(cat /secrets/czechidm.pwfile)\" psql -X -h 127.0.0.1 -U czechidm -d czechidm \
+             -c \"SELECT pg_sleep(600) /* {marker} */\""
+        );
+        // As the container's root, who may read the pwfile.
+        AppBackend::sleeping(app, None, &["sh", "-c", &login], "czechidm", &marker)
+    }
+
+    /// A superuser's connection (psql as postgres inside the container).
+    fn start_superuser(app: &Appliance) -> AppBackend {
+        let marker = unique_name("lp_su");
+        let sql = format!("SELECT pg_sleep(600) /* {marker} */");
+        AppBackend::sleeping(
+            app,
+            Some("postgres"),
+            &["psql", "-X", "-d", "czechidm", "-c", &sql],
+            "postgres",
+            &marker,
+        )
+    }
+
+    /// Runs `command` in the container (as `os_user`, else root): a
+    /// connection that sleeps with `marker` in its text; finds its backend
+    /// as database user `user`.
+    fn sleeping(
+        app: &Appliance,
+        os_user: Option<&str>,
+        command: &[&str],
+        user: &str,
+        marker: &str,
+    ) -> AppBackend {
+        let mut docker = Command::new("docker");
+        docker.arg("exec");
+        if let Some(u) = os_user {
+            docker.args(["-u", u]);
+        }
+        let child = docker
+            .arg(app.container("czechidm"))
+            .args(command)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("start the application's connection");
+            .expect("start a connection");
         let mut pid = String::new();
         let found = eventually(std::time::Duration::from_secs(20), || {
             pid = app.psql(
                 "czechidm",
                 &format!(
                     "SELECT pid FROM pg_stat_activity WHERE query LIKE '%{marker}%' \
-                     AND usename = 'czechidm' AND pid <> pg_backend_pid()"
+                     AND usename = '{user}' AND pid <> pg_backend_pid()"
                 ),
             );
             !pid.is_empty()
         });
-        assert!(found, "the application's connection did not show up");
+        assert!(found, "the {user} connection did not show up");
         AppBackend {
             _child: KillOnDrop(child),
             pid,
@@ -873,47 +902,6 @@ fn postgresql_alone_holds_files_secrets_and_signals() {
         "least privilege, guard off: PostgreSQL alone held {holding} of {} cases",
         HELD.len()
     );
-}
-
-impl AppBackend {
-    /// A superuser's connection (psql as postgres inside the container).
-    fn start_superuser(app: &Appliance) -> AppBackend {
-        let marker = unique_name("lp_su");
-        let child = Command::new("docker")
-            .args([
-                "exec",
-                "-u",
-                "postgres",
-                &app.container("czechidm"),
-                "psql",
-                "-X",
-                "-d",
-                "czechidm",
-                "-c",
-                &format!("SELECT pg_sleep(600) /* {marker} */"),
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start a superuser connection");
-        let mut pid = String::new();
-        let found = eventually(std::time::Duration::from_secs(20), || {
-            pid = app.psql(
-                "czechidm",
-                &format!(
-                    "SELECT pid FROM pg_stat_activity WHERE query LIKE '%{marker}%' \
-                     AND usename = 'postgres' AND pid <> pg_backend_pid()"
-                ),
-            );
-            !pid.is_empty()
-        });
-        assert!(found, "the superuser connection did not show up");
-        AppBackend {
-            _child: KillOnDrop(child),
-            pid,
-        }
-    }
 }
 
 /// Two real OS users back to back, and one user twice: the next session
