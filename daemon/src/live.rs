@@ -84,9 +84,14 @@ impl LiveSession {
         }
     }
 
-    /// A statement starts (its text, as sent).
+    /// A statement starts (its text, as sent; left out, as the audit
+    /// leaves it out, when it mentions `PASSWORD`).
     pub fn statement_started(&self, sql: &str) {
-        let text: String = sql.chars().take(STATEMENT_CHARS).collect();
+        let text: String = if crate::audit::mentions_password(sql) {
+            "(left out: it mentions PASSWORD)".to_owned()
+        } else {
+            sql.chars().take(STATEMENT_CHARS).collect()
+        };
         let mut s = lock(&self.state);
         s.txn_since.get_or_insert_with(Instant::now);
         s.statement = Some((text, Instant::now()));
@@ -131,7 +136,14 @@ impl LiveSession {
             "user": self.peer.user,
             "pid": self.peer.pid,
             "process": self.peer.process.process,
-            "cmdline": self.peer.process.cmdline,
+            // Left out, as the audit leaves it out, when it mentions
+            // PASSWORD (`iam-pg -c "ALTER ROLE … PASSWORD '…'"`).
+            "cmdline": self
+                .peer
+                .process
+                .cmdline
+                .as_deref()
+                .filter(|c| !crate::audit::mentions_password(c)),
             "unit": self.peer.process.unit,
             "db": self.db,
             "dbname": self.dbname,
@@ -179,5 +191,62 @@ impl LiveSessions {
         let mut all: Vec<Arc<LiveSession>> = lock(&self.sessions).values().cloned().collect();
         all.sort_by_key(|s| s.opened);
         all.iter().map(|s| s.view()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::ProcessInfo;
+
+    fn session(cmdline: &str) -> LiveSession {
+        let peer = AuditPeer {
+            uid: 1001,
+            user: Some("jnovak".into()),
+            gid: 1001,
+            groups: vec![],
+            pid: 42,
+            process: ProcessInfo {
+                process: Some("iam-pg".into()),
+                exe: None,
+                cmdline: Some(cmdline.into()),
+                unit: None,
+            },
+        };
+        LiveSession::new(
+            "0123456789abcdef".into(),
+            peer,
+            "czechidm".into(),
+            "czechidm".into(),
+            "czechidm".into(),
+            false,
+            "dba".into(),
+            Some(7),
+            None,
+        )
+    }
+
+    #[test]
+    fn states_follow_statements_and_transactions() {
+        let s = session("iam-pg -c SELECT");
+        assert_eq!(s.view()["state"], "idle");
+        s.statement_started("UPDATE t SET n = 1");
+        assert_eq!(s.view()["state"], "active");
+        assert_eq!(s.view()["statement"], "UPDATE t SET n = 1");
+        s.statement_ended(true);
+        assert_eq!(s.view()["state"], "idle in transaction");
+        assert!(s.view()["transaction_age_ms"].is_u64());
+        s.transaction_ended();
+        assert_eq!(s.view()["state"], "idle");
+        assert_eq!(s.view()["backend_pid"], 7);
+    }
+
+    #[test]
+    fn what_mentions_a_password_is_left_out_as_in_the_audit() {
+        let s = session("iam-pg -c \"ALTER ROLE app PASSWORD 'Tajné-1'\"");
+        s.statement_started("ALTER ROLE app PASSWORD 'Tajné-1'");
+        let view = s.view().to_string();
+        assert!(!view.contains("Tajné-1"), "{view}");
+        assert!(view.contains("left out"), "{view}");
     }
 }

@@ -44,6 +44,7 @@ pub use config::{AuditConfig, FsyncMode, ParamsMode, DEFAULT_AUDIT_FILE, DEFAULT
 pub use key::AuditKey;
 pub use log::AuditLog;
 pub use peer::{AuditPeer, AuditTarget, ProcessInfo};
+pub(crate) use record::mentions_password;
 pub use record::{AuditEvent, AuditRecord, CloseWhy, Outcome, SessionMode};
 
 use std::fmt;

@@ -464,7 +464,7 @@ impl<'a> StatementShape<'a> {
 
 /// Whether `password` appears as a word (not as part of `idm_password` or
 /// `password_hash`), in any case.
-fn mentions_password(sql: &str) -> bool {
+pub(crate) fn mentions_password(sql: &str) -> bool {
     const WORD: &[u8] = b"password";
     let bytes = sql.as_bytes();
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
