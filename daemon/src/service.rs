@@ -310,6 +310,18 @@ fn refuse_waiting_clients(listener: Option<std::os::unix::net::UnixListener>, wh
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = stream.write_all(&line);
+        // Half-close, then take what the client still sends (its hello)
+        // until it closes: closing at once would fail that write with a
+        // broken pipe before the client has read why.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match std::io::Read::read(&mut stream, &mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         answered += 1;
     }
     if answered > 0 {
