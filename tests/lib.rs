@@ -350,10 +350,16 @@ key_file = "{dir}/audit.key"
         panic!("broker did not start listening:\n{}", self.log());
     }
 
-    /// The audit file's records so far, parsed.
+    /// The audit file's records so far, parsed: every complete line (the
+    /// broker may be writing the next one as the file is read: a record is
+    /// there once its newline is).
     pub fn audit_records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.join("audit.jsonl"))
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.dir.join("audit.jsonl")).unwrap_or_default();
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        complete
             .lines()
             .map(|l| {
                 serde_json::from_str(l)
