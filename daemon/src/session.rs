@@ -560,15 +560,7 @@ impl Session {
             ))
             .into());
         }
-        let columns = statement
-            .columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_owned(),
-                type_name: c.type_().name().to_owned(),
-                oid: Some(c.type_().oid()),
-            })
-            .collect();
+        let columns = columns_of(&statement);
         let stream = match self.client()?.query_raw(&statement, params.iter()).await {
             Ok(s) => s,
             Err(e) => return Err(self.statement_failed(sql, e).into()),
@@ -654,15 +646,7 @@ impl Session {
             execute.push_str(&literals.join(", "));
             execute.push(')');
         }
-        let columns = statement
-            .columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_owned(),
-                type_name: c.type_().name().to_owned(),
-                oid: Some(c.type_().oid()),
-            })
-            .collect();
+        let columns = columns_of(statement);
         let stream = match self.client()?.simple_query_raw(&execute).await {
             Ok(s) => s,
             Err(e) => return Err(self.statement_failed(sql, e).into()),
@@ -862,6 +846,19 @@ fn settings_of(rows: &[SimpleQueryMessage]) -> String {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// A prepared statement's result columns as the protocol describes them.
+fn columns_of(statement: &tokio_postgres::Statement) -> Vec<Column> {
+    statement
+        .columns()
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            type_name: c.type_().name().to_owned(),
+            oid: Some(c.type_().oid()),
+        })
+        .collect()
 }
 
 /// The server-side name of a prepared statement. tokio-postgres keeps it
