@@ -9,6 +9,8 @@ mod generate;
 mod interactive;
 mod meta;
 mod output;
+#[allow(dead_code)] // the skeleton: used as the psql front end lands
+mod print;
 mod run;
 mod script;
 
