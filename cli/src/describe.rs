@@ -366,3 +366,24 @@ mod tests {
         assert!(titled("x", &columns, &rows, true).ends_with("(1 row)\n"));
     }
 }
+
+/// Runs one of psql's describe commands (`\d`, `\d+`, `\dt`, `\di`, `\l`,
+/// `\du`, `\sf`, …) and prints its tables to `out` with `opt`, as psql 15
+/// does. `cmd` is the command name without the backslash and with its
+/// modifiers (`d`, `dt+`, `dtS`, `l+`, `sf`), `args` its arguments
+/// (patterns), already variable-substituted. `None` when `cmd` is not a
+/// describe command.
+///
+/// SKELETON: the interface the script engine calls; the implementation
+/// replaces this body.
+#[allow(dead_code)]
+pub fn run(
+    conn: &mut Connection,
+    cmd: &str,
+    args: &[String],
+    opt: &crate::print::PrintOpt,
+    out: &mut crate::print::Output,
+) -> Option<Result<(), Error>> {
+    let _ = (conn, cmd, args, opt, out);
+    None
+}

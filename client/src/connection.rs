@@ -554,3 +554,81 @@ impl Drop for RowIter<'_> {
         }
     }
 }
+
+/// Cancels the statement a [`Connection`] is running, from another thread
+/// or a signal handler's helper thread: it opens its own socket to the
+/// broker and sends the protocol's `cancel` for the session (allowed for
+/// the session's own OS user).
+///
+/// SKELETON: interface only; the implementation replaces this body.
+#[derive(Debug, Clone)]
+pub struct CancelHandle {
+    session: String,
+}
+
+impl CancelHandle {
+    /// Asks the broker to cancel whatever the session is running; `Ok`
+    /// when the request was delivered, whether or not a statement was
+    /// running.
+    pub fn cancel(&self) -> Result<(), Error> {
+        Err(Error::request(format!(
+            "cancelling session {} is not supported yet",
+            self.session
+        )))
+    }
+}
+
+/// SKELETON: psql-facing session features, interface only; the
+/// implementation replaces these bodies.
+impl Connection {
+    /// A handle that cancels this session's running statement from
+    /// another thread.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            session: self.info.session.clone(),
+        }
+    }
+
+    /// Calls `handler` for each NOTICE, WARNING or INFO message PostgreSQL
+    /// sends (the notice's `severity`, `sqlstate`, `message`, `detail`,
+    /// `hint`, `position`, `context` are in the [`ErrorInfo`] fields).
+    /// Without a handler, notices are dropped.
+    pub fn set_notice_handler<F>(&mut self, handler: F)
+    where
+        F: FnMut(&iam_pgbroker_proto::ErrorInfo) + Send + 'static,
+    {
+        let _ = handler;
+    }
+
+    /// Runs `COPY … TO STDOUT` and writes the data, as PostgreSQL sends it,
+    /// to `sink`; returns the number of rows.
+    pub fn copy_out(&mut self, sql: &str, sink: &mut dyn std::io::Write) -> Result<u64, Error> {
+        let _ = (sql, sink);
+        Err(Error::request("COPY TO STDOUT is not supported yet"))
+    }
+
+    /// Runs `COPY … FROM STDIN` with the data read from `source` (write
+    /// sessions); returns the number of rows.
+    pub fn copy_in(&mut self, sql: &str, source: &mut dyn std::io::Read) -> Result<u64, Error> {
+        let _ = (sql, source);
+        Err(Error::request("COPY FROM STDIN is not supported yet"))
+    }
+
+    /// `SAVEPOINT name` through the broker's transaction control.
+    pub fn savepoint(&mut self, name: &str) -> Result<(), Error> {
+        let _ = name;
+        Err(Error::request("SAVEPOINT is not supported yet"))
+    }
+
+    /// `RELEASE SAVEPOINT name`.
+    pub fn release_savepoint(&mut self, name: &str) -> Result<(), Error> {
+        let _ = name;
+        Err(Error::request("RELEASE SAVEPOINT is not supported yet"))
+    }
+
+    /// `ROLLBACK TO SAVEPOINT name`.
+    pub fn rollback_to_savepoint(&mut self, name: &str) -> Result<(), Error> {
+        let _ = name;
+        Err(Error::request("ROLLBACK TO SAVEPOINT is not supported yet"))
+    }
+}

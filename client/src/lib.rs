@@ -141,7 +141,7 @@ mod protocol_tests;
 
 pub use approval::{Approvals, Change, RequestList};
 pub use config::Config;
-pub use connection::{Connection, RowIter, SessionInfo};
+pub use connection::{CancelHandle, Connection, RowIter, SessionInfo};
 pub use error::Error;
 pub use iam_pgbroker_proto::{
     ApprovalRequest, Column, ErrorCode, ErrorInfo, Identity, Person, RequestState,
