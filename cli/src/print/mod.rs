@@ -157,6 +157,19 @@ impl Output {
         }
     }
 
+    /// `\o FILE`, `-o FILE`: output to a file (created or truncated).
+    pub fn file(path: &std::path::Path) -> io::Result<Output> {
+        Ok(Output {
+            inner: Box::new(std::fs::File::create(path)?),
+        })
+    }
+
+    /// `\o |COMMAND`: output to a shell command's standard input.
+    pub fn pipe(command: &str) -> io::Result<Output> {
+        let _ = command;
+        Err(io::Error::other("\\o |command is not supported yet"))
+    }
+
     /// Prints a table with the options, through the pager when standard
     /// output is a terminal and the table is taller than it.
     pub fn print_table(&mut self, opt: &PrintOpt, table: &Table) -> io::Result<()> {
