@@ -92,6 +92,44 @@ pub fn process_cpu(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// CPU time of every thread of `pid` so far, seconds, to the nanosecond
+/// (the scheduler's `/proc/PID/task/*/schedstat`), where `/proc/PID/stat`
+/// counts in ticks of 10 ms: too coarse for a few thousand lookups.
+pub fn process_cpu_precise(pid: u32) -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok();
+        // A thread that ended between the listing and the read is gone
+        // with its time; the others still count.
+        if let Some(on_cpu) = stat.and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok()) {
+            ns += on_cpu;
+        }
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// Voluntary plus involuntary context switches of every thread of `pid`.
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let mut n = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        for key in ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"] {
+            n += field(&status, key)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Some(n)
+}
+
 /// CPU time of a cgroup so far, seconds: cgroup v1 `cpuacct.usage`
 /// (nanoseconds) or cgroup v2 `cpu.stat` (`usage_usec`).
 pub fn cgroup_cpu(file: &std::path::Path) -> Option<f64> {

@@ -22,13 +22,14 @@ use std::time::Instant;
 use target::{read_pwfile, Target};
 
 /// The measurements, in the order they run.
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     "open",
     "small_query",
     "audit",
     "big_result",
     "concurrent",
     "cli",
+    "instructions",
 ];
 
 /// Measures iam-pgbroker against direct PostgreSQL connections (run through
@@ -71,6 +72,34 @@ struct Args {
     /// own broker has `fsync = "interval"`).
     #[arg(long, requires = "audit_off_socket")]
     audit_always_socket: Option<PathBuf>,
+    /// PgBouncer's port on --pgbouncer-host (session mode, in front of the
+    /// same database): a third column of the lookup and concurrent
+    /// measurements.
+    #[arg(long)]
+    pgbouncer_port: Option<u16>,
+    /// PgBouncer's address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pgbouncer_host: String,
+    /// PgBouncer's pid, for its CPU and context switches.
+    #[arg(long)]
+    pgbouncer_pid: Option<u32>,
+    /// For `instructions`: the socket and pid of a broker under callgrind
+    /// with the audit on, the same with the audit off, and PgBouncer's
+    /// port and pid under callgrind; dumps go to --callgrind-dir.
+    #[arg(long, requires_all = ["callgrind_pid", "callgrind_off_socket", "callgrind_off_pid", "callgrind_dir"])]
+    callgrind_socket: Option<PathBuf>,
+    #[arg(long)]
+    callgrind_pid: Option<u32>,
+    #[arg(long)]
+    callgrind_off_socket: Option<PathBuf>,
+    #[arg(long)]
+    callgrind_off_pid: Option<u32>,
+    #[arg(long, requires = "callgrind_pgbouncer_pid")]
+    callgrind_pgbouncer_port: Option<u16>,
+    #[arg(long)]
+    callgrind_pgbouncer_pid: Option<u32>,
+    #[arg(long)]
+    callgrind_dir: Option<PathBuf>,
     /// psql binary.
     #[arg(long, default_value = "psql")]
     psql: PathBuf,
@@ -81,7 +110,7 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Only these measurements (comma-separated: open, small_query, audit,
-    /// big_result, concurrent, cli).
+    /// big_result, concurrent, cli, instructions).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -143,6 +172,32 @@ fn main() -> ExitCode {
             }),
             _ => None,
         },
+        pgbouncer: args.pgbouncer_port.map(|port| target::Proxy {
+            host: args.pgbouncer_host.clone(),
+            port,
+            pid: args.pgbouncer_pid,
+        }),
+        callgrind: match (
+            &args.callgrind_socket,
+            args.callgrind_pid,
+            &args.callgrind_off_socket,
+            args.callgrind_off_pid,
+            &args.callgrind_dir,
+        ) {
+            (Some(on), Some(on_pid), Some(off), Some(off_pid), Some(dir)) => {
+                Some(target::Callgrind {
+                    audit_on: (on.clone(), on_pid),
+                    audit_off: (off.clone(), off_pid),
+                    pgbouncer: args.callgrind_pgbouncer_port.map(|port| target::Proxy {
+                        host: args.pgbouncer_host.clone(),
+                        port,
+                        pid: args.callgrind_pgbouncer_pid,
+                    }),
+                    out_dir: dir.clone(),
+                })
+            }
+            _ => None,
+        },
     };
     let plan = Plan::new(args.quick);
     let machine = Machine::read();
@@ -163,6 +218,7 @@ fn main() -> ExitCode {
             "audit" => measure::audit(&target, &plan, &mut report),
             "big_result" => measure::big_result(&target, &plan, &mut report),
             "concurrent" => measure::concurrent(&target, &plan, &mut report),
+            "instructions" => measure::instructions(&target, &plan, &mut report),
             _ => measure::cli(&target, &plan, &mut report),
         };
         match result {

@@ -2,7 +2,7 @@
 //! same process, against the same database, interleaved where the
 //! measurement is short, and returns medians.
 
-use crate::machine::{rss_kib, CpuSnapshot, RssSampler};
+use crate::machine::{context_switches, process_cpu_precise, rss_kib, CpuSnapshot, RssSampler};
 use crate::report::{Goal, Line, Report, Unit};
 use crate::stats::Samples;
 use crate::target::{
@@ -36,6 +36,8 @@ pub struct Plan {
     pub round_time: Duration,
     /// Whole-process runs per side.
     pub cli_runs: usize,
+    /// Lookups counted under callgrind per process.
+    pub counted_lookups: usize,
 }
 
 impl Plan {
@@ -51,6 +53,7 @@ impl Plan {
                 rounds: 1,
                 round_time: Duration::from_secs(1),
                 cli_runs: 8,
+                counted_lookups: 100,
             }
         } else {
             Plan {
@@ -62,6 +65,7 @@ impl Plan {
                 rounds: 3,
                 round_time: Duration::from_secs(3),
                 cli_runs: 30,
+                counted_lookups: 1000,
             }
         }
     }
@@ -154,18 +158,38 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
         let stmt = client.prepare(LOOKUP_DIRECT).await?;
         Ok::<_, crate::target::BoxError>((client, stmt))
     })?;
+    // PgBouncer's side, prepared like the fastest direct one.
+    let bouncer = match &t.pgbouncer {
+        Some(proxy) => Some(rt.block_on(async {
+            let client = t.connect_via(Some(proxy)).await?;
+            let stmt = client.prepare(LOOKUP_DIRECT).await?;
+            Ok::<_, crate::target::BoxError>((client, stmt, proxy.pid))
+        })?),
+        None => None,
+    };
+    let variants = if bouncer.is_some() { 4 } else { 3 };
     let mut names = Usernames::new(1);
-    let (mut b, mut u, mut p) = (Samples::new(), Samples::new(), Samples::new());
+    let (mut b, mut u, mut p, mut g) = (
+        Samples::new(),
+        Samples::new(),
+        Samples::new(),
+        Samples::new(),
+    );
     let mut cpu = t.cpu.snapshot();
+    let precise = |pid: Option<u32>| pid.and_then(process_cpu_precise);
+    let bouncer_pid = bouncer.as_ref().and_then(|(_, _, pid)| *pid);
+    let (mut broker_cpu0, mut bouncer_cpu0) = (precise(t.broker_pid), precise(bouncer_pid));
     for i in 0..plan.lookup_warmup + plan.lookups {
         let record = i >= plan.lookup_warmup;
         if i == plan.lookup_warmup {
             cpu = t.cpu.snapshot();
+            broker_cpu0 = precise(t.broker_pid);
+            bouncer_cpu0 = precise(bouncer_pid);
         }
         // Rotate the order, so no variant always follows another.
-        for k in 0..3 {
+        for k in 0..variants {
             let name = names.next().unwrap_or_default();
-            match (i + k) % 3 {
+            match (i + k) % variants {
                 0 => {
                     let started = Instant::now();
                     let rows = conn.query(LOOKUP_BROKER, &[&name])?;
@@ -190,22 +214,51 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
                         u.push(took);
                     }
                 }
-                _ => {
-                    let (took, n) = rt.block_on(async {
-                        let started = Instant::now();
-                        let rows = client.query(&stmt, &[&name]).await?;
-                        for row in &rows {
-                            black_box(touch_direct_row(row)?);
-                        }
-                        Ok::<_, crate::target::BoxError>((started.elapsed(), rows.len()))
-                    })?;
+                2 => {
+                    let (took, n) = rt.block_on(prepared_lookup(&client, &stmt, &name))?;
                     check_one(n, &name)?;
                     if record {
                         p.push(took);
                     }
                 }
+                _ => {
+                    let Some((client, stmt, _)) = &bouncer else {
+                        continue;
+                    };
+                    let (took, n) = rt.block_on(prepared_lookup(client, stmt, &name))?;
+                    check_one(n, &name)?;
+                    if record {
+                        g.push(took);
+                    }
+                }
             }
         }
+    }
+    let per_lookup =
+        |now: Option<f64>, then: Option<f64>| Some((now? - then?) / plan.lookups as f64);
+    let broker_cpu_precise = per_lookup(precise(t.broker_pid), broker_cpu0);
+    let bouncer_cpu = per_lookup(precise(bouncer_pid), bouncer_cpu0);
+    if bouncer.is_some() {
+        report.add(Line {
+            name: "small_query (vs PgBouncer, prepared)".into(),
+            key: "small_query_ratio_pgbouncer",
+            broker: b.median(),
+            direct: g.median(),
+            unit: Unit::Seconds,
+            goal: Goal::Info,
+        });
+        report.add(Line {
+            name: "proxy CPU per lookup, 1 client (vs PgBouncer)".into(),
+            key: "small_query_cpu_ratio_pgbouncer",
+            broker: broker_cpu_precise.unwrap_or(f64::NAN),
+            direct: bouncer_cpu.unwrap_or(f64::NAN),
+            unit: Unit::Seconds,
+            goal: Goal::AtMost(1.5),
+        });
+        report.note(format!(
+            "small_query: PgBouncer (session mode, prepared) ÷ direct prepared = {:.2}",
+            crate::stats::ratio(g.median(), p.median())
+        ));
     }
     let broker_cpu = cpu_of_broker(&cpu, t);
     // The floor for any broker process: a `ping` is the same two hops over
@@ -252,6 +305,21 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
         plan.lookups as u64,
     );
     Ok(())
+}
+
+/// One prepared lookup on a tokio-postgres client (direct or through a
+/// proxy): its wall time and row count.
+async fn prepared_lookup(
+    client: &tokio_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    name: &str,
+) -> Result<(Duration, usize)> {
+    let started = Instant::now();
+    let rows = client.query(stmt, &[&name]).await?;
+    for row in &rows {
+        black_box(touch_direct_row(row)?);
+    }
+    Ok((started.elapsed(), rows.len()))
 }
 
 /// Lookups per turn in the audit measurement.
@@ -358,6 +426,7 @@ pub fn big_result(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
             b_cpu.add(&Window {
                 ops: 1,
                 cpu: t.cpu.snapshot().since(&cpu),
+                proxy: ProxyProbe::default(),
             });
         }
         if let (Some(pid), Some(sampler), Some(base)) = (t.broker_pid, sampler, base) {
@@ -389,6 +458,7 @@ pub fn big_result(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
             d_cpu.add(&Window {
                 ops: 1,
                 cpu: t.cpu.snapshot().since(&cpu),
+                proxy: ProxyProbe::default(),
             });
         }
     }
@@ -431,15 +501,21 @@ fn check_rows(n: u64, side: &str) -> Result<()> {
 /// many direct connections (one task each on a multi-threaded runtime);
 /// total lookups per second, the median over rounds.
 pub fn concurrent(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
-    let (mut b, mut d) = (Samples::new(), Samples::new());
-    let (mut b_cpu, mut d_cpu) = (Window::default(), Window::default());
+    let (mut b, mut d, mut g) = (Samples::new(), Samples::new(), Samples::new());
+    let (mut b_cpu, mut d_cpu, mut g_cpu) =
+        (Window::default(), Window::default(), Window::default());
     for round in 0..plan.rounds {
         let w = concurrent_broker(t, plan, round)?;
         b.push_value(w.ops as f64 / plan.round_time.as_secs_f64());
         b_cpu.add(&w);
-        let w = concurrent_direct(t, plan, round)?;
+        let w = concurrent_direct(t, plan, round, None)?;
         d.push_value(w.ops as f64 / plan.round_time.as_secs_f64());
         d_cpu.add(&w);
+        if let Some(proxy) = &t.pgbouncer {
+            let w = concurrent_direct(t, plan, round, Some(proxy))?;
+            g.push_value(w.ops as f64 / plan.round_time.as_secs_f64());
+            g_cpu.add(&w);
+        }
     }
     report.add(Line {
         name: format!("concurrent ({} clients)", plan.clients),
@@ -454,7 +530,65 @@ pub fn concurrent(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
         b_cpu.cpu.per_op(b_cpu.ops, true),
         d_cpu.cpu.per_op(d_cpu.ops, false)
     ));
+    if t.pgbouncer.is_some() {
+        // Throughput "≥ PgBouncer's ratio": broker ÷ direct ≥ PgBouncer ÷
+        // direct in the same run, that is broker ≥ PgBouncer.
+        report.add(Line {
+            name: format!("concurrent ({} clients, vs PgBouncer)", plan.clients),
+            key: "concurrent_throughput_ratio_pgbouncer",
+            broker: b.median(),
+            direct: g.median(),
+            unit: Unit::PerSecond,
+            goal: Goal::AtLeast(1.0),
+        });
+        report.add(Line {
+            name: format!(
+                "proxy CPU per lookup, {} clients (vs PgBouncer)",
+                plan.clients
+            ),
+            key: "concurrent_cpu_ratio_pgbouncer",
+            broker: b_cpu.proxy_cpu_per_op(),
+            direct: g_cpu.proxy_cpu_per_op(),
+            unit: Unit::Seconds,
+            goal: Goal::AtMost(1.5),
+        });
+        report.note(format!(
+            "concurrent: PgBouncer ÷ direct throughput = {:.2}; context switches per lookup: broker {:.2}, PgBouncer {:.2} (goal for the broker ≤ 0.8)",
+            crate::stats::ratio(g.median(), d.median()),
+            b_cpu.switches_per_op(),
+            g_cpu.switches_per_op(),
+        ));
+    }
     Ok(())
+}
+
+/// The proxy's (broker's or PgBouncer's) own CPU and context switches
+/// over a window, read precisely (see [`process_cpu_precise`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct ProxyProbe {
+    cpu: Option<f64>,
+    switches: Option<u64>,
+}
+
+impl ProxyProbe {
+    fn read(pid: Option<u32>) -> ProxyProbe {
+        ProxyProbe {
+            cpu: pid.and_then(process_cpu_precise),
+            switches: pid.and_then(context_switches),
+        }
+    }
+
+    fn since(&self, earlier: &ProxyProbe) -> ProxyProbe {
+        let cpu = match (self.cpu, earlier.cpu) {
+            (Some(now), Some(then)) if now >= then => Some(now - then),
+            _ => None,
+        };
+        let switches = match (self.switches, earlier.switches) {
+            (Some(now), Some(then)) => now.checked_sub(then),
+            _ => None,
+        };
+        ProxyProbe { cpu, switches }
+    }
 }
 
 /// What one side of one round did while the clock ran.
@@ -464,17 +598,37 @@ struct Window {
     ops: u64,
     /// CPU used from the start to the deadline.
     cpu: CpuSnapshot,
+    /// The proxy's own CPU and context switches in the window (none for
+    /// direct connections).
+    proxy: ProxyProbe,
 }
 
 impl Window {
     fn add(&mut self, other: &Window) {
         let sum = |a: Option<f64>, b: Option<f64>| Some(a.unwrap_or(0.0) + b?);
         self.ops += other.ops;
+        let count = |a: Option<u64>, b: Option<u64>| Some(a.unwrap_or(0) + b?);
+        self.proxy = ProxyProbe {
+            cpu: sum(self.proxy.cpu, other.proxy.cpu),
+            switches: count(self.proxy.switches, other.proxy.switches),
+        };
         self.cpu = CpuSnapshot {
             broker: sum(self.cpu.broker, other.cpu.broker),
             db: sum(self.cpu.db, other.cpu.db),
             clients: sum(self.cpu.clients, other.cpu.clients),
         };
+    }
+
+    fn proxy_cpu_per_op(&self) -> f64 {
+        self.proxy
+            .cpu
+            .map_or(f64::NAN, |c| c / self.ops.max(1) as f64)
+    }
+
+    fn switches_per_op(&self) -> f64 {
+        self.proxy
+            .switches
+            .map_or(f64::NAN, |n| n as f64 / self.ops.max(1) as f64)
     }
 }
 
@@ -535,8 +689,10 @@ fn concurrent_broker(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
     let _ = deadline.set(until);
     start.wait();
     let before = t.cpu.snapshot();
+    let proxy_before = ProxyProbe::read(t.broker_pid);
     std::thread::sleep(until.saturating_duration_since(Instant::now()));
     let cpu = t.cpu.snapshot().since(&before);
+    let proxy = ProxyProbe::read(t.broker_pid).since(&proxy_before);
     let mut total = 0u64;
     let mut first_error = None;
     for th in threads {
@@ -553,11 +709,21 @@ fn concurrent_broker(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
     }
     match first_error {
         Some(e) => Err(format!("concurrent through the broker: {e}").into()),
-        None => Ok(Window { ops: total, cpu }),
+        None => Ok(Window {
+            ops: total,
+            cpu,
+            proxy,
+        }),
     }
 }
 
-fn concurrent_direct(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
+/// The direct side of a round, or PgBouncer's with `via`.
+fn concurrent_direct(
+    t: &Target,
+    plan: &Plan,
+    round: usize,
+    via: Option<&crate::target::Proxy>,
+) -> Result<Window> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -567,7 +733,7 @@ fn concurrent_direct(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
         // Connect and prepare before the clock starts.
         let mut conns = Vec::new();
         for c in 0..clients {
-            let client = t.connect_direct().await?;
+            let client = t.connect_via(via).await?;
             let stmt = client.prepare(LOOKUP_DIRECT).await?;
             let mut names = Usernames::new((round * 1000 + c) as u64 + 17);
             for _ in 0..10 {
@@ -605,13 +771,20 @@ fn concurrent_direct(t: &Target, plan: &Plan, round: usize) -> Result<Window> {
         let _ = deadline.set(until);
         start.wait().await;
         let before = t.cpu.snapshot();
+        let pid = via.and_then(|p| p.pid);
+        let proxy_before = ProxyProbe::read(pid);
         tokio::time::sleep_until(until.into()).await;
         let cpu = t.cpu.snapshot().since(&before);
+        let proxy = ProxyProbe::read(pid).since(&proxy_before);
         let mut total = 0u64;
         for task in tasks {
             total += task.await??;
         }
-        Ok::<_, crate::target::BoxError>(Window { ops: total, cpu })
+        Ok::<_, crate::target::BoxError>(Window {
+            ops: total,
+            cpu,
+            proxy,
+        })
     })
 }
 
@@ -671,4 +844,146 @@ fn run(mut cmd: Command) -> Result<Duration> {
         .into());
     }
     Ok(took)
+}
+
+/// `instructions`: user-space instructions per point lookup, counted by
+/// callgrind in the broker (audit on and audit off) and in PgBouncer, for
+/// the same lookups. Unlike times, the counts do not drift with the
+/// machine's load: the same build gives the same figure to a few tenths
+/// of a percent. Each process runs under `valgrind --tool=callgrind`
+/// (started by scripts/bench); a dump after the warm-up discards start-up
+/// and connection costs, the next dump holds exactly the counted lookups
+/// (callgrind zeroes its counters at each dump).
+pub fn instructions(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
+    let cg = t
+        .callgrind
+        .as_ref()
+        .ok_or("no processes under callgrind (scripts/bench starts them)")?;
+    let n = plan.counted_lookups;
+    let on = count_broker(t, &cg.audit_on, n, &cg.out_dir)?;
+    let off = count_broker(t, &cg.audit_off, n, &cg.out_dir)?;
+    let bouncer = match &cg.pgbouncer {
+        Some(proxy) => count_pgbouncer(t, proxy, n, &cg.out_dir)?,
+        None => f64::NAN,
+    };
+    report.add(Line {
+        name: "instructions per lookup, audit on (vs PgBouncer)".into(),
+        key: "instructions_per_lookup",
+        broker: on,
+        direct: bouncer,
+        unit: Unit::Count,
+        goal: Goal::AtMost(20_000.0),
+    });
+    report.add(Line {
+        name: "instructions per lookup in the audit (on − off)".into(),
+        key: "instructions_audit_per_lookup",
+        broker: on - off,
+        direct: f64::NAN,
+        unit: Unit::Count,
+        goal: Goal::AtMost(6_000.0),
+    });
+    report.note(format!(
+        "instructions: {n} lookups per process under callgrind; broker audit off {off:.0} per lookup; \
+         broker audit on ÷ PgBouncer = {:.1}",
+        crate::stats::ratio(on, bouncer)
+    ));
+    Ok(())
+}
+
+fn count_broker(
+    t: &Target,
+    (socket, pid): &(std::path::PathBuf, u32),
+    n: usize,
+    dir: &std::path::Path,
+) -> Result<f64> {
+    let mut conn = t.broker_at(socket).connect()?;
+    let mut names = Usernames::new(7);
+    for _ in 0..50 {
+        let name = names.next().unwrap_or_default();
+        conn.query(LOOKUP_BROKER, &[&name])?;
+    }
+    callgrind_dump(*pid, dir)?;
+    for _ in 0..n {
+        let name = names.next().unwrap_or_default();
+        let rows = conn.query(LOOKUP_BROKER, &[&name])?;
+        check_one(rows.len(), &name)?;
+    }
+    let total = callgrind_dump(*pid, dir)?;
+    conn.close()?;
+    Ok(total as f64 / n as f64)
+}
+
+fn count_pgbouncer(
+    t: &Target,
+    proxy: &crate::target::Proxy,
+    n: usize,
+    dir: &std::path::Path,
+) -> Result<f64> {
+    let pid = proxy.pid.ok_or("PgBouncer under callgrind has no pid")?;
+    let rt = single_thread()?;
+    rt.block_on(async {
+        let client = t.connect_via(Some(proxy)).await?;
+        let stmt = client.prepare(LOOKUP_DIRECT).await?;
+        let mut names = Usernames::new(7);
+        for _ in 0..50 {
+            let name = names.next().unwrap_or_default();
+            client.query(&stmt, &[&name]).await?;
+        }
+        callgrind_dump(pid, dir)?;
+        for _ in 0..n {
+            let name = names.next().unwrap_or_default();
+            let rows = client.query(&stmt, &[&name]).await?;
+            check_one(rows.len(), &name)?;
+        }
+        let total = callgrind_dump(pid, dir)?;
+        Ok(total as f64 / n as f64)
+    })
+}
+
+/// Asks callgrind in `pid` to dump (which zeroes its counters) and returns
+/// the instructions (`Ir`) of that dump: the `totals:` line of the newest
+/// `callgrind.out.<pid>.<k>` in `dir`.
+fn callgrind_dump(pid: u32, dir: &std::path::Path) -> Result<u64> {
+    let newest = |dir: &std::path::Path| -> Option<(u64, std::path::PathBuf)> {
+        let prefix = format!("callgrind.out.{pid}.");
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let k = name.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+                Some((k, e.path()))
+            })
+            .max_by_key(|(k, _)| *k)
+    };
+    let before = newest(dir).map(|(k, _)| k);
+    let status = Command::new("callgrind_control")
+        .arg("-d")
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("callgrind_control -d {pid}: {status}").into());
+    }
+    // The dump is written by the process itself, shortly after the
+    // request returns.
+    for _ in 0..200 {
+        if let Some((k, path)) = newest(dir) {
+            if Some(k) != before {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let total = text.lines().find_map(|l| {
+                    l.strip_prefix("totals:")
+                        .or_else(|| l.strip_prefix("summary:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                });
+                if let Some(total) = total {
+                    let _ = std::fs::remove_file(&path);
+                    return Ok(total);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("callgrind in {pid} wrote no dump to {}", dir.display()).into())
 }

@@ -42,6 +42,10 @@ pub enum Unit {
     PerSecond,
     /// MiB; only the broker has a figure, compared with the goal itself.
     MiB,
+    /// A count per operation (instructions per lookup); the broker's
+    /// figure is compared with the goal itself, the other column is the
+    /// reference (PgBouncer's).
+    Count,
 }
 
 /// One row of the table and, through `key`, one field of the JSON.
@@ -62,10 +66,11 @@ pub struct Line {
 }
 
 impl Line {
-    /// broker ÷ direct, or the broker figure itself for [`Unit::MiB`].
+    /// broker ÷ direct, or the broker figure itself for [`Unit::MiB`] and
+    /// [`Unit::Count`].
     pub fn value(&self) -> f64 {
         match self.unit {
-            Unit::MiB => self.broker,
+            Unit::MiB | Unit::Count => self.broker,
             _ => ratio(self.broker, self.direct),
         }
     }
@@ -83,6 +88,7 @@ impl Line {
             Unit::Seconds => fmt_secs(v),
             Unit::PerSecond => format!("{v:.0}/s"),
             Unit::MiB => format!("{v:.1} MiB"),
+            Unit::Count => thousands(v.round() as u64),
         }
     }
 }
@@ -112,7 +118,11 @@ impl Report {
         let mut map = Map::new();
         for line in &self.lines {
             let v = line.value();
-            let digits = if line.unit == Unit::MiB { 1 } else { 3 };
+            let digits = match line.unit {
+                Unit::MiB => 1,
+                Unit::Count => 0,
+                _ => 3,
+            };
             let v = if v.is_finite() {
                 Value::from(round(v, digits))
             } else {
@@ -132,6 +142,7 @@ impl Report {
             .map(|l| {
                 let (ratio, target) = match l.unit {
                     Unit::MiB => (l.show(l.broker), l.goal.text(" MiB")),
+                    Unit::Count => (l.show(l.broker), l.goal.text("")),
                     _ => {
                         let r = l.value();
                         let shown = if r.is_finite() {
@@ -200,6 +211,19 @@ impl Report {
         }
         out
     }
+}
+
+/// `74025` → `74,025`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]

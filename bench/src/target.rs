@@ -50,6 +50,38 @@ pub struct Target {
     /// Brokers like the main one but with the audit off and with
     /// `fsync = "always"` (the main one has `fsync = "interval"`).
     pub audit: Option<AuditSockets>,
+    /// PgBouncer in front of the same database (session mode), the anchor
+    /// the broker's cost is compared with.
+    pub pgbouncer: Option<Proxy>,
+    /// Processes running under `valgrind --tool=callgrind`, for the
+    /// instruction counts.
+    pub callgrind: Option<Callgrind>,
+}
+
+/// A PostgreSQL-protocol proxy (PgBouncer): where it listens and its pid.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// Listening address.
+    pub host: String,
+    /// Listening port.
+    pub port: u16,
+    /// Its pid, for CPU and context switches.
+    pub pid: Option<u32>,
+}
+
+/// The processes the instruction counts are taken from, each started
+/// under callgrind by scripts/bench.
+#[derive(Debug, Clone)]
+pub struct Callgrind {
+    /// The broker with the audit on (`fsync = "interval"`): socket, pid.
+    pub audit_on: (PathBuf, u32),
+    /// The broker with the audit off: socket, pid.
+    pub audit_off: (PathBuf, u32),
+    /// PgBouncer.
+    pub pgbouncer: Option<Proxy>,
+    /// Where the callgrind output files are written
+    /// (`callgrind.out.<pid>.<n>` after each dump).
+    pub out_dir: PathBuf,
 }
 
 /// The sockets of the brokers the audit measurement compares.
@@ -103,7 +135,17 @@ impl Target {
     /// A direct connection whose driver runs as a task on the current
     /// runtime. Call inside a runtime.
     pub async fn connect_direct(&self) -> Result<Client> {
-        let (client, connection) = self.direct().connect(NoTls).await?;
+        self.connect_via(None).await
+    }
+
+    /// Like [`Target::connect_direct`], through `proxy` when given (same
+    /// database, user and password).
+    pub async fn connect_via(&self, proxy: Option<&Proxy>) -> Result<Client> {
+        let mut config = self.direct();
+        if let Some(p) = proxy {
+            config.host(&p.host).port(p.port);
+        }
+        let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
