@@ -122,9 +122,16 @@ impl Target {
 
     /// A tokio-postgres configuration with the password (SCRAM).
     pub fn direct(&self) -> tokio_postgres::Config {
+        self.config_at(&self.host, self.port)
+    }
+
+    /// The same at another address. (`host` and `port` add to a Config's
+    /// list of addresses, tried in order, so each address gets a Config
+    /// of its own.)
+    fn config_at(&self, host: &str, port: u16) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host(&self.host)
-            .port(self.port)
+        c.host(host)
+            .port(port)
             .dbname(&self.dbname)
             .user(&self.user)
             .password(&self.password)
@@ -141,10 +148,10 @@ impl Target {
     /// Like [`Target::connect_direct`], through `proxy` when given (same
     /// database, user and password).
     pub async fn connect_via(&self, proxy: Option<&Proxy>) -> Result<Client> {
-        let mut config = self.direct();
-        if let Some(p) = proxy {
-            config.host(&p.host).port(p.port);
-        }
+        let config = match proxy {
+            Some(p) => self.config_at(&p.host, p.port),
+            None => self.direct(),
+        };
         let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
