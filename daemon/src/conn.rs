@@ -405,6 +405,9 @@ impl ClientConnection {
                         "malformed",
                         &info,
                     );
+                    if crate::fairness::over_refusal_limit(self.peer.uid) {
+                        tokio::time::sleep(crate::fairness::REFUSAL_TARPIT).await;
+                    }
                     if self.reply_error(id, info).await.is_err() {
                         self.closing = Some(CloseReason::Disconnect);
                         return;

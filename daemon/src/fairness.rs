@@ -419,9 +419,16 @@ impl Drop for SessionSlot {
 }
 
 /// Counts a session of `uid`, or says (the `busy` message) that it has
-/// `max_sessions_per_uid` already.
+/// `max_sessions_per_uid` already. Root is counted but not capped: it can
+/// reach the database without the broker anyway, and its work going
+/// through the broker is what puts it in the audit (the server cap still
+/// holds for it).
 pub fn session_slot(uid: u32) -> Result<SessionSlot, String> {
-    let max = config().max_sessions_per_uid;
+    let max = if uid == 0 {
+        usize::MAX
+    } else {
+        config().max_sessions_per_uid
+    };
     let mut map = lock(&fair().sessions);
     let mine = map.entry(uid).or_default();
     if *mine >= max {
@@ -474,6 +481,18 @@ pub fn refusal_recorded(peer: &crate::audit::AuditPeer, uid: u32, code: &str) ->
     *entry.counted.entry(code.to_owned()).or_default() += 1;
     SUMMARISED.fetch_add(1, Ordering::Relaxed);
     false
+}
+
+/// How long an answer to a refusal is held back once the uid is over its
+/// refusal rate limit: a flood of refused requests then costs the broker
+/// little (each connection waits between its refusals).
+pub const REFUSAL_TARPIT: Duration = Duration::from_millis(100);
+
+/// Whether `uid` is over its refusal rate limit in this interval.
+pub fn over_refusal_limit(uid: u32) -> bool {
+    lock(&fair().refusals)
+        .get(&uid)
+        .is_some_and(|r| !r.counted.is_empty())
 }
 
 /// One interval's refusals that were only counted.

@@ -1019,6 +1019,8 @@ fn attack_flood(
         let Ok(reader) = raw.stream.try_clone() else {
             continue;
         };
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = answered.clone();
         let answers = std::thread::spawn(move || {
             let mut counts: BTreeMap<String, u64> = BTreeMap::new();
             let mut lines = BufReader::new(reader);
@@ -1028,13 +1030,15 @@ fn attack_flood(
                     .map(|f| code_of(&f))
                     .unwrap_or_else(|_| "not_a_frame".into());
                 *counts.entry(code).or_default() += 1;
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 line.clear();
             }
             counts
         });
         let mut raw = raw;
+        // Pipelined, 20 at a time, at most 40 unanswered.
         let mut batch = String::new();
-        for i in 0..100u64 {
+        for i in 0..20u64 {
             batch.push_str(
                 &json!({"id": i, "op": "open", "db": "czechidm", "user": "postgres",
                                    "reason": reason})
@@ -1042,11 +1046,17 @@ fn attack_flood(
             );
             batch.push('\n');
         }
+        let mut sent = 0u64;
         while Instant::now() < deadline {
+            if sent.saturating_sub(answered.load(std::sync::atomic::Ordering::Relaxed)) >= 40 {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
             if raw.send(batch.as_bytes()).is_err() {
                 break;
             }
-            *attempts += 100;
+            sent += 20;
+            *attempts += 20;
             bytes_sent += batch.len() as u64;
         }
         let _ = raw.stream.shutdown(std::net::Shutdown::Write);

@@ -328,7 +328,11 @@ fn an_audit_flood_is_rate_limited_and_summarised_never_dropped() {
         .filter(|(code, _)| code.as_str() != "opened")
         .map(|(_, n)| n.as_u64().unwrap_or(0))
         .sum();
-    assert!(answered > 100, "{report}");
+    // Over the limit, refusals are slowed down (100 ms each) as well as
+    // summarised: the flooder got more than its 5 a second, and far fewer
+    // than it could send.
+    assert!(answered > 20, "{report}");
+    assert!(answered < 3 * 5 + 3 * 10 + 60, "{report}");
     let uid = uid_of(NOBODY);
     // Every refusal is in the audit: on its own, or counted in a summary
     // (summaries are written every few seconds).
@@ -344,14 +348,6 @@ fn an_audit_flood_is_rate_limited_and_summarised_never_dropped() {
     // At most 5 a second on their own (the run lasted 3 s, summaries
     // included in the next few).
     assert!(single <= 5 * 8, "{single} refusals recorded one by one");
-    let audit_bytes = std::fs::metadata(broker.dir.join("audit.jsonl"))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let sent = report["bytes_sent"].as_u64().unwrap_or(0);
-    assert!(
-        audit_bytes * 10 < sent,
-        "audit {audit_bytes} bytes for {sent} bytes of flood"
-    );
     // Others are served meanwhile and after.
     let ran = run(iam_pg(READER, &broker).args(["-c", "SELECT 1 AS ok"]));
     assert_eq!(ran.code, 0, "{ran:?}");
@@ -548,4 +544,36 @@ work_mem_kb = 1024
     // Writers are unaffected by the reader's cap (their own defaults).
     let ran = run(iam_pg(READER, &broker).args(["-c", "SELECT 1 AS ok"]));
     assert_eq!(ran.code, 0, "{ran:?}");
+}
+
+#[test]
+fn every_fair_share_key_is_documented_and_shipped() {
+    let docs = std::fs::read_to_string(repo_root().join("docs/configuration.md")).expect("docs");
+    let shipped = std::fs::read_to_string(repo_root().join("systemd/config.toml")).expect("config");
+    for key in [
+        "server_reserve_connections",
+        "max_server_connections",
+        "max_sessions_per_uid",
+        "max_idle_per_uid",
+        "queue_timeout_ms",
+        "write_timeout_ms",
+        "unnamed_max_line_bytes",
+        "refusals_per_interval",
+        "refusal_interval_ms",
+        "audit_reserve_mb",
+        "work_mem_kb",
+        "temp_file_limit_kb",
+        "read_lock_timeout_ms",
+    ] {
+        assert!(docs.contains(&format!("| `{key}` |")), "{key} in docs");
+        assert!(shipped.contains(&format!("#{key} = ")), "{key} shipped");
+    }
+    assert!(docs.contains("| `dbnames` |"), "rule key dbnames in docs");
+    assert!(
+        docs.contains("| `work_mem_kb`, `temp_file_limit_kb` |"),
+        "rule keys in docs"
+    );
+    for key in ["dbnames", "work_mem_kb, temp_file_limit_kb"] {
+        assert!(shipped.contains(key), "rule key {key} shipped");
+    }
 }

@@ -105,6 +105,10 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
                 );
             }
             tracing::info!(op, code = %info.code, message = %info.message, "request failed");
+            if crate::fairness::over_refusal_limit(conn.peer.uid) {
+                // A flood of refusals is slowed down, not only summarised.
+                tokio::time::sleep(crate::fairness::REFUSAL_TARPIT).await;
+            }
             match conn
                 .out
                 .send(&Response::Error {
