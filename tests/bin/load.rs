@@ -941,7 +941,7 @@ fn attack_nonreader(
     let socket = opts.socket();
     let sql = opts
         .get("sql")
-        .unwrap_or("SELECT g, repeat('x', 2000) FROM generate_series(1, 100000000) g");
+        .unwrap_or("SELECT b.*, repeat('x', 2000) AS pad FROM idm_identity_bench b");
     let mut cut_off = Vec::new();
     while Instant::now() < deadline {
         *attempts += 1;
