@@ -41,6 +41,7 @@ users = ["iam-demo-reader"]
 dbs = ["czechidm", "bridge"]
 db_users = ["postgres", "czechidm", "bridge"]
 mode = "read"
+dbnames = ["*"]
 
 [[rule]]
 name = "demo-writer"

@@ -550,6 +550,45 @@ pub fn status_text(status: &serde_json::Value) -> String {
             );
         }
     }
+    let fair = &status["fair_share"];
+    if let Some(servers) = fair["servers"].as_array().filter(|s| !s.is_empty()) {
+        out.push_str(
+            "
+server connections (fair share)
+",
+        );
+        for s in servers {
+            let _ = writeln!(
+                out,
+                "  {:<24} in use {} of {} usable (max_connections {}), {} waiting",
+                escape_line(s["server"].as_str().unwrap_or("?")),
+                s["in_use"],
+                s["usable"],
+                s["max_connections"],
+                s["waiting"]
+            );
+        }
+    }
+    let reserve = &fair["audit_reserve"];
+    if let Some(bytes) = reserve["reserve_bytes"].as_u64().filter(|b| *b > 0) {
+        let mib = |v: &serde_json::Value| {
+            v.as_u64()
+                .map(|b| format!("{} MiB", b / (1024 * 1024)))
+                .unwrap_or_else(|| "?".into())
+        };
+        let _ = writeln!(
+            out,
+            "
+audit folder: {} free, reserve {}{}",
+            mib(&reserve["free_bytes"]),
+            bytes / (1024 * 1024),
+            if reserve["below"] == true {
+                " MiB: BELOW THE RESERVE, new sessions are refused"
+            } else {
+                " MiB"
+            }
+        );
+    }
     out
 }
 

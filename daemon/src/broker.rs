@@ -52,6 +52,8 @@ impl Broker {
     pub fn new(config: Config, audit: AuditLog) -> Broker {
         let resolver = ContainerResolver::new(&config.docker.socket, config.docker.timeout);
         let pool = Arc::new(Pool::new(config.pool.limits()));
+        crate::fairness::configure(&config.fair_share);
+        crate::fairness::set_pool(&pool);
         Broker {
             config: RwLock::new(Arc::new(config)),
             resolver,
@@ -84,6 +86,7 @@ impl Broker {
             Err(poisoned) => poisoned.into_inner(),
         };
         self.pool.set_limits(config.pool.limits());
+        crate::fairness::configure(&config.fair_share);
         *guard = Arc::new(config);
     }
 
@@ -178,6 +181,7 @@ impl Broker {
             "fsync": crate::stats::AUDIT_FSYNC.to_json(),
         });
         let config = self.config();
+        status["fair_share"] = crate::fairness::status_json(&config.audit.file);
         if let Ok(key) = self.approvals.key(&self.audit, &config.audit.key_file) {
             if let Ok(counts) = self.approvals.counts(&config.approval.dir, &key) {
                 status["approvals"] = serde_json::json!(counts);

@@ -72,6 +72,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `[limits]`.
     pub limits: LimitsConfig,
+    /// `[fair_share]`: every user's share of what the broker hands out.
+    pub fair_share: crate::fairness::FairShareConfig,
     /// `[pool]`.
     pub pool: PoolConfig,
     /// `[audit]`.
@@ -388,6 +390,8 @@ struct MainFile {
     #[serde(default)]
     metrics: crate::metrics::MetricsConfig,
     #[serde(default)]
+    fair_share: crate::fairness::FairShareConfig,
+    #[serde(default)]
     rule: Vec<toml::Spanned<RuleFile>>,
 }
 
@@ -411,6 +415,10 @@ struct RuleFile {
     groups: Vec<String>,
     dbs: Vec<String>,
     db_users: Vec<String>,
+    #[serde(default)]
+    dbnames: Vec<String>,
+    work_mem_kb: Option<u64>,
+    temp_file_limit_kb: Option<u64>,
     mode: RuleMode,
     #[serde(default)]
     ddl: bool,
@@ -468,6 +476,7 @@ impl Config {
             guard: main.guard,
             secrets: main.secrets,
             metrics: main.metrics,
+            fair_share: main.fair_share,
             policy: Policy::new(rules),
             dropins,
         };
@@ -554,6 +563,9 @@ impl Config {
             return Err(invalid(
                 "limits.max_connections and limits.max_connections_per_uid must be positive".into(),
             ));
+        }
+        if let Err(message) = self.fair_share.check() {
+            return Err(invalid(message));
         }
         if self.limits.request_timeout.is_zero() {
             return Err(invalid("limits.request_timeout_ms must be positive".into()));
@@ -778,6 +790,9 @@ fn collect_rules(
             groups: r.groups,
             dbs: r.dbs,
             db_users: r.db_users,
+            dbnames: r.dbnames,
+            work_mem_kb: r.work_mem_kb,
+            temp_file_limit_kb: r.temp_file_limit_kb,
             mode: r.mode,
             ddl: r.ddl,
             require_reason: r.require_reason,

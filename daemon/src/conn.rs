@@ -36,6 +36,8 @@ pub struct OpenSession {
     pub rule: String,
     /// The reason given at open.
     pub reason: Option<String>,
+    /// Its place under `[fair_share] max_sessions_per_uid`.
+    pub slot: Option<crate::fairness::SessionSlot>,
 }
 
 impl OpenSession {
@@ -89,6 +91,9 @@ pub enum CloseReason {
     Error,
     /// An administrator ended it (`iam-pgbroker terminate`).
     Terminated,
+    /// The client stopped reading an answer (`[fair_share]
+    /// write_timeout_ms`).
+    WriteTimeout,
 }
 
 impl CloseReason {
@@ -101,6 +106,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Error => "error",
             CloseReason::Terminated => "terminated",
+            CloseReason::WriteTimeout => "write_timeout",
         }
     }
 }
@@ -155,7 +161,16 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
             Err(message) => {
                 warn!("connection refused: {message}");
                 broker.stats().error("busy");
+                record_refusal(
+                    &broker,
+                    &audit_peer,
+                    peer.uid,
+                    None,
+                    "connect",
+                    &ErrorInfo::new(ErrorCode::Busy, message.clone()),
+                );
                 let mut out = FrameWriter::new(write);
+                out.set_write_timeout(Some(crate::fairness::config().write_timeout));
                 let frame = Response::Error {
                     id: None,
                     error: ErrorInfo::new(ErrorCode::Busy, message),
@@ -166,13 +181,35 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
                 return;
             }
         };
-        let max = broker.config().limits.max_line_bytes;
+        let config = broker.config();
+        let fair = crate::fairness::config();
+        // A peer no rule names (and who is no administrator) can do
+        // nothing but be refused: its lines are kept small, so its
+        // refusals cannot flood the audit with long texts.
+        let named = peer.uid == 0
+            || config.policy.rules().iter().any(|r| r.matches(&peer))
+            || config
+                .server
+                .admin_group
+                .as_deref()
+                .is_some_and(|g| peer.groups.iter().any(|pg| pg.name.as_deref() == Some(g)));
+        let max = if named {
+            config.limits.max_line_bytes
+        } else {
+            config
+                .limits
+                .max_line_bytes
+                .min(fair.unnamed_max_line_bytes)
+        };
+        drop(config);
+        let mut out = FrameWriter::new(write);
+        out.set_write_timeout(Some(fair.write_timeout));
         let mut conn = ClientConnection {
             peer,
             audit_peer,
             broker,
             session: None,
-            out: FrameWriter::new(write),
+            out,
             closing: None,
             protocol: 1,
             live: None,
@@ -183,6 +220,45 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
     }
     .instrument(span)
     .await
+}
+
+/// Records a refusal outside a session's statements (`refused`), within
+/// the uid's rate limit; beyond it the refusal is counted for the
+/// interval's summary ([`crate::fairness`]). Best effort: the client gets
+/// its answer either way.
+pub fn record_refusal(
+    broker: &Broker,
+    peer: &AuditPeer,
+    uid: u32,
+    request: Option<u64>,
+    op: &str,
+    info: &ErrorInfo,
+) {
+    if !crate::fairness::refusal_recorded(peer, uid, info.code.as_str()) {
+        return;
+    }
+    let mut message = format!("{op}: {}", info.message);
+    // A refusal's message may quote what the client sent: kept short.
+    if message.len() > 300 {
+        let mut cut = 300;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    let record = AuditRecord {
+        request,
+        peer: Some(peer),
+        outcome: Some(crate::audit::Outcome {
+            ok: false,
+            code: Some(info.code.as_str()),
+            message: Some(&message),
+            ..crate::audit::Outcome::ok(None, None)
+        }),
+        ..AuditRecord::new(AuditEvent::Refused)
+    };
+    let _ = broker.audit().record(&record);
 }
 
 /// The request that was running when shutdown began: its statement is
@@ -274,6 +350,14 @@ impl ClientConnection {
                         ErrorCode::BadRequest,
                         format!("request line exceeds {max} bytes; closing the connection"),
                     );
+                    record_refusal(
+                        &self.broker,
+                        &self.audit_peer,
+                        self.peer.uid,
+                        None,
+                        "too_long",
+                        &info,
+                    );
                     if self.reply_error(None, info).await.is_ok() {
                         // Closing with unread input makes the kernel reset
                         // the connection, which can destroy the error frame
@@ -313,6 +397,17 @@ impl ClientConnection {
                     let id = Request::peek_id(&line);
                     warn!(cause = %e, "bad request");
                     let info = ErrorInfo::new(ErrorCode::BadRequest, e.to_string());
+                    record_refusal(
+                        &self.broker,
+                        &self.audit_peer,
+                        self.peer.uid,
+                        id,
+                        "malformed",
+                        &info,
+                    );
+                    if crate::fairness::over_refusal_limit(self.peer.uid) {
+                        tokio::time::sleep(crate::fairness::REFUSAL_TARPIT).await;
+                    }
                     if self.reply_error(id, info).await.is_err() {
                         self.closing = Some(CloseReason::Disconnect);
                         return;

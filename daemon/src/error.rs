@@ -57,6 +57,14 @@ pub enum RequestError {
     /// A configured limit was reached.
     #[error("{0}")]
     Limit(String),
+    /// The broker cannot take the request now (the audit folder's reserve
+    /// is reached); an administrator must act.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A shared resource is taken (server connections, sessions per
+    /// user); trying again later may work.
+    #[error("{0}")]
+    Busy(String),
     /// A read session could not be given a role that is not a superuser
     /// (see [`crate::read_role`]); nothing ran.
     #[error("{0}")]
@@ -140,6 +148,8 @@ impl RequestError {
                 ErrorInfo::new(ErrorCode::Unavailable, self.to_string())
             }
             RequestError::Limit(m) => ErrorInfo::new(ErrorCode::Limit, m.clone()),
+            RequestError::Busy(m) => ErrorInfo::new(ErrorCode::Busy, m.clone()),
+            RequestError::Unavailable(m) => ErrorInfo::new(ErrorCode::Unavailable, m.clone()),
             RequestError::ReadRole(m) => ErrorInfo::new(ErrorCode::Unavailable, m.clone()),
             RequestError::ReadAsSuperuser { .. } => {
                 ErrorInfo::new(ErrorCode::Unavailable, self.to_string())

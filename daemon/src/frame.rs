@@ -179,9 +179,20 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
-/// Writes frames, buffered; `flush` at the end of every answer.
+/// Writes frames, buffered; `flush` at the end of every answer. With a
+/// write timeout, a write the client does not make room for in time fails
+/// with [`io::ErrorKind::TimedOut`] (a client that stops reading).
 pub struct FrameWriter<W: AsyncWrite + Unpin> {
     inner: BufWriter<W>,
+    timeout: Option<std::time::Duration>,
+}
+
+/// The error of a write that timed out.
+fn write_timed_out(limit: std::time::Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the client read nothing for {} ms", limit.as_millis()),
+    )
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -189,29 +200,52 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
         FrameWriter {
             inner: BufWriter::with_capacity(64 * 1024, inner),
+            timeout: None,
+        }
+    }
+
+    /// Bounds every write by `limit` (`None` or zero: unbounded).
+    pub fn set_write_timeout(&mut self, limit: Option<std::time::Duration>) {
+        self.timeout = limit.filter(|d| !d.is_zero());
+    }
+
+    async fn bounded<T>(
+        limit: Option<std::time::Duration>,
+        io: impl std::future::Future<Output = io::Result<T>>,
+    ) -> io::Result<T> {
+        match limit {
+            None => io.await,
+            Some(limit) => match tokio::time::timeout(limit, io).await {
+                Ok(result) => result,
+                Err(_) => Err(write_timed_out(limit)),
+            },
         }
     }
 
     /// Queues one frame.
     pub async fn send(&mut self, frame: &Response) -> io::Result<()> {
-        self.inner.write_all(frame.encode().as_bytes()).await
+        let limit = self.timeout;
+        Self::bounded(limit, self.inner.write_all(frame.encode().as_bytes())).await
     }
 
     /// Queues bytes that already form complete frames.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.inner.write_all(bytes).await
+        let limit = self.timeout;
+        Self::bounded(limit, self.inner.write_all(bytes)).await
     }
 
     /// Sends everything queued and closes the writing half (the client
     /// reads end of stream after the last frame).
     pub async fn shutdown(&mut self) -> io::Result<()> {
-        self.inner.flush().await?;
-        self.inner.shutdown().await
+        let limit = self.timeout;
+        Self::bounded(limit, self.inner.flush()).await?;
+        Self::bounded(limit, self.inner.shutdown()).await
     }
 
     /// Sends everything queued.
     pub async fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().await
+        let limit = self.timeout;
+        Self::bounded(limit, self.inner.flush()).await
     }
 }
 

@@ -20,6 +20,7 @@ pub mod config;
 pub mod conn;
 pub mod docker;
 pub mod error;
+pub mod fairness;
 pub mod frame;
 pub mod generate;
 pub mod journal;

@@ -441,7 +441,12 @@ fn explain(path: &Path, user: &str, db: &str, db_user: &str, write: bool) -> Exi
             return ExitCode::from(2);
         }
     };
-    let access = Access { db, db_user, write };
+    let access = Access {
+        db,
+        db_user,
+        write,
+        dbname: None,
+    };
     match admin::explain(&config, &peer, access) {
         Ok(text) => {
             println!("{text}");

@@ -50,6 +50,14 @@ pub struct Rule {
     pub dbs: Vec<String>,
     /// Database users it grants (`*`: all).
     pub db_users: Vec<String>,
+    /// Databases inside the instance it grants besides the instance's own
+    /// (`dbnames`; empty: only the own one; `*`: all).
+    pub dbnames: Vec<String>,
+    /// `work_mem` of its sessions, kB (default `[fair_share] work_mem_kb`).
+    pub work_mem_kb: Option<u64>,
+    /// `temp_file_limit` of its sessions, kB (default `[fair_share]
+    /// temp_file_limit_kb`).
+    pub temp_file_limit_kb: Option<u64>,
     /// Mode it grants.
     pub mode: RuleMode,
     /// Write sessions may also change the schema (CREATE, ALTER, DROP, …).
@@ -92,6 +100,12 @@ impl Rule {
         let any = |list: &[String], value: &str| list.iter().any(|v| v == "*" || v == value);
         any(&self.dbs, db) && any(&self.db_users, db_user)
     }
+
+    /// Whether it covers database `dbname` of the instance (`None`: the
+    /// instance's own database, which every rule covers).
+    pub fn covers_dbname(&self, dbname: Option<&str>) -> bool {
+        dbname.is_none_or(|d| self.dbnames.iter().any(|v| v == "*" || v == d))
+    }
 }
 
 /// What the policy is asked.
@@ -103,6 +117,8 @@ pub struct Access<'a> {
     pub db_user: &'a str,
     /// Whether a read-write session is asked for.
     pub write: bool,
+    /// A database of the instance other than its own, if one is asked for.
+    pub dbname: Option<&'a str>,
 }
 
 /// The policy's answer.
@@ -137,8 +153,13 @@ impl Policy {
     /// Decides whether `peer` may have `access`. Deny unless a rule grants it.
     pub fn decide(&self, peer: &PeerIdentity, access: Access<'_>) -> PolicyDecision {
         let mut read_only_grant: Option<&Rule> = None;
+        let mut other_dbname: Option<&Rule> = None;
         for rule in self.rules.iter().filter(|r| r.matches(peer)) {
             if !rule.grants(access.db, access.db_user) {
+                continue;
+            }
+            if !rule.covers_dbname(access.dbname) {
+                other_dbname.get_or_insert(rule);
                 continue;
             }
             if access.write && rule.mode != RuleMode::Write {
@@ -149,7 +170,19 @@ impl Policy {
         }
         let mode = if access.write { "write" } else { "read" };
         let who = peer.describe();
-        let reason = match read_only_grant {
+        let reason = match (read_only_grant, other_dbname, access.dbname) {
+            (None, Some(rule), Some(dbname)) => format!(
+                "{who} may not open database {dbname:?} of {} as {}: rule {:?} covers only the instance's own database{} (dbnames)",
+                access.db,
+                access.db_user,
+                rule.name,
+                if rule.dbnames.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and {}", rule.dbnames.join(", "))
+                }
+            ),
+            (grant, _, _) => match grant {
             Some(rule) if rule.mode == RuleMode::Request => format!(
                 "{who} may not write to {} as {} directly: rule {:?} grants change requests only; submit the change for approval (iam-pg request)",
                 access.db, access.db_user, rule.name
@@ -162,6 +195,7 @@ impl Policy {
                 "{who} may not open {} as {} ({mode}): no rule grants it",
                 access.db, access.db_user
             ),
+            },
         };
         PolicyDecision::Deny { reason }
     }
@@ -206,6 +240,9 @@ mod tests {
             groups: v(groups),
             dbs: v(dbs),
             db_users: v(db_users),
+            dbnames: vec![],
+            work_mem_kb: None,
+            temp_file_limit_kb: None,
             mode,
             ddl: false,
             require_reason: false,
@@ -225,7 +262,12 @@ mod tests {
     }
 
     fn access<'a>(db: &'a str, db_user: &'a str, write: bool) -> Access<'a> {
-        Access { db, db_user, write }
+        Access {
+            db,
+            db_user,
+            write,
+            dbname: None,
+        }
     }
 
     #[test]

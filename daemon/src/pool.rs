@@ -63,6 +63,10 @@ pub struct PoolKey {
     /// Hash of the password the connection authenticated with (SipHash with
     /// a per-process random key: not reversible, not stable across runs).
     pub password_hash: u64,
+    /// `work_mem` and `temp_file_limit` startup options (kB).
+    pub work_mem_kb: u64,
+    /// See `work_mem_kb`.
+    pub temp_file_limit_kb: u64,
 }
 
 impl PoolKey {
@@ -96,6 +100,9 @@ pub struct ServerConn {
     pub backend_pid: Option<i32>,
     /// The task driving the socket.
     pub connection: JoinHandle<()>,
+    /// Its place under the server's cap ([`crate::fairness`]), given back
+    /// when the connection is dropped.
+    pub permit: Option<crate::fairness::ServerPermit>,
     /// The reset sent when the last session ended: whether it worked.
     reset: Option<JoinHandle<bool>>,
     /// Prepared statements by SQL text (least recently used dropped first).
@@ -117,6 +124,7 @@ impl ServerConn {
             rendering: Default::default(),
             backend_pid: None,
             connection,
+            permit: None,
             reset: None,
             statements: HashMap::new(),
             uses: 0,
@@ -277,6 +285,18 @@ impl Pool {
             return;
         }
         let mut idle = lock(&self.idle);
+        // Per OS user too, all its keys together: one user cannot park the
+        // server's connections under many keys (dbname, user, role).
+        let per_uid = crate::fairness::config().max_idle_per_uid;
+        let of_uid: usize = idle
+            .iter()
+            .filter(|(k, _)| k.uid == key.uid)
+            .map(|(_, list)| list.len())
+            .sum();
+        if of_uid >= per_uid {
+            conn.discard();
+            return;
+        }
         let list = idle.entry(key).or_default();
         if list.len() >= limits.max_idle_per_key {
             conn.discard();
@@ -312,6 +332,53 @@ impl Pool {
         idle.retain(|_, list| !list.is_empty());
         if closed > 0 {
             debug!(closed, "closed idle server connections");
+        }
+    }
+
+    /// Closes one idle connection to `addr:port` to make room under the
+    /// server's cap: the oldest of the OS user with most idle connections
+    /// there. `false` when none is idle.
+    pub fn shed_idle(&self, addr: IpAddr, port: u16) -> bool {
+        let shed = {
+            let mut idle = lock(&self.idle);
+            let mut per_uid: HashMap<u32, usize> = HashMap::new();
+            for (k, list) in idle.iter() {
+                if k.addr == addr && k.port == port {
+                    *per_uid.entry(k.uid).or_default() += list.len();
+                }
+            }
+            let Some((uid, _)) = per_uid
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .max_by_key(|(uid, n)| (*n, std::cmp::Reverse(*uid)))
+            else {
+                return false;
+            };
+            let oldest = idle
+                .iter()
+                .filter(|(k, _)| k.uid == uid && k.addr == addr && k.port == port)
+                .filter_map(|(k, list)| list.first().map(|e| (k.clone(), e.since)))
+                .min_by_key(|(_, since)| *since)
+                .map(|(k, _)| k);
+            let Some(key) = oldest else { return false };
+            let entry = idle.get_mut(&key).and_then(|list| {
+                if list.is_empty() {
+                    None
+                } else {
+                    Some(list.remove(0))
+                }
+            });
+            idle.retain(|_, list| !list.is_empty());
+            entry
+        };
+        // Dropped outside the pool's lock: its permit goes back to the
+        // server's queue.
+        match shed {
+            Some(entry) => {
+                entry.conn.discard();
+                true
+            }
+            None => false,
         }
     }
 

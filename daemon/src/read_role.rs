@@ -165,6 +165,11 @@ pub fn provision_sql(group: &str, login: &str, verifier: &str, db_role: Option<&
          END LOOP;\n\
          GRANT {g} TO {l};\n\
          GRANT pg_read_all_stats TO {g};\n\
+         -- The broker caps its sessions' temporary files (a superuser's\n\
+         -- setting: PostgreSQL 15 lets it be granted).\n\
+         IF pg_catalog.current_setting('server_version_num')::int >= 150000 THEN\n\
+           EXECUTE format('GRANT SET ON PARAMETER temp_file_limit TO %I', {gl});\n\
+         END IF;\n\
          EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {gl});\n\
          FOR s IN SELECT n.nspname FROM pg_catalog.pg_namespace n\n\
                   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')\n\

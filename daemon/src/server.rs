@@ -36,6 +36,7 @@ pub async fn run(
             loop {
                 tick.tick().await;
                 broker.pool().reap(None);
+                crate::fairness::record_summaries(broker.audit(), false);
             }
         })
     };
@@ -104,4 +105,6 @@ pub async fn run(
             "sessions still busy after the grace period; exiting anyway (the database rolls back what they had open)"
         );
     }
+    // What was only counted is recorded before the broker's last record.
+    crate::fairness::record_summaries(broker.audit(), true);
 }

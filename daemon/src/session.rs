@@ -69,6 +69,10 @@ pub struct SessionSettings {
     pub idle_in_transaction_timeout_ms: u64,
     /// `lock_timeout`, ms (0: none).
     pub lock_timeout_ms: u64,
+    /// `work_mem`, kB (0: the server's).
+    pub work_mem_kb: u64,
+    /// `temp_file_limit`, kB (0: the server's).
+    pub temp_file_limit_kb: u64,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Chunking of results.
@@ -208,6 +212,8 @@ impl Session {
             idle_in_transaction_timeout_ms: settings.idle_in_transaction_timeout_ms,
             lock_timeout_ms: settings.lock_timeout_ms,
             password_hash: PoolKey::hash_password(password.expose()),
+            work_mem_kb: settings.work_mem_kb,
+            temp_file_limit_kb: settings.temp_file_limit_kb,
         };
         // Every connection starts with the pool's neutral name (the one
         // RESET ALL returns to); this session's name goes out with its
@@ -881,45 +887,72 @@ pub(crate) async fn connect(
     settings: &SessionSettings,
 ) -> Result<ServerConn, RequestError> {
     let connect_timeout = settings.connect_timeout;
-    let mut config = tokio_postgres::Config::new();
-    // Timeouts are startup options: the session starts with them, and the
-    // guard refuses every way of changing them (SET, set_config).
-    config.options(format!(
-        "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c lock_timeout={}",
-        settings.statement_timeout_ms,
-        settings.idle_in_transaction_timeout_ms,
-        settings.lock_timeout_ms
-    ));
-    config
-        .hostaddr(target.addr)
-        .port(target.port)
-        .user(&target.user)
-        .password(password.expose())
-        .dbname(&target.dbname)
-        .application_name(application_name)
-        .connect_timeout(connect_timeout);
-    let slots = connect_slots(target.addr, target.port);
-    let attempt = async {
-        // Held through authentication only.
-        if slots.available_permits() == 0 {
-            crate::stats::CONNECT_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let _slot = slots.acquire().await;
-        config.connect(NoTls).await
-    };
-    let (client, connection) = match tokio::time::timeout(connect_timeout, attempt).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(source)) => {
-            return Err(RequestError::Connect {
-                target: target.to_string(),
-                source,
-            })
-        }
-        Err(_) => {
-            return Err(RequestError::Limit(format!(
-                "connecting to {target} took longer than {} ms",
-                connect_timeout.as_millis()
-            )))
+    // A place under the server's cap first (fair queue, bounded wait).
+    let permit = crate::fairness::server_permit(target.addr, target.port, settings.owner_uid)
+        .await
+        .map_err(RequestError::Busy)?;
+    let mut temp_file_limit_kb = settings.temp_file_limit_kb;
+    if crate::fairness::temp_file_limit_refused(target.addr, target.port, &target.user) {
+        temp_file_limit_kb = 0;
+    }
+    let (client, connection) = loop {
+        let mut config = tokio_postgres::Config::new();
+        // Timeouts are startup options: the session starts with them, and the
+        // guard refuses every way of changing them (SET, set_config).
+        config.options(format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c lock_timeout={}{}",
+            settings.statement_timeout_ms,
+            settings.idle_in_transaction_timeout_ms,
+            settings.lock_timeout_ms,
+            crate::fairness::server_options(settings.work_mem_kb, temp_file_limit_kb)
+        ));
+        config
+            .hostaddr(target.addr)
+            .port(target.port)
+            .user(&target.user)
+            .password(password.expose())
+            .dbname(&target.dbname)
+            .application_name(application_name)
+            .connect_timeout(connect_timeout);
+        let slots = connect_slots(target.addr, target.port);
+        let attempt = async {
+            // Held through authentication only.
+            if slots.available_permits() == 0 {
+                crate::stats::CONNECT_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let _slot = slots.acquire().await;
+            config.connect(NoTls).await
+        };
+        match tokio::time::timeout(connect_timeout, attempt).await {
+            Ok(Ok(pair)) => break pair,
+            // `temp_file_limit` is a superuser's setting: a login that may
+            // not set it (PostgreSQL < 15, or no GRANT SET ON PARAMETER)
+            // connects without it, and the broker remembers.
+            Ok(Err(source))
+                if temp_file_limit_kb > 0
+                    && source.as_db_error().is_some_and(|db| {
+                        db.code().code() == "42501" && db.message().contains("temp_file_limit")
+                    }) =>
+            {
+                crate::fairness::note_temp_file_limit_refused(
+                    target.addr,
+                    target.port,
+                    &target.user,
+                );
+                temp_file_limit_kb = 0;
+            }
+            Ok(Err(source)) => {
+                return Err(RequestError::Connect {
+                    target: target.to_string(),
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(RequestError::Limit(format!(
+                    "connecting to {target} took longer than {} ms",
+                    connect_timeout.as_millis()
+                )))
+            }
         }
     };
     // PostgreSQL reports it at startup (and whenever the session
@@ -952,7 +985,9 @@ pub(crate) async fn connect(
         ),
         Err(_) => (String::new(), Rendering::default(), None),
     };
+    crate::fairness::learn_cap_from(target.addr, target.port, &client).await;
     let mut conn = ServerConn::new(client, connection, superuser);
+    conn.permit = Some(permit);
     conn.settings = settings;
     conn.rendering = rendering;
     conn.backend_pid = backend_pid;

@@ -11,6 +11,9 @@
 //!     [--write-table T] [--max-line-bytes N] [--label L]
 //! iam-pgbroker-load hold --socket S [--db D] [--user U] [--write SQL] --sql SQL
 //! iam-pgbroker-load report [--set KEY=VALUE]... FILE...
+//! iam-pgbroker-load attack --kind hog|nonreader|flood|tempfile --socket S
+//!     --seconds T [--sessions N] [--db D] [--user U] [--dbnames a,b]
+//!     [--reason-chars N] [--sql SQL] [--label L]
 //! ```
 //!
 //! `work`: N connections (one thread each), each with a session doing a mix
@@ -31,6 +34,21 @@
 //! `hold`: opens a session, runs `--write` (if given) with `execute`, sends
 //! `--sql` as a query, reads until its first `rows` frame, prints
 //! `HOLD <session>` and sleeps until killed.
+//!
+//! `attack` (issue 17, run as an unprivileged user): what one user could
+//! do to starve the others, for `--seconds`, then one JSON object of what it
+//! got (`attempts`, `outcomes` by answer, and per kind figures):
+//! - `hog`: takes as many server connections as it can: `--sessions` (64)
+//!   sessions at once, cycling through `--dbnames` and `--user`s (comma
+//!   separated), closing and reopening half of them every second so that
+//!   closed ones park idle in the pool; `held_max` is the most it held.
+//! - `nonreader`: opens a session, asks for a huge result and reads
+//!   nothing; sends a `ping` every 200 ms until the broker closes the
+//!   connection; `cut_off_ms` the times that took; then again.
+//! - `flood`: pipelines `open`s with `--reason-chars` (1000) character
+//!   reasons as fast as it can, answers read by a second thread.
+//! - `tempfile`: a read session sorting more than memory holds, over and
+//!   over (`--sql` to change it).
 //!
 //! `report`: merges `work` and `misbehave` outputs and prints the summary
 //! (a table on stderr, JSON on stdout); `--set` adds figures measured
@@ -57,6 +75,7 @@ fn main() {
         "misbehave" => misbehave(&opts),
         "hold" => hold(&opts),
         "report" => report(&opts),
+        "attack" => attack(&opts),
         other => usage(&format!("unknown command {other:?}")),
     }
 }
@@ -805,6 +824,292 @@ fn hold(opts: &Opts) {
     // Read nothing more: the broker's writes back up until it is killed.
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// attack
+
+fn attack(opts: &Opts) {
+    let kind = opts.req("kind").to_owned();
+    let seconds = opts.num("seconds", 10);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut extra = Map::new();
+    let mut attempts = 0u64;
+    match kind.as_str() {
+        "hog" => attack_hog(opts, deadline, &mut attempts, &mut outcomes, &mut extra),
+        "nonreader" => attack_nonreader(opts, deadline, &mut attempts, &mut outcomes, &mut extra),
+        "flood" => attack_flood(opts, deadline, &mut attempts, &mut outcomes, &mut extra),
+        "tempfile" => attack_tempfile(opts, deadline, &mut attempts, &mut outcomes),
+        other => usage(&format!("unknown attack {other:?}")),
+    }
+    let mut out = json!({
+        "label": opts.get("label").unwrap_or(&kind),
+        "attack": kind,
+        "attempts": attempts,
+        "outcomes": outcomes,
+    });
+    if let Some(map) = out.as_object_mut() {
+        map.extend(extra);
+    }
+    println!("{out}");
+}
+
+fn list(opts: &Opts, key: &str, default: &str) -> Vec<String> {
+    opts.get(key)
+        .unwrap_or(default)
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+fn attack_hog(
+    opts: &Opts,
+    deadline: Instant,
+    attempts: &mut u64,
+    outcomes: &mut BTreeMap<String, u64>,
+    extra: &mut Map<String, Value>,
+) {
+    let socket = opts.socket();
+    let sessions = opts.num("sessions", 64) as usize;
+    let dbnames = list(opts, "dbnames", "");
+    let users = list(opts, "user", "czechidm");
+    let db = opts.get("db").unwrap_or("czechidm").to_owned();
+    let mut held: Vec<Raw> = Vec::new();
+    let mut held_max = 0usize;
+    let mut turn = 0usize;
+    let mut ready = false;
+    while Instant::now() < deadline {
+        let mut failures_this_round = 0usize;
+        while held.len() < sessions && Instant::now() < deadline {
+            turn += 1;
+            *attempts += 1;
+            let mut open = json!({
+                "id": 1, "op": "open", "db": db,
+                "user": users[turn % users.len()], "readonly": true,
+            });
+            let dbname = &dbnames[turn % dbnames.len()];
+            if !dbname.is_empty() {
+                open["dbname"] = json!(dbname);
+            }
+            let answer = Raw::connect(&socket, Duration::from_secs(60))
+                .and_then(|mut raw| raw.call(open).map(|f| (raw, f)));
+            match answer {
+                Ok((mut raw, f)) if f["type"] == "opened" => {
+                    // A statement, so the session surely holds its connection.
+                    let _ = raw.call(json!({"id": 2, "op": "query", "sql": "SELECT 1"}));
+                    *outcomes.entry("opened".into()).or_default() += 1;
+                    held.push(raw);
+                }
+                Ok((_, f)) => {
+                    failures_this_round += 1;
+                    *outcomes.entry(code_of(&f)).or_default() += 1
+                }
+                Err(e) => {
+                    failures_this_round += 1;
+                    *outcomes.entry(format!("io: {}", e.kind())).or_default() += 1
+                }
+            }
+            held_max = held_max.max(held.len());
+            if failures_this_round > sessions {
+                break;
+            }
+        }
+        if !ready {
+            ready = true;
+            println!("HOG READY {}", held.len());
+            let _ = std::io::stdout().flush();
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+        // Half of them closed cleanly: their connections go idle in the pool.
+        let keep = held.len() / 2;
+        for mut raw in held.drain(keep..) {
+            let _ = raw.call(json!({"id": 9, "op": "close"}));
+        }
+    }
+    extra.insert("held_max".into(), json!(held_max));
+}
+
+fn attack_nonreader(
+    opts: &Opts,
+    deadline: Instant,
+    attempts: &mut u64,
+    outcomes: &mut BTreeMap<String, u64>,
+    extra: &mut Map<String, Value>,
+) {
+    let socket = opts.socket();
+    let sql = opts
+        .get("sql")
+        .unwrap_or("SELECT b.*, repeat('x', 2000) AS pad FROM idm_identity_bench b");
+    let mut cut_off = Vec::new();
+    while Instant::now() < deadline {
+        *attempts += 1;
+        let Ok(mut raw) = Raw::connect(&socket, Duration::from_secs(60)) else {
+            *outcomes.entry("connect_failed".into()).or_default() += 1;
+            continue;
+        };
+        match raw.call(
+            json!({"id": 1, "op": "open", "db": opts.get("db").unwrap_or("czechidm"),
+                              "user": opts.get("user").unwrap_or("czechidm"), "readonly": true}),
+        ) {
+            Ok(f) if f["type"] == "opened" => {}
+            Ok(f) => {
+                *outcomes.entry(code_of(&f)).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(_) => {
+                *outcomes.entry("open_failed".into()).or_default() += 1;
+                continue;
+            }
+        }
+        let line = format!("{}\n", json!({"id": 2, "op": "query", "sql": sql}));
+        if raw.send(line.as_bytes()).is_err() {
+            continue;
+        }
+        let started = Instant::now();
+        // Read nothing; a ping now and then shows when the broker closed.
+        let _ = raw
+            .stream
+            .set_write_timeout(Some(Duration::from_millis(200)));
+        let cut = loop {
+            std::thread::sleep(Duration::from_millis(200));
+            match raw.stream.write(b"{\"id\":3,\"op\":\"ping\"}\n") {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    break true
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline + Duration::from_secs(120) {
+                break false;
+            }
+        };
+        if cut {
+            cut_off.push(started.elapsed().as_millis() as u64);
+            *outcomes.entry("cut_off".into()).or_default() += 1;
+        } else {
+            *outcomes.entry("never_cut_off".into()).or_default() += 1;
+        }
+    }
+    extra.insert("cut_off_ms".into(), json!(cut_off));
+}
+
+fn attack_flood(
+    opts: &Opts,
+    deadline: Instant,
+    attempts: &mut u64,
+    outcomes: &mut BTreeMap<String, u64>,
+    extra: &mut Map<String, Value>,
+) {
+    let socket = opts.socket();
+    let reason = "r".repeat(opts.num("reason-chars", 1000) as usize);
+    let mut bytes_sent = 0u64;
+    while Instant::now() < deadline {
+        let Ok(raw) = Raw::connect(&socket, Duration::from_secs(10)) else {
+            *outcomes.entry("connect_failed".into()).or_default() += 1;
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let Ok(reader) = raw.stream.try_clone() else {
+            continue;
+        };
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = answered.clone();
+        let answers = std::thread::spawn(move || {
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            let mut lines = BufReader::new(reader);
+            let mut line = String::new();
+            while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                let code = serde_json::from_str::<Value>(&line)
+                    .map(|f| code_of(&f))
+                    .unwrap_or_else(|_| "not_a_frame".into());
+                *counts.entry(code).or_default() += 1;
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                line.clear();
+            }
+            counts
+        });
+        let mut raw = raw;
+        // Pipelined, 20 at a time, at most 40 unanswered.
+        let mut batch = String::new();
+        for i in 0..20u64 {
+            batch.push_str(
+                &json!({"id": i, "op": "open", "db": "czechidm", "user": "postgres",
+                                   "reason": reason})
+                .to_string(),
+            );
+            batch.push('\n');
+        }
+        let mut sent = 0u64;
+        while Instant::now() < deadline {
+            if sent.saturating_sub(answered.load(std::sync::atomic::Ordering::Relaxed)) >= 40 {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            if raw.send(batch.as_bytes()).is_err() {
+                break;
+            }
+            sent += 20;
+            *attempts += 20;
+            bytes_sent += batch.len() as u64;
+        }
+        let _ = raw.stream.shutdown(std::net::Shutdown::Write);
+        if let Ok(counts) = answers.join() {
+            for (code, n) in counts {
+                *outcomes.entry(code).or_default() += n;
+            }
+        }
+    }
+    extra.insert("bytes_sent".into(), json!(bytes_sent));
+}
+
+fn attack_tempfile(
+    opts: &Opts,
+    deadline: Instant,
+    attempts: &mut u64,
+    outcomes: &mut BTreeMap<String, u64>,
+) {
+    let socket = opts.socket();
+    let sql = opts.get("sql").unwrap_or(
+        "SELECT count(*) FROM (SELECT g::text AS t FROM generate_series(1, 3000000) g ORDER BY 1) s",
+    );
+    while Instant::now() < deadline {
+        let Ok(mut raw) = Raw::connect(&socket, Duration::from_secs(120)) else {
+            *outcomes.entry("connect_failed".into()).or_default() += 1;
+            continue;
+        };
+        let opened = raw.call(json!({"id": 1, "op": "open", "db": opts.get("db").unwrap_or("czechidm"),
+                                     "user": opts.get("user").unwrap_or("czechidm"), "readonly": true}));
+        match opened {
+            Ok(f) if f["type"] == "opened" => {}
+            Ok(f) => {
+                *outcomes.entry(code_of(&f)).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(_) => continue,
+        }
+        while Instant::now() < deadline {
+            *attempts += 1;
+            match raw.call(json!({"id": 2, "op": "query", "sql": sql})) {
+                Ok(f) if f["type"] == "done" => *outcomes.entry("done".into()).or_default() += 1,
+                Ok(f) => {
+                    let code = match f["error"]["sqlstate"].as_str() {
+                        Some(state) => format!("{}:{state}", code_of(&f)),
+                        None => code_of(&f),
+                    };
+                    *outcomes.entry(code).or_default() += 1;
+                    let _ = raw.call(json!({"id": 3, "op": "rollback"}));
+                }
+                Err(_) => break,
+            }
+        }
     }
 }
 

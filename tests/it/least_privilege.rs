@@ -1008,7 +1008,9 @@ fn nothing_of_one_session_is_visible_to_the_next() {
     );
     // Its own two statements are prepared; nothing of the last session.
     assert_eq!(again[1], json!(2), "{again:?}");
-    assert_eq!(again[2], json!("4MB \"$user\", public"), "{again:?}");
+    // The broker's own work_mem ([fair_share] work_mem_kb, a startup
+    // option), not the previous session's 77MB.
+    assert_eq!(again[2], json!("16MB \"$user\", public"), "{again:?}");
     assert_eq!(again[3], json!(0), "{again:?}");
     assert_eq!(again[4], json!(0), "{again:?}");
 }

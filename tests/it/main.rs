@@ -5,6 +5,7 @@ mod approval;
 mod audit;
 mod bad_input;
 mod docs;
+mod fair_share;
 mod faults;
 mod guard;
 mod least_privilege;

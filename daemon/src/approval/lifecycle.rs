@@ -1334,6 +1334,8 @@ async fn connect(
         // application's locks for long; the execution runs with the same
         // setting, so no statement can tell the two apart by it.
         lock_timeout_ms: config.approval.lock_timeout_ms,
+        work_mem_kb: crate::fairness::config().work_mem_kb,
+        temp_file_limit_kb: crate::fairness::config().temp_file_limit_kb,
         connect_timeout: config.database.connect_timeout,
         chunks: ChunkLimits {
             rows: config.limits.rows_per_chunk,

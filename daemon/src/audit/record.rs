@@ -72,6 +72,13 @@ pub enum AuditEvent {
     SessionCancel,
     /// An administrator ended a session (`terminate`).
     SessionTerminate,
+    /// A request refused outside a session's statements: a malformed
+    /// request, a denied `status` or `request_show`, `busy`, the audit
+    /// reserve (`outcome` says which).
+    Refused,
+    /// Refusals of one uid over `[fair_share] refusals_per_interval`,
+    /// counted and summarised in one record per interval.
+    RefusalSummary,
 }
 
 impl AuditEvent {
@@ -101,6 +108,8 @@ impl AuditEvent {
             AuditEvent::RequestRemove => "request_remove",
             AuditEvent::SessionCancel => "session_cancel",
             AuditEvent::SessionTerminate => "session_terminate",
+            AuditEvent::Refused => "refused",
+            AuditEvent::RefusalSummary => "refusal_summary",
         }
     }
 
@@ -158,6 +167,10 @@ pub enum CloseWhy {
     Error,
     /// An administrator ended it.
     Terminated,
+    /// The client read nothing of an answer for `[fair_share]
+    /// write_timeout_ms`: its statement was cancelled and its transaction
+    /// rolled back.
+    WriteTimeout,
 }
 
 impl CloseWhy {
@@ -170,6 +183,7 @@ impl CloseWhy {
             CloseWhy::Shutdown => "shutdown",
             CloseWhy::Error => "error",
             CloseWhy::Terminated => "terminated",
+            CloseWhy::WriteTimeout => "write_timeout",
         }
     }
 }
@@ -184,6 +198,7 @@ impl From<crate::conn::CloseReason> for CloseWhy {
             R::Shutdown => CloseWhy::Shutdown,
             R::Error => CloseWhy::Error,
             R::Terminated => CloseWhy::Terminated,
+            R::WriteTimeout => CloseWhy::WriteTimeout,
         }
     }
 }

@@ -14,6 +14,7 @@ use iam_pgbroker_proto::{Op, Request, Response, OLDEST_PROTOCOL_VERSION, PROTOCO
 pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
     let id = request.id;
     let op = request.op.name();
+    let records_own = records_own_refusals(&request.op);
     let result = match request.op {
         Op::Hello { version, .. } if version < OLDEST_PROTOCOL_VERSION => {
             Err(Reply::Error(RequestError::BadRequest(format!(
@@ -93,7 +94,21 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         Err(Reply::Error(e)) => {
             let info = e.to_wire();
             conn.broker.stats().error(info.code.as_str());
+            if is_refusal(&info, records_own) {
+                crate::conn::record_refusal(
+                    &conn.broker,
+                    &conn.audit_peer,
+                    conn.peer.uid,
+                    Some(id),
+                    op,
+                    &info,
+                );
+            }
             tracing::info!(op, code = %info.code, message = %info.message, "request failed");
+            if crate::fairness::over_refusal_limit(conn.peer.uid) {
+                // A flood of refusals is slowed down, not only summarised.
+                tokio::time::sleep(crate::fairness::REFUSAL_TARPIT).await;
+            }
             match conn
                 .out
                 .send(&Response::Error {
@@ -107,6 +122,46 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
             }
         }
         Err(Reply::ClientGone) => Next::Close,
+    }
+}
+
+/// Which refusals an operation records itself: statements and
+/// transactions their `statement_refused`/`result`, `open` its
+/// `session_refused` (all but the malformed), change requests their
+/// `request_refused` (all but the malformed and the unknown).
+#[derive(Clone, Copy)]
+enum OwnRecords {
+    None,
+    AllButMalformed,
+    All,
+}
+
+fn records_own_refusals(op: &Op) -> OwnRecords {
+    match op {
+        Op::Query { .. } | Op::Execute { .. } | Op::Commit | Op::Rollback | Op::Close => {
+            OwnRecords::All
+        }
+        Op::Open(_)
+        | Op::RequestSubmit(_)
+        | Op::RequestApprove { .. }
+        | Op::RequestReject { .. }
+        | Op::RequestCancel { .. } => OwnRecords::AllButMalformed,
+        _ => OwnRecords::None,
+    }
+}
+
+/// Whether an error answer is a refusal the audit must have (its own
+/// `refused` record, or a count in the summary).
+fn is_refusal(info: &iam_pgbroker_proto::ErrorInfo, own: OwnRecords) -> bool {
+    use iam_pgbroker_proto::ErrorCode as C;
+    let refusal = matches!(
+        info.code,
+        C::Denied | C::BadRequest | C::Busy | C::NotFound | C::Limit
+    );
+    match own {
+        OwnRecords::All => false,
+        OwnRecords::AllButMalformed => refusal && info.code == C::BadRequest,
+        OwnRecords::None => refusal,
     }
 }
 

@@ -45,7 +45,8 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         ..AuditTarget::default()
     };
     let session_id = new_session_id();
-    let (rule, session) = match establish(conn, &params, &session_id, &mut audit_target).await {
+    let (rule, session, slot) = match establish(conn, &params, &session_id, &mut audit_target).await
+    {
         Ok(done) => done,
         Err((error, granted)) => {
             // Refusals and failures are recorded too, best effort: the
@@ -67,7 +68,17 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
                 outcome: Some(Outcome::error(&info, Some(started.elapsed()))),
                 ..AuditRecord::new(event)
             };
-            let _ = conn.broker.audit().record(&record);
+            // Refusals before a grant are rate limited per uid (counted and
+            // summarised beyond it); failures after a grant always recorded.
+            if granted.is_some()
+                || crate::fairness::refusal_recorded(
+                    &conn.audit_peer,
+                    conn.peer.uid,
+                    info.code.as_str(),
+                )
+            {
+                let _ = conn.broker.audit().record(&record);
+            }
             return Err(error.into());
         }
     };
@@ -79,6 +90,7 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
         target: audit_target,
         rule: rule.name.clone(),
         reason: params.reason,
+        slot: Some(slot),
     };
     // The session is recorded before the client may use it; without the
     // record there is no session.
@@ -139,12 +151,22 @@ async fn establish(
     params: &OpenParams,
     session_id: &str,
     audit_target: &mut AuditTarget,
-) -> Result<(Box<crate::policy::Rule>, Session), (RequestError, Option<String>)> {
+) -> Result<
+    (
+        Box<crate::policy::Rule>,
+        Session,
+        crate::fairness::SessionSlot,
+    ),
+    (RequestError, Option<String>),
+> {
     let config = conn.broker.config();
+    // The instance's own database needs no `dbnames` grant.
+    let own_dbname = config.target(&params.db, None).dbname;
     let access = Access {
         db: &params.db,
         db_user: &params.user,
         write: !params.readonly,
+        dbname: params.dbname.as_deref().filter(|d| *d != own_dbname),
     };
     let rule = match config.policy.decide(&conn.peer, access) {
         PolicyDecision::Allow(rule) => rule,
@@ -170,6 +192,14 @@ async fn establish(
         return Err((error, None));
     }
     let granted = || Some(rule.name.clone());
+    // Before anything is spent on the session: the audit folder's reserve
+    // and the user's share of sessions.
+    if let Err(message) = crate::fairness::audit_reserve_check(&config.audit.file) {
+        return Err((RequestError::Unavailable(message), None));
+    }
+    let slot = crate::fairness::session_slot(conn.peer.uid)
+        .map_err(|message| (RequestError::Busy(message), None))?;
+    let fair = crate::fairness::config();
 
     let instance = config.target(&params.db, params.dbname.as_deref());
     audit_target.dbname = Some(instance.dbname.clone());
@@ -200,7 +230,15 @@ async fn establish(
         idle_in_transaction_timeout_ms: rule
             .idle_in_transaction_timeout_ms
             .unwrap_or(config.database.idle_in_transaction_timeout_ms),
-        lock_timeout_ms: 0,
+        // A read session never waits long behind the application's locks
+        // (nor makes later lockers queue behind its own wait).
+        lock_timeout_ms: if params.readonly {
+            fair.read_lock_timeout_ms
+        } else {
+            0
+        },
+        work_mem_kb: rule.work_mem_kb.unwrap_or(fair.work_mem_kb),
+        temp_file_limit_kb: rule.temp_file_limit_kb.unwrap_or(fair.temp_file_limit_kb),
         connect_timeout: config.database.connect_timeout,
         chunks: ChunkLimits {
             rows: config.limits.rows_per_chunk,
@@ -236,7 +274,7 @@ async fn establish(
         Ok(mut session) => {
             session.set_guard(config.sql_guard.clone());
             session.set_text_values(conn.protocol >= 2);
-            Ok((rule, session))
+            Ok((rule, session, slot))
         }
         Err(e) => {
             // The address may be stale (the container moved between an event

@@ -8,7 +8,7 @@ use crate::error::RequestError;
 use crate::session::Failure;
 use serde_json::Value;
 use std::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Whether the client wants the rows or only their count.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,7 @@ pub async fn run(
         audit_peer,
         broker,
         out,
+        closing,
         ..
     } = conn;
     let open = session_of(session)?;
@@ -99,6 +100,12 @@ pub async fn run(
     let outcome = match (&result, &error_info) {
         (Ok(rows), _) => Outcome::ok(Some(*rows), Some(elapsed)),
         (Err(Failure::Request(_)), Some(info)) => Outcome::error(info, Some(elapsed)),
+        // The client stopped reading: cut off, as below.
+        (Err(Failure::Client(e)), _) if e.kind() == std::io::ErrorKind::TimedOut => Outcome {
+            ok: false,
+            code: Some("write_timeout"),
+            ..Outcome::ok(None, Some(elapsed))
+        },
         // The client vanished mid-result: what ran is rolled back with the
         // session.
         _ => Outcome {
@@ -125,6 +132,13 @@ pub async fn run(
             Ok(Next::Continue)
         }
         Err(Failure::Request(e)) => Err(Reply::Error(e)),
+        Err(Failure::Client(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            warn!(session = %open.id, op, micros, "the client stopped reading the result: cancelling the statement, rolling back and closing the connection");
+            crate::fairness::WRITE_TIMEOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            open.session.cancel_statement().await;
+            *closing = Some(crate::conn::CloseReason::WriteTimeout);
+            Err(Reply::ClientGone)
+        }
         Err(Failure::Client(_)) => {
             info!(session = %open.id, op, micros, "client went away during the result");
             // Nobody reads the rest: stop the statement before the session
