@@ -152,22 +152,61 @@ fn fold(name: &str) -> String {
 
 /// Statements a line may start with.
 const STARTERS: &[&str] = &[
-    "ABORT", "BEGIN", "COMMIT", "COPY", "DELETE FROM", "END", "EXPLAIN", "INSERT INTO", "RELEASE",
-    "RESET", "ROLLBACK", "SAVEPOINT", "SELECT", "SET", "SHOW", "START TRANSACTION", "TABLE",
-    "UPDATE", "VALUES", "WITH",
+    "ABORT",
+    "BEGIN",
+    "COMMIT",
+    "COPY",
+    "DELETE FROM",
+    "END",
+    "EXPLAIN",
+    "INSERT INTO",
+    "RELEASE",
+    "RESET",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "SELECT",
+    "SET",
+    "SHOW",
+    "START TRANSACTION",
+    "TABLE",
+    "UPDATE",
+    "VALUES",
+    "WITH",
 ];
 
 /// What may follow a table in FROM.
 const AFTER_TABLE: &[&str] = &[
-    "AS", "CROSS JOIN", "FULL JOIN", "GROUP BY", "INNER JOIN", "JOIN", "LEFT JOIN", "LIMIT",
-    "NATURAL JOIN", "OFFSET", "ON", "ORDER BY", "RIGHT JOIN", "USING", "WHERE",
+    "AS",
+    "CROSS JOIN",
+    "FULL JOIN",
+    "GROUP BY",
+    "INNER JOIN",
+    "JOIN",
+    "LEFT JOIN",
+    "LIMIT",
+    "NATURAL JOIN",
+    "OFFSET",
+    "ON",
+    "ORDER BY",
+    "RIGHT JOIN",
+    "USING",
+    "WHERE",
 ];
 
 /// Settings a session may show or set.
 const SETTINGS: &[&str] = &[
-    "application_name", "bytea_output", "client_encoding", "client_min_messages", "DateStyle",
-    "extra_float_digits", "IntervalStyle", "lock_timeout", "search_path", "statement_timeout",
-    "TimeZone", "work_mem",
+    "application_name",
+    "bytea_output",
+    "client_encoding",
+    "client_min_messages",
+    "DateStyle",
+    "extra_float_digits",
+    "IntervalStyle",
+    "lock_timeout",
+    "search_path",
+    "statement_timeout",
+    "TimeZone",
+    "work_mem",
 ];
 
 /// Words after which a table name comes.
@@ -175,14 +214,50 @@ const TABLE_WORDS: &[&str] = &["FROM", "JOIN", "UPDATE", "INTO", "TABLE", "ONLY"
 
 /// Words after which an expression (a column, a function) comes.
 const EXPRESSION_WORDS: &[&str] = &[
-    "SELECT", "WHERE", "AND", "OR", "BY", "ON", "HAVING", "RETURNING", "DISTINCT", "NOT", "(", "=",
-    "<", ">", "<>", "!=", "<=", ">=", "+", "-", "*", "/", "||", "CASE", "WHEN", "THEN", "ELSE",
+    "SELECT",
+    "WHERE",
+    "AND",
+    "OR",
+    "BY",
+    "ON",
+    "HAVING",
+    "RETURNING",
+    "DISTINCT",
+    "NOT",
+    "(",
+    "=",
+    "<",
+    ">",
+    "<>",
+    "!=",
+    "<=",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "||",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
 ];
 
 /// The clause keywords that tell what a comma continues.
 const CLAUSES: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "JOIN", "ON", "SET", "BY", "HAVING", "RETURNING", "INTO", "VALUES",
-    "UPDATE", "USING",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "JOIN",
+    "ON",
+    "SET",
+    "BY",
+    "HAVING",
+    "RETURNING",
+    "INTO",
+    "VALUES",
+    "UPDATE",
+    "USING",
 ];
 
 /// A token of the statement before the cursor.
@@ -300,9 +375,30 @@ fn statement_tables(toks: &[Token]) -> Vec<(String, String)> {
                 if let Some(Token::Word(a)) = toks.get(j) {
                     let a_up = a.to_ascii_uppercase();
                     let reserved = [
-                        "WHERE", "JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "NATURAL", "ON",
-                        "USING", "GROUP", "ORDER", "LIMIT", "OFFSET", "SET", "VALUES", "SELECT",
-                        "DEFAULT", "RETURNING", "WINDOW", "HAVING", "UNION", "EXCEPT", "INTERSECT",
+                        "WHERE",
+                        "JOIN",
+                        "LEFT",
+                        "RIGHT",
+                        "INNER",
+                        "FULL",
+                        "CROSS",
+                        "NATURAL",
+                        "ON",
+                        "USING",
+                        "GROUP",
+                        "ORDER",
+                        "LIMIT",
+                        "OFFSET",
+                        "SET",
+                        "VALUES",
+                        "SELECT",
+                        "DEFAULT",
+                        "RETURNING",
+                        "WINDOW",
+                        "HAVING",
+                        "UNION",
+                        "EXCEPT",
+                        "INTERSECT",
                         "FOR",
                     ];
                     if !reserved.contains(&a_up.as_str()) {
@@ -353,7 +449,9 @@ fn filter(options: impl IntoIterator<Item = String>, word: &str) -> Vec<String> 
     options
         .into_iter()
         .filter(|o| {
-            o.starts_with(word) || fold(o).starts_with(&folded) || o.to_lowercase().starts_with(&folded)
+            o.starts_with(word)
+                || fold(o).starts_with(&folded)
+                || o.to_lowercase().starts_with(&folded)
         })
         .collect()
 }
@@ -382,7 +480,12 @@ fn relation_names(catalog: &Catalog, word: &str) -> Vec<String> {
         .filter(|r| r.visible)
         .map(|r| quote_ident(&r.name))
         .collect();
-    names.extend(catalog.schemas.iter().map(|s| format!("{}.", quote_ident(s))));
+    names.extend(
+        catalog
+            .schemas
+            .iter()
+            .map(|s| format!("{}.", quote_ident(s))),
+    );
     filter(names, word)
 }
 
@@ -437,14 +540,19 @@ fn sql(catalog: &Catalog, text: &str, word: &str) -> Vec<String> {
         "INSERT" => keywords(&["INTO"], word),
         "DELETE" => keywords(&["FROM"], word),
         "ORDER" | "GROUP" => keywords(&["BY"], word),
-        "LEFT" | "RIGHT" | "FULL" | "INNER" | "CROSS" | "NATURAL" => keywords(&["JOIN", "OUTER JOIN"], word),
+        "LEFT" | "RIGHT" | "FULL" | "INNER" | "CROSS" | "NATURAL" => {
+            keywords(&["JOIN", "OUTER JOIN"], word)
+        }
         "EXPLAIN" => keywords(
-            &["ANALYZE", "VERBOSE", "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "("],
+            &[
+                "ANALYZE", "VERBOSE", "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "(",
+            ],
             word,
         ),
-        "ANALYZE" | "VERBOSE" if first == "EXPLAIN" => {
-            keywords(&["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VERBOSE"], word)
-        }
+        "ANALYZE" | "VERBOSE" if first == "EXPLAIN" => keywords(
+            &["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VERBOSE"],
+            word,
+        ),
         "SHOW" => filter(
             SETTINGS
                 .iter()
@@ -466,7 +574,16 @@ fn sql(catalog: &Catalog, text: &str, word: &str) -> Vec<String> {
                 .chain(["SESSION", "LOCAL", "TIME ZONE"].map(|k| keyword_case(k, word))),
             word,
         ),
-        "BEGIN" | "START" => keywords(&["TRANSACTION", "WORK", "ISOLATION LEVEL", "READ ONLY", "READ WRITE"], word),
+        "BEGIN" | "START" => keywords(
+            &[
+                "TRANSACTION",
+                "WORK",
+                "ISOLATION LEVEL",
+                "READ ONLY",
+                "READ WRITE",
+            ],
+            word,
+        ),
         "ROLLBACK" => keywords(&["TO SAVEPOINT", "WORK", "TRANSACTION"], word),
         "RELEASE" => keywords(&["SAVEPOINT"], word),
         "WITH" if toks.len() == 1 => keywords(&["RECURSIVE"], word),
@@ -489,7 +606,21 @@ fn sql(catalog: &Catalog, text: &str, word: &str) -> Vec<String> {
                 }
                 if clause == "WHERE" || clause == "ON" || clause == "SELECT" {
                     return keywords(
-                        &["AND", "OR", "IS NULL", "IS NOT NULL", "IN", "LIKE", "ILIKE", "BETWEEN", "FROM", "AS", "ORDER BY", "GROUP BY", "LIMIT"],
+                        &[
+                            "AND",
+                            "OR",
+                            "IS NULL",
+                            "IS NOT NULL",
+                            "IN",
+                            "LIKE",
+                            "ILIKE",
+                            "BETWEEN",
+                            "FROM",
+                            "AS",
+                            "ORDER BY",
+                            "GROUP BY",
+                            "LIMIT",
+                        ],
                         word,
                     );
                 }
@@ -506,17 +637,20 @@ fn backslash(catalog: &Catalog, before: &str, word: &str) -> Vec<String> {
         let mut all: Vec<String> = crate::describe::COMMANDS
             .iter()
             .flat_map(|c| {
-                [format!("\\{c}")]
-                    .into_iter()
-                    .chain(["+", "S", "S+"].iter().filter(|_| c.starts_with('d')).map(move |m| format!("\\{c}{m}")))
+                [format!("\\{c}")].into_iter().chain(
+                    ["+", "S", "S+"]
+                        .iter()
+                        .filter(|_| c.starts_with('d'))
+                        .map(move |m| format!("\\{c}{m}")),
+                )
             })
             .collect();
-        all.extend(
-            ["\\?", "\\conninfo", "\\e", "\\h", "\\q", "\\timing", "\\x"].map(String::from),
-        );
+        all.extend(["\\?", "\\conninfo", "\\e", "\\h", "\\q", "\\timing", "\\x"].map(String::from));
         return filter(all, word);
     };
-    let cmd = command.trim_start_matches('\\').trim_end_matches(['+', 'S']);
+    let cmd = command
+        .trim_start_matches('\\')
+        .trim_end_matches(['+', 'S']);
     match cmd {
         "d" | "dt" | "dv" | "dm" | "ds" | "di" | "dp" | "z" | "sv" => relation_names(catalog, word),
         "df" | "sf" => filter(catalog.functions.iter().cloned(), word),
@@ -591,7 +725,11 @@ mod tests {
         let mut columns = HashMap::new();
         columns.insert(
             "public.idm_identity".to_owned(),
-            vec!["id".to_owned(), "username".to_owned(), "first_name".to_owned()],
+            vec![
+                "id".to_owned(),
+                "username".to_owned(),
+                "first_name".to_owned(),
+            ],
         );
         columns.insert(
             "public.idm_role".to_owned(),
@@ -659,7 +797,10 @@ mod tests {
         );
         assert_eq!(complete("UPDATE idm_role SET na"), vec!["name"]);
         // Functions with the columns.
-        assert_eq!(complete("SELECT * FROM idm_identity WHERE low"), vec!["lower"]);
+        assert_eq!(
+            complete("SELECT * FROM idm_identity WHERE low"),
+            vec!["lower"]
+        );
         // Columns of a table named later on an earlier line do not count,
         // but the earlier lines do.
         assert_eq!(
@@ -697,7 +838,9 @@ mod tests {
     fn literals_are_no_names() {
         assert_eq!(tokens("SELECT 'FROM x' FROM t").len(), 4);
         assert_eq!(
-            statement_tables(&tokens("SELECT * FROM idm_identity AS i JOIN idm_role r ON")),
+            statement_tables(&tokens(
+                "SELECT * FROM idm_identity AS i JOIN idm_role r ON"
+            )),
             vec![
                 ("i".to_owned(), "idm_identity".to_owned()),
                 ("r".to_owned(), "idm_role".to_owned())

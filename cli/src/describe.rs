@@ -109,7 +109,10 @@ impl Command {
         } else if let Some(rest) = cmd.strip_prefix('z') {
             (Kind::Privileges, rest)
         } else if let Some(rest) = cmd.strip_prefix('d') {
-            let letters: String = rest.chars().take_while(|c| !matches!(c, '+' | 'S')).collect();
+            let letters: String = rest
+                .chars()
+                .take_while(|c| !matches!(c, '+' | 'S'))
+                .collect();
             let modifiers = &rest[letters.len()..];
             let kind = match letters.as_str() {
                 "" => Kind::Describe,
@@ -332,7 +335,11 @@ impl Ctx<'_> {
         let rows = self.conn.query(sql, &[])?;
         Ok(rows
             .iter()
-            .map(|r| (0..r.len()).map(|i| r.text(i).map(|t| t.into_owned())).collect())
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.text(i).map(|t| t.into_owned()))
+                    .collect()
+            })
             .collect())
     }
 
@@ -352,7 +359,11 @@ impl Ctx<'_> {
         };
         let data = rows
             .iter()
-            .map(|r| (0..r.len()).map(|i| r.text(i).map(|t| t.into_owned())).collect())
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.text(i).map(|t| t.into_owned()))
+                    .collect()
+            })
             .collect();
         Ok(Table {
             title: Some(title.to_owned()),
@@ -389,8 +400,8 @@ impl Ctx<'_> {
             Kind::Privileges => self.list_privileges(pattern),
             Kind::Databases => self.list_databases(pattern, v),
             Kind::Extensions => self.list_extensions(pattern),
-            Kind::ShowFunction => self.show_function(&args.join(" ")),
-            Kind::ShowView => self.show_view(&args.join(" ")),
+            Kind::ShowFunction => self.show_function(&args.join(" "), v),
+            Kind::ShowView => self.show_view(&args.join(" "), v),
         }
     }
 
@@ -486,18 +497,10 @@ impl Ctx<'_> {
         sql.push_str("ORDER BY 1,2;");
         let table = self.query_table(&sql, "List of relations")?;
         if table.rows.is_empty() {
-            let what = match (tables, indexes, views, matviews, seqs, foreign) {
-                (true, false, false, false, false, false) => "tables",
-                (false, true, false, false, false, false) => "indexes",
-                (false, false, true, false, false, false) => "views",
-                (false, false, false, true, false, false) => "materialized views",
-                (false, false, false, false, true, false) => "sequences",
-                (false, false, false, false, false, true) => "foreign tables",
-                _ => "relations",
-            };
             return Err(Failed::Said(match pattern {
-                Some(p) => format!("Did not find any {what} named \"{p}\"."),
-                None => format!("Did not find any {what}."),
+                // psql 15 says "relation" whatever the letters.
+                Some(p) => format!("Did not find any relation named \"{p}\"."),
+                None => "Did not find any relations.".to_owned(),
             }));
         }
         self.print(&table)
@@ -575,7 +578,7 @@ impl Ctx<'_> {
                  CASE WHEN prosecdef THEN 'definer' ELSE 'invoker' END AS \"Security\",\n \
                  pg_catalog.array_to_string(p.proacl, E'\\n') AS \"Access privileges\",\n \
                  l.lanname as \"Language\",\n \
-                 CASE WHEN l.lanname IN ('internal', 'c') THEN p.prosrc END as \"Internal name\",\n \
+                 p.prosrc as \"Source code\",\n \
                  pg_catalog.obj_description(p.oid, 'pg_proc') as \"Description\"",
             );
         }
@@ -621,7 +624,7 @@ impl Ctx<'_> {
                 "Security",
                 "Access privileges",
                 "Language",
-                "Internal name",
+                "Source code",
                 "Description",
             ],
             verbose,
@@ -763,7 +766,7 @@ impl Ctx<'_> {
             }
             let mut cells = vec![
                 Some(col(row, 0).to_owned()),
-                Some(attrs.join("\n")),
+                Some(attrs.join(", ")),
                 Some(col(row, 8).to_owned()),
             ];
             if verbose {
@@ -780,7 +783,8 @@ impl Ctx<'_> {
             aligns: left(headers.len()),
             headers: headers.into_iter().map(String::from).collect(),
             rows: out_rows,
-            footers: None,
+            // psql prints no row count under the roles.
+            footers: Some(Vec::new()),
         };
         self.print(&table)
     }
@@ -915,33 +919,50 @@ impl Ctx<'_> {
         );
         sql.push_str("ORDER BY 1;");
         let table = self.query_table(&sql, "List of installed extensions")?;
-        self.print_or_headers(table, &["Name", "Version", "Schema", "Description"], true, 4)
+        self.print_or_headers(
+            table,
+            &["Name", "Version", "Schema", "Description"],
+            true,
+            4,
+        )
     }
 
     /// `\sf NAME[(ARGS)]`: the function's `CREATE OR REPLACE` command.
-    fn show_function(&mut self, name: &str) -> Res<()> {
+    fn show_function(&mut self, name: &str, numbered: bool) -> Res<()> {
         if name.trim().is_empty() {
             return Err(Failed::Said("\\sf: function name is required".into()));
         }
-        let cast = if name.contains('(') {
-            "regprocedure"
+        // psql casts the name to regproc (regprocedure with arguments);
+        // the guard reads such a literal as a call of the function it
+        // names, so the look-up is by to_regproc(), which only reads.
+        let look_up = if name.contains('(') {
+            "to_regprocedure"
         } else {
-            "regproc"
+            "to_regproc"
         };
         let rows = self.query(&format!(
-            "SELECT pg_catalog.pg_get_functiondef({}::pg_catalog.{cast}::pg_catalog.oid)",
+            "SELECT pg_catalog.pg_get_functiondef(f) FROM pg_catalog.{look_up}({}) AS f WHERE f IS NOT NULL",
             literal(name.trim())
         ))?;
-        let def = rows.first().map(|r| col(r, 0).to_owned()).unwrap_or_default();
-        self.out.write_all(def.as_bytes())?;
-        if !def.ends_with('\n') {
-            self.out.write_all(b"\n")?;
-        }
+        let Some(def) = rows.first().map(|r| col(r, 0).to_owned()) else {
+            return Err(Failed::Said(format!(
+                "ERROR:  function \"{}\" does not exist",
+                name.trim()
+            )));
+        };
+        let text = if numbered {
+            with_line_numbers(&def, true)
+        } else if def.ends_with('\n') {
+            def
+        } else {
+            format!("{def}\n")
+        };
+        self.out.write_all(text.as_bytes())?;
         Ok(())
     }
 
     /// `\sv NAME`: the view's `CREATE OR REPLACE VIEW` command.
-    fn show_view(&mut self, name: &str) -> Res<()> {
+    fn show_view(&mut self, name: &str, numbered: bool) -> Res<()> {
         if name.trim().is_empty() {
             return Err(Failed::Said("\\sv: view name is required".into()));
         }
@@ -955,10 +976,7 @@ impl Ctx<'_> {
             literal(name.trim())
         ))?;
         let Some(row) = rows.first() else {
-            return Err(Failed::Said(format!(
-                "\"{}\" is not a view",
-                name.trim()
-            )));
+            return Err(Failed::Said(format!("\"{}\" is not a view", name.trim())));
         };
         let kind = if col(row, 2) == "m" {
             "MATERIALIZED VIEW"
@@ -982,9 +1000,38 @@ impl Ctx<'_> {
             text.push_str(&format!("\n  WITH {} CHECK OPTION", col(row, 5)));
         }
         text.push('\n');
+        if numbered {
+            text = with_line_numbers(&text, false);
+        }
         self.out.write_all(text.as_bytes())?;
         Ok(())
     }
+}
+
+/// `\sf+`, `\sv+`: the lines numbered, as psql does. For a function the
+/// header (up to the line starting its body: `AS `, `BEGIN `, `RETURN `)
+/// is indented instead, so that the numbers match what PostgreSQL's
+/// error messages count in the body.
+fn with_line_numbers(text: &str, function: bool) -> String {
+    let mut out = String::new();
+    let mut in_header = function;
+    let mut n = 1;
+    for line in text.lines() {
+        if in_header
+            && ["AS ", "BEGIN ", "RETURN "]
+                .iter()
+                .any(|p| line.starts_with(p))
+        {
+            in_header = false;
+        }
+        if in_header {
+            out.push_str(&format!("        {line}\n"));
+        } else {
+            out.push_str(&format!("{n:<7} {line}\n"));
+            n += 1;
+        }
+    }
+    out
 }
 
 /// An identifier quoted when PostgreSQL would need it (psql's
@@ -1015,7 +1062,10 @@ mod tests {
     #[test]
     fn commands_parse_with_their_modifiers() {
         let c = Command::parse("d").unwrap();
-        assert_eq!((c.kind, c.verbose, c.system), (Kind::Describe, false, false));
+        assert_eq!(
+            (c.kind, c.verbose, c.system),
+            (Kind::Describe, false, false)
+        );
         let c = Command::parse("dtS+").unwrap();
         assert_eq!(
             (c.kind, c.verbose, c.system),
@@ -1049,10 +1099,7 @@ mod tests {
         );
         assert_eq!(pattern_part_regex("a$b").as_deref(), Some("^(a\\$b)$"));
         // Unquoted, regular-expression characters keep their meaning.
-        assert_eq!(
-            pattern_part_regex("(a|b)+").as_deref(),
-            Some("^((a|b)+)$")
-        );
+        assert_eq!(pattern_part_regex("(a|b)+").as_deref(), Some("^((a|b)+)$"));
         assert_eq!(pattern_parts("\"a.b\".c"), vec!["\"a.b\"", "c"]);
         assert_eq!(pattern_parts("s.t"), vec!["s", "t"]);
     }

@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(parse("\\timing"), Timing(None));
         assert_eq!(parse("\\d"), describe("d", &[]));
         assert_eq!(parse("\\d idm_*"), describe("d", &["idm_*"]));
-        assert_eq!(parse("\\d+ public.idm_identity"), describe("d+", &["public.idm_identity"]));
+        assert_eq!(
+            parse("\\d+ public.idm_identity"),
+            describe("d+", &["public.idm_identity"])
+        );
         assert_eq!(parse("\\dtS+ bridge*"), describe("dtS+", &["bridge*"]));
         assert_eq!(parse("\\d \"My Table\""), describe("d", &["\"My Table\""]));
         assert_eq!(parse("\\l"), describe("l", &[]));
@@ -203,14 +206,20 @@ mod tests {
         assert_eq!(parse("\\?"), Help);
         assert_eq!(parse("\\h"), SqlHelp(None));
         assert_eq!(parse("\\h select"), SqlHelp(Some("select".into())));
-        assert_eq!(parse("\\h ROLLBACK TO"), SqlHelp(Some("ROLLBACK TO".into())));
+        assert_eq!(
+            parse("\\h ROLLBACK TO"),
+            SqlHelp(Some("ROLLBACK TO".into()))
+        );
         assert_eq!(parse("\\e"), Edit(None));
         assert_eq!(parse("\\e /tmp/q.sql"), Edit(Some("/tmp/q.sql".into())));
     }
 
     #[test]
     fn arguments_keep_quotes_as_psql() {
-        assert_eq!(split_args("a  \"b c\" 'd e' 'it''s'"), vec!["a", "\"b c\"", "d e", "it's"]);
+        assert_eq!(
+            split_args("a  \"b c\" 'd e' 'it''s'"),
+            vec!["a", "\"b c\"", "d e", "it's"]
+        );
         assert!(split_args("   ").is_empty());
     }
 

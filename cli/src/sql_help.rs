@@ -258,7 +258,21 @@ mod tests {
     fn the_list_and_what_is_missing() {
         let list = help(None);
         assert!(list.starts_with("Available help:\n  ABORT"));
-        for name in ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "SET", "SHOW", "COPY", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "EXPLAIN"] {
+        for name in [
+            "SELECT",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "WITH",
+            "SET",
+            "SHOW",
+            "COPY",
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "SAVEPOINT",
+            "EXPLAIN",
+        ] {
             assert!(list.contains(name), "{name}");
         }
         assert_eq!(

@@ -28,7 +28,12 @@ fn ch(row: &Row, i: usize) -> char {
 }
 
 impl Ctx<'_> {
-    pub(super) fn describe_details(&mut self, pattern: &str, verbose: bool, system: bool) -> Res<()> {
+    pub(super) fn describe_details(
+        &mut self,
+        pattern: &str,
+        verbose: bool,
+        system: bool,
+    ) -> Res<()> {
         let mut sql = String::from(
             "SELECT c.oid,\n  n.nspname,\n  c.relname\nFROM pg_catalog.pg_class c\n     \
              LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace\n",
@@ -102,9 +107,8 @@ impl Ctx<'_> {
         let show_compression = matches!(k, 'r' | 'p' | 'm');
         let show_column_details = matches!(k, 'r' | 'v' | 'm' | 'f' | 'c' | 'p');
 
-        let mut sql = String::from(
-            "SELECT a.attname,\n  pg_catalog.format_type(a.atttypid, a.atttypmod)",
-        );
+        let mut sql =
+            String::from("SELECT a.attname,\n  pg_catalog.format_type(a.atttypid, a.atttypmod)");
         if show_column_details {
             sql.push_str(
                 ",\n  (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true)\n   FROM pg_catalog.pg_attrdef d\n   \
@@ -255,8 +259,7 @@ impl Ctx<'_> {
             if !info.of_type.is_empty() {
                 footers.push(format!("Typed table of type: {}", info.of_type));
             }
-            if verbose && matches!(k, 'r' | 'm') && info.replident != 'd' && info.replident != 'i'
-            {
+            if verbose && matches!(k, 'r' | 'm') && info.replident != 'd' && info.replident != 'i' {
                 let schema_is_system = schema == "pg_catalog";
                 if !(info.replident == 'n' && schema_is_system) {
                     footers.push(format!(
