@@ -31,9 +31,10 @@ type Row = Vec<Option<String>>;
 /// (patterns), already variable-substituted. `None` when `cmd` is not a
 /// describe command.
 ///
-/// What psql reports as an error and goes on from ("Did not find any
+/// What psql reports as an error of the command ("Did not find any
 /// relation named …", an improper pattern) is written to standard error
-/// and is `Ok`; `Err` is an error of the session or of PostgreSQL.
+/// and is `Ok`; [`run_status`] tells it apart. `Err` is an error of the
+/// session or of PostgreSQL.
 pub fn run(
     conn: &mut Connection,
     cmd: &str,
@@ -41,19 +42,32 @@ pub fn run(
     opt: &PrintOpt,
     out: &mut Output,
 ) -> Option<Result<(), Error>> {
+    run_status(conn, cmd, args, opt, out).map(|r| r.map(|_| ()))
+}
+
+/// Like [`run`], with psql's verdict on the command: `Ok(false)` when it
+/// printed an error of its own ("Did not find any relation named …"),
+/// after which psql's `-c` exits 1 and `ON_ERROR_STOP` stops.
+pub fn run_status(
+    conn: &mut Connection,
+    cmd: &str,
+    args: &[String],
+    opt: &PrintOpt,
+    out: &mut Output,
+) -> Option<Result<bool, Error>> {
     let command = Command::parse(cmd)?;
     let mut ctx = Ctx { conn, opt, out };
     let result = ctx.dispatch(&command, args);
     Some(match result {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         Err(Failed::Db(err)) => Err(err),
         Err(Failed::Said(message)) => {
             eprintln!("{message}");
-            Ok(())
+            Ok(false)
         }
         Err(Failed::Output(e)) => {
             eprintln!("iam-pg: error: cannot write the output: {e}");
-            Ok(())
+            Ok(false)
         }
     })
 }

@@ -7,6 +7,8 @@ mod bad_input;
 mod docs;
 mod faults;
 mod guard;
+mod iam_pg_describe;
+mod iam_pg_pty;
 mod least_privilege;
 mod limits;
 mod ops_admin;
