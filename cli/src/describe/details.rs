@@ -326,14 +326,7 @@ impl Ctx<'_> {
                 _ => {}
             }
         }
-        let title = format!(
-            "{} \"{schema}.{name}\"",
-            if owner.first().is_some_and(|o| ch(o, 1) == 'i') {
-                "Sequence"
-            } else {
-                "Sequence"
-            }
-        );
+        let title = format!("Sequence \"{schema}.{name}\"");
         let headers = [
             "Type",
             "Start",
@@ -752,12 +745,9 @@ impl Ctx<'_> {
             let matching: Vec<&Row> = rows
                 .iter()
                 .filter(|r| {
-                    let e = col(r, 2);
-                    let is_internal = is_true(r, 3);
-                    // Enabled-origin triggers are listed whatever their
-                    // internal flag; the rest by it.
-                    let e = if e == "O" { "O" } else { e };
-                    e == enabled && (enabled == "O" || is_internal == internal)
+                    // Enabled triggers are listed whatever their internal
+                    // flag; disabled ones by it.
+                    col(r, 2) == enabled && (enabled != "D" || is_true(r, 3) == internal)
                 })
                 .collect();
             if matching.is_empty() {
