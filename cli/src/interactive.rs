@@ -13,24 +13,44 @@
 //!   unanswered question rolls back, since nothing may be committed that
 //!   was not meant to be.
 //!
-//! Ctrl-C at the prompt drops the statement being typed. While a statement
-//! runs, Ctrl-C ends iam-pg (the protocol has no cancel yet); the broker then
-//! rolls back whatever was open.
+//! The prompt looks like psql's default (`%/%R%x%# `): the database name,
+//! `=` (or `-` while a statement continues), `*` while a write session's
+//! transaction is open and `!` after it failed, then `>` in a read session
+//! and `#` in a write session — psql's `#` marks the superuser, the one
+//! who can change things; here it marks the session that can.
+//!
+//! Ctrl-C while a statement (or a describe command) runs asks the broker
+//! to cancel it, from a thread that waits for SIGINT (the signal handler
+//! itself only wakes it); the statement ends with PostgreSQL's "canceling
+//! statement due to user request" and the session stays usable. Ctrl-C at
+//! the prompt drops the line being typed, as in psql.
+//!
+//! Every complete input — a backslash command, or SQL up to its `;` —
+//! goes through [`Prompt::execute_input`].
 
 use crate::args::Args;
-use crate::describe::{self, Listing};
+use crate::complete::{self, Catalog};
+use crate::describe;
 use crate::meta::{self, MetaCommand};
 use crate::output::Format;
+use crate::print::{self, PrintOpt};
 use crate::run::{self, exit_status, Failure, EXIT_DATABASE, EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::script;
-use iam_pgconnect::{Connection, Error, ErrorCode};
+use crate::sql_help;
+use iam_pgconnect::{CancelHandle, Connection, Error, ErrorCode};
 use rustyline::error::ReadlineError;
-use rustyline::DefaultEditor;
+use rustyline::history::FileHistory;
+use std::cell::RefCell;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+type LineEditor = rustyline::Editor<complete::Helper, FileHistory>;
 
 /// Where the broker's transaction stands, as far as the prompt knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +142,57 @@ struct Prompt {
     format: Format,
     expanded: bool,
     timing: bool,
+    /// The statement typed so far (lines without their `;` yet).
+    buffer: String,
+    /// The last statement sent, for `\e` with an empty buffer.
+    last_query: String,
+    /// What Tab completes from, shared with the line editor.
+    completion: Rc<RefCell<complete::State>>,
+    /// The catalog is read again before the next prompt.
+    catalog_stale: bool,
+    /// Set while a statement runs: Ctrl-C then cancels it.
+    running: Arc<AtomicBool>,
+}
+
+/// Cancels the session's statement on SIGINT while one runs. The signal
+/// handler only wakes this thread (signal-hook's self-pipe); the cancel,
+/// which opens a socket to the broker, is done here.
+fn start_cancel_thread(handle: CancelHandle, running: Arc<AtomicBool>) {
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("iam-pg: warning: Ctrl-C cannot cancel statements: {e}");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if !running.load(Ordering::SeqCst) {
+                continue;
+            }
+            // psql's words.
+            match handle.cancel() {
+                Ok(()) => eprintln!("Cancel request sent"),
+                Err(err) => eprintln!("Could not send cancel request: {err}"),
+            }
+        }
+    });
+}
+
+/// Marks a statement as running for as long as it lives.
+struct Running<'a>(&'a AtomicBool);
+
+impl<'a> Running<'a> {
+    fn new(flag: &'a AtomicBool) -> Running<'a> {
+        flag.store(true, Ordering::SeqCst);
+        Running(flag)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Runs the prompt until `\q` or Ctrl-D.
@@ -144,14 +215,21 @@ pub fn main(args: &Args) -> ExitCode {
     let editor_config = rustyline::Config::builder()
         .auto_add_history(false)
         .history_ignore_space(true)
+        // As readline: Tab completes what all candidates share, a second
+        // Tab lists them.
+        .completion_type(rustyline::CompletionType::List)
         .build();
-    let mut editor = match DefaultEditor::with_config(editor_config) {
+    let mut editor: LineEditor = match rustyline::Editor::with_config(editor_config) {
         Ok(editor) => editor,
         Err(e) => {
             eprintln!("iam-pg: error: cannot use the terminal: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let completion = Rc::new(RefCell::new(complete::State::default()));
+    editor.set_helper(Some(complete::Helper {
+        state: Rc::clone(&completion),
+    }));
     let history = history_path();
     if let Some(path) = &history {
         match editor.load_history(path) {
@@ -163,6 +241,8 @@ pub fn main(args: &Args) -> ExitCode {
             ),
         }
     }
+    let running = Arc::new(AtomicBool::new(false));
+    start_cancel_thread(conn.cancel_handle(), Arc::clone(&running));
     let mut prompt = Prompt {
         conn,
         socket,
@@ -171,6 +251,11 @@ pub fn main(args: &Args) -> ExitCode {
         format: args.format,
         expanded: args.expanded,
         timing: false,
+        buffer: String::new(),
+        last_query: String::new(),
+        completion,
+        catalog_stale: true,
+        running,
     };
     prompt.banner();
     let status = prompt.run(&mut editor);
@@ -180,7 +265,7 @@ pub fn main(args: &Args) -> ExitCode {
     status
 }
 
-fn save_history(editor: &mut DefaultEditor, path: &Path) {
+fn save_history(editor: &mut LineEditor, path: &Path) {
     // Statements may hold personal data: the file is the user's alone,
     // as psql's is.
     let saved = editor
@@ -196,6 +281,47 @@ fn save_history(editor: &mut DefaultEditor, path: &Path) {
             path.display()
         );
     }
+}
+
+/// Statements after which the catalog that completion knows may be out of
+/// date.
+fn may_change_schema(sql: &str) -> bool {
+    let first = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    matches!(
+        first.as_str(),
+        "create" | "alter" | "drop" | "comment" | "grant" | "revoke" | "set" | "reset"
+    )
+}
+
+/// A new file only this user can read, holding `text`, for `\e`.
+fn temp_file(text: &str) -> io::Result<PathBuf> {
+    let dir = std::env::var_os("TMPDIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    for n in 0..100u32 {
+        let path = dir.join(format!("iam-pg.edit.{}.{n}.sql", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes())?;
+                if !text.is_empty() && !text.ends_with('\n') {
+                    f.write_all(b"\n")?;
+                }
+                return Ok(path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free temporary file name"))
 }
 
 impl Prompt {
@@ -215,33 +341,52 @@ impl Prompt {
         println!();
     }
 
-    /// `czechidm(postgres)=> `; `czechidm(czechidm)[WRITE]=*> ` in a write
-    /// session with changes pending; `-` instead of `=` while a statement
-    /// continues, as in psql.
+    /// psql's default prompt, `%/%R%x%# `: `czechidm=> `, `czechidm-> `
+    /// while a statement continues; in a write session `czechidm=# `,
+    /// `czechidm=*# ` with changes pending, `czechidm=!# ` after an error.
     fn prompt(&self, continuation: bool) -> String {
         let info = self.conn.session_info();
         format!(
-            "{}({}){}{}{}> ",
+            "{}{}{}{} ",
             info.dbname,
-            info.user,
-            if self.write { "[WRITE]" } else { "" },
             if continuation { '-' } else { '=' },
             match self.transaction {
                 Transaction::Idle => "",
                 Transaction::Open => "*",
                 Transaction::Failed => "!",
-            }
+            },
+            if self.write { '#' } else { '>' },
         )
     }
 
-    fn run(&mut self, editor: &mut DefaultEditor) -> ExitCode {
-        let mut buffer = String::new();
+    /// Reads the catalog for completion, when it may have changed and no
+    /// transaction of the user's is open (a failure there would abort it).
+    fn refresh_catalog(&mut self) {
+        if !self.catalog_stale || self.transaction != Transaction::Idle {
+            return;
+        }
+        self.catalog_stale = false;
+        let loaded = {
+            let _running = Running::new(&self.running);
+            Catalog::load(&mut self.conn)
+        };
+        let _ = self.conn.rollback();
+        // Without a catalog, Tab still completes keywords and commands.
+        if let Ok(catalog) = loaded {
+            self.completion.borrow_mut().catalog = catalog;
+        }
+    }
+
+    fn run(&mut self, editor: &mut LineEditor) -> ExitCode {
         loop {
-            let line = match editor.readline(&self.prompt(!buffer.trim().is_empty())) {
+            self.refresh_catalog();
+            self.completion.borrow_mut().earlier = self.buffer.clone();
+            let continuation = !self.buffer.trim().is_empty();
+            let line = match editor.readline(&self.prompt(continuation)) {
                 Ok(line) => line,
                 // Ctrl-C: forget the statement being typed.
                 Err(ReadlineError::Interrupted) => {
-                    buffer.clear();
+                    self.buffer.clear();
                     continue;
                 }
                 // Ctrl-D.
@@ -254,35 +399,54 @@ impl Prompt {
             let trimmed = line.trim();
             if trimmed.starts_with('\\') {
                 let _ = editor.add_history_entry(trimmed);
-                match meta::parse(trimmed) {
-                    MetaCommand::Quit => return self.leave(editor),
-                    command => {
-                        if let Err(status) = self.meta(command) {
-                            return status;
-                        }
-                    }
+                if meta::parse(trimmed) == MetaCommand::Quit {
+                    return self.leave(editor);
                 }
-                continue;
-            }
-            if buffer.trim().is_empty() && matches!(trimmed, "quit" | "exit") {
-                return self.leave(editor);
-            }
-            if !buffer.is_empty() {
-                buffer.push('\n');
-            }
-            buffer.push_str(&line);
-            let Some(end) = script::terminated_len(&buffer) else {
-                continue;
-            };
-            let complete = buffer[..end].to_owned();
-            buffer = buffer[end..].trim_start().to_owned();
-            let _ = editor.add_history_entry(complete.trim());
-            for statement in script::split(&complete) {
-                if let Err(status) = self.statement(&statement.sql) {
+                if let Err(status) = self.execute_input(trimmed) {
                     return status;
                 }
+                continue;
+            }
+            if self.buffer.trim().is_empty() && matches!(trimmed, "quit" | "exit") {
+                return self.leave(editor);
+            }
+            if !self.buffer.is_empty() {
+                self.buffer.push('\n');
+            }
+            self.buffer.push_str(&line);
+            if let Err(status) = self.run_complete(editor) {
+                return status;
             }
         }
+    }
+
+    /// Runs what the buffer holds up to its last complete statement.
+    fn run_complete(&mut self, editor: &mut LineEditor) -> Result<(), ExitCode> {
+        let Some(end) = script::terminated_len(&self.buffer) else {
+            return Ok(());
+        };
+        let complete = self.buffer[..end].to_owned();
+        self.buffer = self.buffer[end..].trim_start().to_owned();
+        let _ = editor.add_history_entry(complete.trim());
+        self.execute_input(&complete)
+    }
+
+    /// Runs one complete input: a backslash command line, or SQL text
+    /// ending with `;` (one or more statements). `Err` only when the
+    /// session is gone. (The script engine replaces this with its own.)
+    fn execute_input(&mut self, text: &str) -> Result<(), ExitCode> {
+        let trimmed = text.trim();
+        if trimmed.starts_with('\\') {
+            return self.meta(meta::parse(trimmed));
+        }
+        self.last_query = trimmed.to_owned();
+        for statement in script::split(text) {
+            self.statement(&statement.sql)?;
+            if may_change_schema(&statement.sql) {
+                self.catalog_stale = true;
+            }
+        }
+        Ok(())
     }
 
     /// Runs one statement. `Err` only when the session is gone.
@@ -300,6 +464,7 @@ impl Prompt {
         }
         let started = Instant::now();
         let result = {
+            let _running = Running::new(&self.running);
             let stdout = io::stdout();
             let mut out = stdout.lock();
             let result = run::run_statement(
@@ -389,7 +554,7 @@ impl Prompt {
     }
 
     /// Leaves the prompt: asks about pending changes, then closes.
-    fn leave(&mut self, editor: &mut DefaultEditor) -> ExitCode {
+    fn leave(&mut self, editor: &mut LineEditor) -> ExitCode {
         let mut status = ExitCode::SUCCESS;
         match self.transaction {
             Transaction::Idle => {}
@@ -444,37 +609,108 @@ impl Prompt {
                 println!("Timing is {}.", on_off(self.timing));
             }
             MetaCommand::Help => print!("{}", meta::HELP),
+            MetaCommand::SqlHelp(topic) => print!("{}", sql_help::help(topic.as_deref())),
             MetaCommand::ConnInfo => print!("{}", self.conninfo()),
-            MetaCommand::ListRelations(pattern) => {
-                self.catalog(|conn| describe::list(conn, Listing::Relations, pattern.as_deref()))?
-            }
-            MetaCommand::ListTables(pattern) => {
-                self.catalog(|conn| describe::list(conn, Listing::Tables, pattern.as_deref()))?
-            }
-            MetaCommand::Describe(name) => self.catalog(|conn| describe::describe(conn, &name))?,
+            MetaCommand::Describe { cmd, args } => self.describe(&cmd, &args)?,
+            MetaCommand::Edit(file) => self.edit(file.as_deref())?,
             MetaCommand::Invalid(message) => eprintln!("{message}"),
         }
         let _ = io::stdout().flush();
         Ok(())
     }
 
-    /// Runs a catalog look-up. One that starts a transaction ends it again:
+    /// The `\pset` options describe output is printed with.
+    fn print_opt(&self) -> PrintOpt {
+        PrintOpt {
+            expanded: if self.expanded {
+                print::Expanded::On
+            } else {
+                print::Expanded::Off
+            },
+            ..PrintOpt::default()
+        }
+    }
+
+    /// A describe command. One that starts a transaction ends it again:
     /// `\d` must not make `\q` ask about a commit, nor hold locks.
-    fn catalog(
-        &mut self,
-        look_up: impl FnOnce(&mut Connection) -> Result<String, Error>,
-    ) -> Result<(), ExitCode> {
+    fn describe(&mut self, cmd: &str, args: &[String]) -> Result<(), ExitCode> {
         let was_idle = self.transaction == Transaction::Idle;
-        match look_up(&mut self.conn) {
-            Ok(text) => print!("{text}"),
-            Err(err) => {
-                print_error(&err);
-                self.after_error(&err)?;
-            }
+        let opt = self.print_opt();
+        let mut out = print::Output::stdout();
+        let result = {
+            let _running = Running::new(&self.running);
+            describe::run(&mut self.conn, cmd, args, &opt, &mut out)
+        };
+        let _ = out.flush();
+        if let Some(Err(err)) = result {
+            print_error(&err);
+            self.after_error(&err)?;
         }
         if was_idle {
             let _ = self.conn.rollback();
             self.transaction = Transaction::Idle;
+        }
+        // What was described may have changed since the catalog was read.
+        self.catalog_stale = true;
+        Ok(())
+    }
+
+    /// `\e [FILE]`: the buffer (or the last statement, or FILE) in the
+    /// user's editor; what comes back is run when it ends with `;`, else
+    /// it becomes the buffer to go on typing, as in psql.
+    fn edit(&mut self, file: Option<&str>) -> Result<(), ExitCode> {
+        let editor = ["PSQL_EDITOR", "EDITOR", "VISUAL"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
+            .unwrap_or_else(|| "vi".to_owned());
+        let (path, temporary) = match file {
+            Some(f) => (PathBuf::from(f), false),
+            None => {
+                let initial = if self.buffer.trim().is_empty() {
+                    self.last_query.clone()
+                } else {
+                    self.buffer.clone()
+                };
+                match temp_file(&initial) {
+                    Ok(path) => (path, true),
+                    Err(e) => {
+                        eprintln!("iam-pg: error: could not open temporary file: {e}");
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        // As psql: the editor setting is a shell command (it may carry
+        // options), the file its last argument.
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {editor} \"$1\""))
+            .arg("iam-pg")
+            .arg(&path)
+            .status();
+        let text = match status {
+            Ok(s) if s.success() => std::fs::read_to_string(&path),
+            Ok(s) => Err(io::Error::other(format!("the editor ended with {s}"))),
+            Err(e) => Err(e),
+        };
+        if temporary {
+            let _ = std::fs::remove_file(&path);
+        }
+        match text {
+            Ok(text) => {
+                self.buffer = text.trim_end().to_owned();
+                if script::terminated_len(&self.buffer).is_some() {
+                    // Shown as psql shows an edited buffer it runs.
+                    println!("{}", self.buffer);
+                    let Some(end) = script::terminated_len(&self.buffer) else {
+                        return Ok(());
+                    };
+                    let complete = self.buffer[..end].to_owned();
+                    self.buffer = self.buffer[end..].trim_start().to_owned();
+                    return self.execute_input(&complete);
+                }
+            }
+            Err(e) => eprintln!("iam-pg: error: \\e: {e}"),
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 mod approval;
 mod args;
+mod complete;
 mod describe;
 mod generate;
 mod interactive;
@@ -13,6 +14,7 @@ mod output;
 mod print;
 mod run;
 mod script;
+mod sql_help;
 
 use clap::Parser;
 use std::process::ExitCode;

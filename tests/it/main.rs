@@ -8,6 +8,8 @@ mod docs;
 mod fair_share;
 mod faults;
 mod guard;
+mod iam_pg_describe;
+mod iam_pg_pty;
 mod least_privilege;
 mod limits;
 mod ops_admin;
