@@ -58,10 +58,9 @@ pub fn command_tag(command: &str, rows: u64) -> String {
 }
 
 fn width(s: &str) -> usize {
-    // Characters, not bytes: Czech diacritics are one column each. East
-    // Asian wide characters would need a width table; not worth a
-    // dependency here.
-    s.chars().count()
+    // Display columns as psql counts them (CJK and emoji two, combining
+    // marks none).
+    crate::print::str_width(s)
 }
 
 fn pad_right(out: &mut String, s: &str, w: usize) {
