@@ -517,6 +517,79 @@ fn spawn_shell(command: &str) -> io::Result<(Child, ChildStdin)> {
     Ok((child, stdin))
 }
 
+/// How one run prints its results.
+#[derive(Debug, Clone)]
+pub struct Printing {
+    /// iam-pg's `--format`: `Table` is psql's formats with `opt`; JSON
+    /// and iam-pg's CSV are streamed as before.
+    pub format: crate::output::Format,
+    pub opt: PrintOpt,
+    /// `-q`: no command tags (`INSERT 0 1`).
+    pub quiet: bool,
+    /// The output is standard output, so the terminal's width and the
+    /// pager apply when it is a terminal.
+    pub to_stdout: bool,
+}
+
+impl Printing {
+    /// psql's defaults for the table format, to standard output.
+    pub fn table(opt: PrintOpt) -> Printing {
+        Printing {
+            format: crate::output::Format::Table,
+            opt,
+            quiet: false,
+            to_stdout: true,
+        }
+    }
+}
+
+/// Prints a table to `out` as psql would: when `to_stdout` and standard
+/// output is a terminal, fitted to its width (`\x auto`, wrapped) and
+/// through the pager when psql would page it.
+pub fn print_to(
+    out: &mut dyn Write,
+    opt: &PrintOpt,
+    table: &Table,
+    to_stdout: bool,
+) -> io::Result<()> {
+    let tty = to_stdout && io::stdout().is_terminal();
+    let columns = if tty {
+        terminal_columns(opt)
+    } else {
+        opt.columns as usize
+    };
+    let (text, lines) = render(opt, table, columns);
+    if tty && wants_pager(opt, lines) {
+        if let Some(command) = pager_command() {
+            out.flush()?;
+            // If the pager cannot start, print without it, as psql.
+            if let Ok((mut child, mut stdin)) = spawn_shell(&command) {
+                let written = stdin.write_all(text.as_bytes());
+                drop(stdin);
+                let _ = child.wait();
+                return match written {
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                    other => other,
+                };
+            }
+        }
+    }
+    out.write_all(text.as_bytes())
+}
+
+/// The alignment of a result column: by its type OID (protocol version
+/// 2), else by its type name.
+pub fn align_for_column(column: &iam_pgconnect::Column) -> Align {
+    match column.oid {
+        Some(oid) => align_for_type(oid),
+        None => match column.type_name.as_str() {
+            "int2" | "int4" | "int8" | "float4" | "float8" | "numeric" | "oid" | "xid" | "xid8"
+            | "cid" | "money" => Align::Right,
+            _ => Align::Left,
+        },
+    }
+}
+
 /// Where output goes: standard output (through a pager when psql would
 /// use one), a file, or a pipe (`\o |cmd`).
 pub struct Output {
@@ -570,29 +643,8 @@ impl Output {
     /// Prints a table with the options, through the pager when standard
     /// output is a terminal and the table is taller (or wider) than it.
     pub fn print_table(&mut self, opt: &PrintOpt, table: &Table) -> io::Result<()> {
-        let tty = self.is_stdout && io::stdout().is_terminal();
-        let columns = if tty {
-            terminal_columns(opt)
-        } else {
-            opt.columns as usize
-        };
-        let (text, lines) = render(opt, table, columns);
-        if tty && wants_pager(opt, lines) {
-            if let Some(command) = pager_command() {
-                self.inner.flush()?;
-                // If the pager cannot start, print without it, as psql.
-                if let Ok((mut child, mut stdin)) = spawn_shell(&command) {
-                    let written = stdin.write_all(text.as_bytes());
-                    drop(stdin);
-                    let _ = child.wait();
-                    return match written {
-                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-                        other => other,
-                    };
-                }
-            }
-        }
-        self.inner.write_all(text.as_bytes())
+        let to_stdout = self.is_stdout;
+        print_to(&mut self.inner, opt, table, to_stdout)
     }
 }
 
