@@ -295,3 +295,140 @@ fn a_bad_pset_is_refused_like_psql() {
         "{ran:?}"
     );
 }
+
+/// `s` quoted for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A command line run on a pseudo-terminal of `rows` x `cols` (util-linux
+/// `script`), standard input and output both the terminal, with
+/// `PSQL_PAGER` marking every line the pager shows; returns the
+/// transcript.
+fn on_terminal(rows: u16, cols: u16, env: &str, argv: &[String]) -> String {
+    let line: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
+    let shell = format!(
+        "stty rows {rows} cols {cols}; PSQL_PAGER=\"sed 's/^/PAGER:/'\" {env} exec {}",
+        line.join(" ")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &shell, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    assert!(
+        out.status.success(),
+        "{shell}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// On a terminal both programs size output to the terminal (`\x auto`,
+/// wrapped, `$COLUMNS`) and use the pager by psql's rules: taller than
+/// the terminal, wider than it, `pager off`, `pager_min_lines`, `always`.
+#[test]
+fn on_a_terminal_the_width_and_the_pager_follow_psqls_rules() {
+    let broker = BrokerProcess::start();
+    let app = Appliance::get();
+    let address = docker(&[
+        "inspect",
+        "-f",
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            app.network()
+        ),
+        &app.container("czechidm"),
+    ]);
+    let password = std::fs::read_to_string(app.pwfile("czechidm", "postgres")).expect("pwfile");
+    let tall = "SELECT g AS n, 'row ' || g AS label FROM generate_series(1, 12) g";
+    let wide = "SELECT g AS n, repeat('A', 60) AS wide FROM generate_series(1, 2) g";
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("short, no pager", "", &["-c", "SELECT 1 AS one"]),
+        ("taller than the terminal: paged", "", &["-c", tall]),
+        ("pager off", "", &["-P", "pager=off", "-c", tall]),
+        (
+            "pager_min_lines",
+            "",
+            &["-P", "pager_min_lines=50", "-c", tall],
+        ),
+        (
+            "pager always",
+            "",
+            &["-P", "pager=always", "-c", "SELECT 1 AS one"],
+        ),
+        ("wider than the terminal: paged", "", &["-c", wide]),
+        (
+            "\\x auto at the terminal's width",
+            "",
+            &["-P", "expanded=auto", "-c", wide],
+        ),
+        (
+            "\\x auto at $COLUMNS",
+            "COLUMNS=200",
+            &["-P", "expanded=auto", "-c", wide],
+        ),
+        ("wrapped", "", &["-P", "format=wrapped", "-c", wide]),
+        ("expanded, tall", "", &["-x", "-c", tall]),
+        ("blank PSQL_PAGER: none", "PSQL_PAGER=' '", &["-c", tall]),
+    ];
+    let iam_pg_bin = workspace_bin("iam-pg");
+    for (what, env, args) in cases {
+        let mut theirs: Vec<String> = [
+            "env",
+            "-u",
+            "PGTZ",
+            "LC_ALL=C.UTF-8",
+            "PGCLIENTENCODING=UTF8",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        theirs.push(format!("PGPASSWORD={}", password.trim_end()));
+        theirs.extend(
+            [
+                "/usr/bin/psql",
+                "-X",
+                "-h",
+                &address,
+                "-U",
+                "postgres",
+                "-d",
+                "czechidm",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        theirs.extend(args.iter().map(|s| s.to_string()));
+        let mut ours: Vec<String> = [
+            "setpriv",
+            &format!("--reuid={READER}"),
+            &format!("--regid={READER}"),
+            "--init-groups",
+            "--",
+            "env",
+            "LC_ALL=C.UTF-8",
+            &format!("IAM_PGBROKER_SOCKET={}", broker.socket.display()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        ours.push(iam_pg_bin.display().to_string());
+        ours.extend(
+            ["-d", "czechidm", "-U", "postgres"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        ours.extend(args.iter().map(|s| s.to_string()));
+        let expected = on_terminal(10, 50, env, &theirs);
+        let got = on_terminal(10, 50, env, &ours);
+        assert_eq!(got, expected, "{what}");
+        let paged = expected.contains("PAGER:");
+        let should_page =
+            what.contains("paged") || what.contains("always") || *what == "expanded, tall";
+        assert_eq!(
+            paged, should_page,
+            "{what}: psql's own behaviour\n{expected}"
+        );
+    }
+}
