@@ -853,6 +853,35 @@ n                  100000
     }
 
     #[test]
+    fn file_and_pipe_outputs() {
+        let dir = std::env::temp_dir().join(format!("iam-pg-print-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut t = Table::new(vec!["n".into()], &[Some(23)]);
+        t.rows = vec![vec![Some("7".into())]];
+        let expected = " n \n---\n 7\n(1 row)\n\n";
+
+        let file = dir.join("file.txt");
+        let mut out = Output::file(&file).unwrap();
+        assert!(!out.is_stdout());
+        out.print_table(&PrintOpt::default(), &t).unwrap();
+        drop(out);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), expected);
+
+        // \o |cmd: the command gets the text; dropping the output waits
+        // for it, so the file is complete afterwards.
+        let piped = dir.join("piped.txt");
+        let mut out = Output::pipe(&format!("tr n N > '{}'", piped.display())).unwrap();
+        out.print_table(&PrintOpt::default(), &t).unwrap();
+        writeln!(out, "tail").unwrap();
+        drop(out);
+        assert_eq!(
+            std::fs::read_to_string(&piped).unwrap(),
+            format!("{}tail\n", expected.replace('n', "N"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn right_aligned_types() {
         for oid in [20, 21, 23, 26, 700, 701, 790, 1700] {
             assert_eq!(align_for_type(oid), Align::Right, "{oid}");
