@@ -16,6 +16,7 @@ Examples:
   iam-pg -U czechidm --write --reason 'INC-1234: disable a leaver' \\
       -c 'UPDATE idm_identity SET disabled = true WHERE username = %s' -p jnovak
   iam-pg --format csv -c 'SELECT username, email FROM idm_identity' > identities.csv
+  iam-pg -At -c 'SELECT username FROM idm_identity'   # psql's -A -t output, byte for byte
   iam-pg -U czechidm --write -f fix.sql
   echo 'SELECT version()' | iam-pg
 
