@@ -107,6 +107,34 @@ const SETTINGS: &[&[&str]] = &[
     ],
     &["-P", "format=wrapped", "-P", "columns=40", "-x"],
     &["-P", "numericlocale=on"],
+    &[
+        "-P",
+        "format=wrapped",
+        "-P",
+        "columns=30",
+        "-P",
+        "border=0",
+        "-P",
+        "linestyle=old-ascii",
+    ],
+    &[
+        "-P",
+        "format=wrapped",
+        "-P",
+        "columns=30",
+        "-x",
+        "-P",
+        "border=2",
+        "-P",
+        "linestyle=unicode",
+    ],
+    &["-P", "format=wrapped", "-P", "columns=10"],
+    &["-x", "-P", "border=2", "-P", "linestyle=old-ascii"],
+    &[
+        "-P",
+        "title=A title longer than the narrow tables\nwith a second line",
+    ],
+    &["-A", "-x", "-t"],
 ];
 
 /// The real psql 15 of this machine, connected over TCP to `db`'s
