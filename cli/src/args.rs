@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use crate::output::Format;
+use crate::print::{Expanded, Format as PrintFormat, PrintOpt, Separator};
 use clap::Parser;
 use iam_pgbroker_proto::{DEFAULT_DB, DEFAULT_DB_USER};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ Examples:
   iam-pg -U czechidm --write --reason 'INC-1234: disable a leaver' \\
       -c 'UPDATE idm_identity SET disabled = true WHERE username = %s' -p jnovak
   iam-pg --format csv -c 'SELECT username, email FROM idm_identity' > identities.csv
+  iam-pg -At -c 'SELECT username FROM idm_identity'   # psql's -A -t output, byte for byte
   iam-pg -U czechidm --write -f fix.sql
   echo 'SELECT version()' | iam-pg
 
@@ -107,7 +109,9 @@ pub struct Args {
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
 
-    /// Output format.
+    /// Output format: table is psql's (its options below apply); json
+    /// and csv are iam-pg's own, streamed (csv tells NULL from '' by
+    /// quoting; --csv is psql's CSV).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -116,10 +120,131 @@ pub struct Args {
     #[arg(short = 'x', long)]
     pub expanded: bool,
 
+    /// Unaligned output, fields separated by | (-F), like psql's -A.
+    #[arg(short = 'A', long = "no-align", help_heading = "psql output options")]
+    pub no_align: bool,
+
+    /// Rows only: no header, no row count, no title (psql's -t).
+    #[arg(
+        short = 't',
+        long = "tuples-only",
+        help_heading = "psql output options"
+    )]
+    pub tuples_only: bool,
+
+    /// Field separator of unaligned output [default: |].
+    #[arg(
+        short = 'F',
+        long = "field-separator",
+        value_name = "SEP",
+        allow_hyphen_values = true,
+        help_heading = "psql output options"
+    )]
+    pub field_separator: Option<String>,
+
+    /// Record separator of unaligned output [default: newline].
+    #[arg(
+        short = 'R',
+        long = "record-separator",
+        value_name = "SEP",
+        allow_hyphen_values = true,
+        help_heading = "psql output options"
+    )]
+    pub record_separator: Option<String>,
+
+    /// Separate fields of unaligned output by a zero byte.
+    #[arg(
+        short = 'z',
+        long = "field-separator-zero",
+        help_heading = "psql output options"
+    )]
+    pub field_separator_zero: bool,
+
+    /// Separate records of unaligned output by a zero byte.
+    #[arg(
+        short = '0',
+        long = "record-separator-zero",
+        help_heading = "psql output options"
+    )]
+    pub record_separator_zero: bool,
+
+    /// psql's CSV output (psql --csv): header line, fields quoted only
+    /// when needed, NULL and '' both empty.
+    #[arg(long, conflicts_with = "format", help_heading = "psql output options")]
+    pub csv: bool,
+
+    /// Set a printing option like psql's \pset NAME VALUE (repeatable):
+    /// border, columns, csv_fieldsep, expanded, fieldsep, fieldsep_zero,
+    /// footer, format, linestyle, null, numericlocale, pager,
+    /// pager_min_lines, recordsep, recordsep_zero, title, tuples_only.
+    #[arg(
+        short = 'P',
+        long = "pset",
+        value_name = "NAME[=VALUE]",
+        help_heading = "psql output options"
+    )]
+    pub pset: Vec<String>,
+
+    /// Write query results to FILE instead of standard output.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        help_heading = "psql output options"
+    )]
+    pub output: Option<PathBuf>,
+
+    /// Quiet: no command tags (INSERT 0 1, CREATE TABLE) after
+    /// statements.
+    #[arg(short = 'q', long, help_heading = "psql output options")]
+    pub quiet: bool,
+
     /// The broker's socket [default: $IAM_PGBROKER_SOCKET, else
     /// /run/iam-pgbroker/pgbroker.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+}
+
+impl Args {
+    /// The printing options the command line sets, in psql's order of
+    /// effect: the flags (-x, -A, --csv, -t, -F, -z, -R, -0), then each
+    /// -P in turn. An error names the -P that psql would refuse.
+    pub fn print_opt(&self) -> Result<PrintOpt, String> {
+        let mut opt = PrintOpt::default();
+        if self.expanded {
+            opt.expanded = Expanded::On;
+        }
+        if self.no_align {
+            opt.format = PrintFormat::Unaligned;
+        }
+        if self.csv {
+            opt.format = PrintFormat::Csv;
+        }
+        opt.tuples_only = self.tuples_only;
+        if let Some(sep) = &self.field_separator {
+            opt.field_sep = Separator {
+                text: sep.clone(),
+                zero: false,
+            };
+        }
+        opt.field_sep.zero |= self.field_separator_zero;
+        if let Some(sep) = &self.record_separator {
+            opt.record_sep = Separator {
+                text: sep.clone(),
+                zero: false,
+            };
+        }
+        opt.record_sep.zero |= self.record_separator_zero;
+        for setting in &self.pset {
+            let (name, value) = match setting.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (setting.as_str(), None),
+            };
+            opt.pset(name, value)
+                .map_err(|e| format!("could not set printing parameter \"{setting}\": {e}"))?;
+        }
+        Ok(opt)
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +290,57 @@ mod tests {
         assert_eq!(a.file, Some(PathBuf::from("-")));
         assert_eq!((a.db.as_str(), a.user.as_str()), ("czechidm", "postgres"));
         assert_eq!(a.format, Format::Table);
+    }
+
+    #[test]
+    fn psql_output_options() {
+        let a = Args::try_parse_from([
+            "iam-pg",
+            "-A",
+            "-t",
+            "-F",
+            ";",
+            "-R",
+            "#",
+            "-x",
+            "-P",
+            "null=(null)",
+            "-P",
+            "border=2",
+            "-P",
+            "footer",
+            "-o",
+            "out.txt",
+            "-q",
+            "-c",
+            "SELECT 1",
+        ])
+        .unwrap();
+        let opt = a.print_opt().unwrap();
+        assert_eq!(opt.format, PrintFormat::Unaligned);
+        assert!(opt.tuples_only && !opt.footer);
+        assert_eq!(opt.expanded, Expanded::On);
+        assert_eq!(
+            (opt.field_sep.text.as_str(), opt.record_sep.text.as_str()),
+            (";", "#")
+        );
+        assert_eq!((opt.null.as_str(), opt.border), ("(null)", 2));
+        assert_eq!(a.output, Some(PathBuf::from("out.txt")));
+        assert!(a.quiet);
+
+        let a = Args::try_parse_from(["iam-pg", "-z", "-0", "--csv", "-c", "x"]).unwrap();
+        let opt = a.print_opt().unwrap();
+        assert!(opt.field_sep.zero && opt.record_sep.zero);
+        assert_eq!(opt.format, PrintFormat::Csv);
+
+        let a = Args::try_parse_from(["iam-pg", "-P", "format=html", "-c", "x"]).unwrap();
+        assert!(a.print_opt().unwrap_err().contains("format=html"));
+        let a = Args::try_parse_from(["iam-pg", "-P", "bogus", "-c", "x"]).unwrap();
+        assert_eq!(
+            a.print_opt().unwrap_err(),
+            "could not set printing parameter \"bogus\": \\pset: unknown option: bogus"
+        );
+        assert!(Args::try_parse_from(["iam-pg", "--csv", "--format", "json"]).is_err());
     }
 
     #[test]

@@ -48,9 +48,13 @@ fn tag_has_count(command: &str) -> bool {
     )
 }
 
-/// The line printed for a statement without result columns: `UPDATE 3`.
+/// The line psql prints for a statement without result columns:
+/// `UPDATE 3`, `INSERT 0 1` (the 0 is the OID PostgreSQL no longer
+/// assigns, still in the tag), `CREATE TABLE`.
 pub fn command_tag(command: &str, rows: u64) -> String {
-    if tag_has_count(command) {
+    if command == "INSERT" {
+        format!("INSERT 0 {rows}")
+    } else if tag_has_count(command) {
         format!("{command} {rows}")
     } else {
         command.to_owned()
@@ -58,10 +62,9 @@ pub fn command_tag(command: &str, rows: u64) -> String {
 }
 
 fn width(s: &str) -> usize {
-    // Characters, not bytes: Czech diacritics are one column each. East
-    // Asian wide characters would need a width table; not worth a
-    // dependency here.
-    s.chars().count()
+    // Display columns as psql counts them (CJK and emoji two, combining
+    // marks none).
+    crate::print::str_width(s)
 }
 
 fn pad_right(out: &mut String, s: &str, w: usize) {
@@ -170,72 +173,6 @@ pub fn table(columns: &[Column], rows: &[Vec<Value>]) -> String {
     out
 }
 
-/// Renders a result as psql's expanded display (`\x`, `-x`): one block
-/// per row, a line per column.
-///
-/// ```text
-/// -[ RECORD 1 ]-----
-/// id       | 1
-/// username | admin
-/// ```
-///
-/// The record line is padded with dashes to the width of the widest name
-/// and value, as psql does. A value with line breaks continues on the next
-/// lines under its first, each but the last marked with `+`. A result
-/// without rows prints `(0 rows)`.
-pub fn expanded(columns: &[Column], rows: &[Vec<Value>]) -> String {
-    if rows.is_empty() {
-        return "(0 rows)\n".to_owned();
-    }
-    let name_width = columns.iter().map(|c| width(&c.name)).max().unwrap_or(0);
-    let cells: Vec<Vec<Vec<String>>> = rows
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|v| {
-                    let t = text(v).unwrap_or_default();
-                    t.split('\n')
-                        .map(|l| l.trim_end_matches('\r').to_owned())
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
-    let value_width = cells
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|l| width(l))
-        .max()
-        .unwrap_or(0);
-    let mut out = String::new();
-    for (k, row) in cells.iter().enumerate() {
-        let mut header = format!("-[ RECORD {} ]", k + 1);
-        let room = (name_width + 3 + value_width).saturating_sub(width(&header));
-        header.extend(std::iter::repeat_n('-', room));
-        out.push_str(&header);
-        out.push('\n');
-        for (column, cell) in columns.iter().zip(row) {
-            for (l, part) in cell.iter().enumerate() {
-                let mut line = String::new();
-                pad_right(
-                    &mut line,
-                    if l == 0 { &column.name } else { "" },
-                    name_width,
-                );
-                line.push_str(" | ");
-                line.push_str(part);
-                if l + 1 < cell.len() {
-                    line.push('+');
-                }
-                out.push_str(line.trim_end());
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
-
 /// One CSV field, quoted when RFC 4180 requires it. `NULL` is an empty,
 /// unquoted field and an empty string is `""`, as in `psql --csv`, so the
 /// two stay distinguishable.
@@ -267,7 +204,6 @@ pub struct ResultPrinter<'w, W: Write> {
     columns: Vec<Column>,
     buffered: Vec<Vec<Value>>,
     count: u64,
-    expanded: bool,
 }
 
 impl<'w, W: Write> ResultPrinter<'w, W> {
@@ -287,15 +223,7 @@ impl<'w, W: Write> ResultPrinter<'w, W> {
             columns: columns.to_vec(),
             buffered: Vec::new(),
             count: 0,
-            expanded: false,
         })
-    }
-
-    /// Prints the table format as psql's expanded display (see
-    /// [`expanded`]); other formats are not affected.
-    pub fn expanded(mut self, on: bool) -> Self {
-        self.expanded = on;
-        self
     }
 
     /// Adds a row (its values in column order).
@@ -339,11 +267,7 @@ impl<'w, W: Write> ResultPrinter<'w, W> {
         }
         match self.format {
             Format::Table => {
-                let rendered = if self.expanded {
-                    expanded(&self.columns, &self.buffered)
-                } else {
-                    table(&self.columns, &self.buffered)
-                };
+                let rendered = table(&self.columns, &self.buffered);
                 self.out.write_all(rendered.as_bytes())?;
                 self.out.write_all(b"\n")?;
             }
@@ -395,31 +319,6 @@ mod tests {
             "(2 rows)",
         ]);
         assert_eq!(table(&columns, &rows), expected);
-    }
-
-    #[test]
-    fn expanded_layout_like_psql() {
-        let columns = cols(&[("id", "int8"), ("username", "varchar"), ("note", "text")]);
-        let rows = vec![
-            vec![json!(1), json!("admin"), Value::Null],
-            vec![json!(2), json!("Jiří"), json!("two\nlines")],
-        ];
-        let expected = lines(&[
-            "-[ RECORD 1 ]---",
-            "id       | 1",
-            "username | admin",
-            "note     |",
-            "-[ RECORD 2 ]---",
-            "id       | 2",
-            "username | Jiří",
-            "note     | two+",
-            "         | lines",
-        ]);
-        assert_eq!(expanded(&columns, &rows), expected);
-        // A header longer than the data gets no dashes.
-        let short = expanded(&cols(&[("a", "int4")]), &[vec![json!(1)]]);
-        assert_eq!(short, lines(&["-[ RECORD 1 ]", "a | 1"]));
-        assert_eq!(expanded(&columns, &[]), "(0 rows)\n");
     }
 
     #[test]
@@ -530,6 +429,7 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
         assert_eq!(command_tag("CREATE TABLE", 0), "CREATE TABLE");
-        assert_eq!(command_tag("INSERT", 1), "INSERT 1");
+        assert_eq!(command_tag("INSERT", 1), "INSERT 0 1");
+        assert_eq!(command_tag("DELETE", 0), "DELETE 0");
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::args::Args;
 use crate::output::{Format, ResultPrinter};
+use crate::print::{self, PrintOpt, Printing, Table};
 use crate::script::{self, Statement};
 use clap::CommandFactory;
 use iam_pgconnect::{Config, Connection, Error, ErrorCode, ToParam};
@@ -67,9 +68,27 @@ pub fn main(args: Args) -> ExitCode {
         );
     }
 
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    let result = execute(&args, &jobs, &mut out);
+    let printing = match args.print_opt() {
+        Ok(opt) => Printing {
+            format: args.format,
+            opt,
+            quiet: args.quiet,
+            to_stdout: args.output.is_none(),
+        },
+        Err(message) => return usage(clap::error::ErrorKind::InvalidValue, &message),
+    };
+    // -o FILE: results to the file, messages still to the terminal.
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Box::new(io::BufWriter::new(file)),
+            Err(e) => {
+                eprintln!("iam-pg: error: cannot open {}: {e}", path.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => Box::new(io::BufWriter::new(io::stdout().lock())),
+    };
+    let result = execute(&args, &printing, &jobs, &mut out);
     let flushed = out.flush();
     let failure = match (result, flushed) {
         (Ok(()), Ok(())) => return ExitCode::SUCCESS,
@@ -196,7 +215,12 @@ pub fn config(args: &Args) -> Config {
 /// without a commit: a write session is rolled back, even when only the
 /// output failed (a script piping `--write` output into a failing reader
 /// must not have half its intent committed silently).
-fn execute(args: &Args, jobs: &[Job], out: &mut impl Write) -> Result<(), Failure> {
+fn execute(
+    args: &Args,
+    printing: &Printing,
+    jobs: &[Job],
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let mut conn = config(args)
         .connect()
         .map_err(|err| Failure::Db { err, at: None })?;
@@ -207,13 +231,8 @@ fn execute(args: &Args, jobs: &[Job], out: &mut impl Write) -> Result<(), Failur
         } else {
             &[]
         };
-        if let Err(failure) = run_statement(
-            &mut conn,
-            &job.statement.sql,
-            params,
-            (args.format, args.expanded),
-            out,
-        ) {
+        if let Err(failure) = print_statement(&mut conn, &job.statement.sql, params, printing, out)
+        {
             let _ = conn.rollback();
             let _ = conn.close();
             return Err(match failure {
@@ -235,7 +254,7 @@ fn execute(args: &Args, jobs: &[Job], out: &mut impl Write) -> Result<(), Failur
 }
 
 /// Runs one statement and prints its result in `format` (expanded when
-/// the flag says so).
+/// the flag says so), psql's defaults otherwise.
 pub fn run_statement(
     conn: &mut Connection,
     sql: &str,
@@ -243,19 +262,69 @@ pub fn run_statement(
     (format, expanded): (Format, bool),
     out: &mut impl Write,
 ) -> Result<(), Failure> {
+    let mut opt = PrintOpt::default();
+    if expanded {
+        opt.expanded = print::Expanded::On;
+    }
+    let printing = Printing {
+        format,
+        ..Printing::table(opt)
+    };
+    print_statement(conn, sql, params, &printing, out)
+}
+
+/// Runs one statement and prints its result as `printing` says: psql's
+/// table formats (then, as psql, the command tag of a statement without
+/// result columns, or of INSERT/UPDATE/DELETE/MERGE … RETURNING), or
+/// iam-pg's JSON and CSV.
+pub fn print_statement(
+    conn: &mut Connection,
+    sql: &str,
+    params: &[&dyn ToParam],
+    printing: &Printing,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let db = |err| Failure::Db { err, at: None };
     let mut rows = conn.query_iter(sql, params).map_err(db)?;
-    let mut printer = ResultPrinter::begin(format, out, rows.columns())
-        .map_err(Failure::Output)?
-        .expanded(expanded);
+    if printing.format != Format::Table {
+        let mut printer =
+            ResultPrinter::begin(printing.format, out, rows.columns()).map_err(Failure::Output)?;
+        for row in &mut rows {
+            printer
+                .row(row.map_err(db)?.into_values())
+                .map_err(Failure::Output)?;
+        }
+        let command = rows.command().unwrap_or_default().to_owned();
+        let count = rows.row_count().unwrap_or_default();
+        return printer.finish(&command, count).map_err(Failure::Output);
+    }
+    let columns = rows.columns().to_vec();
+    let mut table = Table {
+        headers: columns.iter().map(|c| c.name.clone()).collect(),
+        aligns: columns.iter().map(print::align_for_column).collect(),
+        ..Table::default()
+    };
     for row in &mut rows {
-        printer
-            .row(row.map_err(db)?.into_values())
-            .map_err(Failure::Output)?;
+        let row = row.map_err(db)?;
+        table.rows.push(
+            (0..columns.len())
+                .map(|i| row.text(i).map(|t| t.into_owned()))
+                .collect(),
+        );
     }
     let command = rows.command().unwrap_or_default().to_owned();
     let count = rows.row_count().unwrap_or_default();
-    printer.finish(&command, count).map_err(Failure::Output)
+    let tag = if columns.is_empty() {
+        !command.is_empty()
+    } else {
+        print::print_to(out, &printing.opt, &table, printing.to_stdout).map_err(Failure::Output)?;
+        matches!(command.as_str(), "INSERT" | "UPDATE" | "DELETE" | "MERGE")
+    };
+    if tag && !printing.quiet {
+        writeln!(out, "{}", crate::output::command_tag(&command, count))
+            .map_err(Failure::Output)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -296,7 +365,8 @@ mod tests {
         .unwrap();
         let jobs = collect(&args).unwrap_or_else(|_| panic!("collect failed"));
         let mut out = Vec::new();
-        match execute(&args, &jobs, &mut out) {
+        let printing = Printing::table(PrintOpt::default());
+        match execute(&args, &printing, &jobs, &mut out) {
             Err(Failure::Db { err, at: None }) => {
                 assert_eq!(exit_status(err.code()), 4);
                 assert!(err.to_string().contains("/nonexistent/iam-pg-test.sock"));

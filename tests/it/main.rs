@@ -22,6 +22,7 @@ mod ops_units;
 mod params;
 mod perf;
 mod pool;
+mod psql_output;
 mod read;
 mod reliability;
 mod restart;
