@@ -207,7 +207,10 @@ impl Args {
             );
         }
         if let Some(idx) = matches.indices_of("file") {
-            ordered.extend(idx.zip(&parsed.file).map(|(i, f)| (i, Action::File(f.clone()))));
+            ordered.extend(
+                idx.zip(&parsed.file)
+                    .map(|(i, f)| (i, Action::File(f.clone()))),
+            );
         }
         ordered.sort_by_key(|(i, _)| *i);
         parsed.actions = ordered.into_iter().map(|(_, a)| a).collect();
@@ -263,7 +266,17 @@ mod tests {
     #[test]
     fn commands_and_files_keep_their_order() {
         let a = Args::parse_all_from([
-            "iam-pg", "-f", "a.sql", "-c", "SELECT 1", "-v", "x=1", "-1Xq", "-f", "b.sql", "-c",
+            "iam-pg",
+            "-f",
+            "a.sql",
+            "-c",
+            "SELECT 1",
+            "-v",
+            "x=1",
+            "-1Xq",
+            "-f",
+            "b.sql",
+            "-c",
             "\\echo hi",
         ])
         .unwrap();

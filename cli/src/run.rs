@@ -185,7 +185,11 @@ fn run_actions(engine: &mut Engine, args: &Args) -> u8 {
     if args.actions.is_empty() {
         let stdin = io::stdin();
         let flow = engine.run_source(&mut stdin.lock(), None, &cwd);
-        status = if flow == Flow::Stop { EXIT_SCRIPT_STOPPED } else { 0 };
+        status = if flow == Flow::Stop {
+            EXIT_SCRIPT_STOPPED
+        } else {
+            0
+        };
     }
     for action in &args.actions {
         status = match action {
@@ -306,5 +310,4 @@ mod tests {
             assert_eq!(exit_status(code), status, "{code}");
         }
     }
-
 }

@@ -126,7 +126,11 @@ fn same(scripts: &Scripts, broker: &BrokerProcess, args: &[&str], stdin: &str) -
     let expected_stderr = theirs.stderr.replace("psql:", "iam-pg:");
     assert_eq!(
         (ours.code, ours.stdout.as_str(), ours.stderr.as_str()),
-        (theirs.code, theirs.stdout.as_str(), expected_stderr.as_str()),
+        (
+            theirs.code,
+            theirs.stdout.as_str(),
+            expected_stderr.as_str()
+        ),
         "{args:?}\n--- psql:\n{theirs:?}\n--- iam-pg:\n{ours:?}"
     );
     ours
@@ -137,7 +141,10 @@ fn table(tag: &str) -> String {
 }
 
 fn note(table: &str) -> String {
-    Appliance::get().psql("czechidm", &format!("SELECT note FROM {table} WHERE id = 1"))
+    Appliance::get().psql(
+        "czechidm",
+        &format!("SELECT note FROM {table} WHERE id = 1"),
+    )
 }
 
 fn reset(table: &str) {
@@ -167,7 +174,7 @@ fn variables_conditionals_and_echo_like_psql() {
          \\if false\n\
          SELECT 1/0;\n\
          \\echo skipped\n\
-         \\elif :len\n\
+         \\elif :{?len}\n\
          \\echo elif ran\n\
          \\endif\n\
          SELECT 'a;b' AS \"x;y\", $$c;d$$ AS z -- a comment; here\n\
@@ -180,9 +187,17 @@ fn variables_conditionals_and_echo_like_psql() {
     )]);
     let broker = BrokerProcess::start();
     let ran = same(&scripts, &broker, &["-f", "vars.sql"], "");
-    assert!(ran.stdout.contains("answer=42 quoted=O'Brien len=7"), "{ran:?}");
+    assert!(
+        ran.stdout.contains("answer=42 quoted=O'Brien len=7"),
+        "{ran:?}"
+    );
     assert!(ran.stdout.contains("has answer\nelif ran\n"), "{ran:?}");
-    same(&scripts, &broker, &["-v", "ON_ERROR_STOP=1", "-f", "vars.sql"], "");
+    same(
+        &scripts,
+        &broker,
+        &["-v", "ON_ERROR_STOP=1", "-f", "vars.sql"],
+        "",
+    );
     // The same lines on standard input.
     let text = std::fs::read_to_string(scripts.dir.join("vars.sql")).unwrap();
     same(&scripts, &broker, &[], &text);
@@ -216,22 +231,51 @@ fn an_error_mid_script_with_and_without_on_error_stop() {
     assert_eq!(stopped.stdout, "before\n");
     // -c: exit 1, no locus. (Syntax errors are the broker guard's: no
     // LINE/caret, so not compared here.)
-    let ran = same(&scripts, &broker, &["-c", "BEGIN; SELECT nope; SELECT 2"], "");
-    assert!(ran.stderr.contains("LINE 1: BEGIN; SELECT nope; SELECT 2\n                      ^"), "{ran:?}");
+    let ran = same(
+        &scripts,
+        &broker,
+        &["-c", "BEGIN; SELECT nope; SELECT 2"],
+        "",
+    );
+    assert!(
+        ran.stderr
+            .contains("LINE 1: BEGIN; SELECT nope; SELECT 2\n                      ^"),
+        "{ran:?}"
+    );
     same(&scripts, &broker, &["-c", "\\foo"], "");
     same(
         &scripts,
         &broker,
-        &["-v", "ON_ERROR_STOP=1", "-c", "SELECT nope", "-c", "\\echo not reached"],
+        &[
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SELECT nope",
+            "-c",
+            "\\echo not reached",
+        ],
         "",
     );
-    same(&scripts, &broker, &["-c", "SELECT nope", "-c", "\\echo reached"], "");
+    same(
+        &scripts,
+        &broker,
+        &["-c", "SELECT nope", "-c", "\\echo reached"],
+        "",
+    );
     // A missing file: exit 1.
     let ours = scripts.iam_pg(&broker, &["-f", "missing.sql"], "");
     assert_eq!(ours.code, 1, "{ours:?}");
-    assert_eq!(ours.stderr, "iam-pg: error: missing.sql: No such file or directory\n");
+    assert_eq!(
+        ours.stderr,
+        "iam-pg: error: missing.sql: No such file or directory\n"
+    );
     // An unclosed \if.
-    same(&scripts, &broker, &["-v", "ON_ERROR_STOP=1"], "\\if true\n\\echo in\n");
+    same(
+        &scripts,
+        &broker,
+        &["-v", "ON_ERROR_STOP=1"],
+        "\\if true\n\\echo in\n",
+    );
 }
 
 #[test]
@@ -285,7 +329,10 @@ fn a_fix_script_with_begin_and_commit_in_a_write_session() {
         (theirs.code, &theirs.stdout, &theirs.stderr),
         "{ours:?}"
     );
-    assert_eq!(ours.stdout, "BEGIN\nUPDATE 1\nINSERT 0 1\nDELETE 1\nCOMMIT\n");
+    assert_eq!(
+        ours.stdout,
+        "BEGIN\nUPDATE 1\nINSERT 0 1\nDELETE 1\nCOMMIT\n"
+    );
     assert_eq!(note(&t), "fixed");
 
     // An error inside BEGIN … COMMIT: the rest is refused, COMMIT rolls back.
@@ -302,7 +349,10 @@ fn a_fix_script_with_begin_and_commit_in_a_write_session() {
         ),
         "{ours:?}"
     );
-    assert!(ours.stdout.ends_with("25P02\nROLLBACK\nfalse\n"), "{ours:?}");
+    assert!(
+        ours.stdout.ends_with("25P02\nROLLBACK\nfalse\n"),
+        "{ours:?}"
+    );
     assert_eq!(note(&t), "original");
 
     // AUTOCOMMIT: each statement outside BEGIN commits on its own.
@@ -362,8 +412,16 @@ fn single_transaction_and_multi_statement_commands_are_atomic() {
     );
     assert_eq!(note(&t), "original");
     // And commits when all succeed.
-    let ours = scripts.iam_pg(&broker, &["--write", "-1", "-c", &first, "-c", "\\echo ok"], "");
-    assert_eq!((ours.code, ours.stdout.as_str()), (0, "UPDATE 1\nok\n"), "{ours:?}");
+    let ours = scripts.iam_pg(
+        &broker,
+        &["--write", "-1", "-c", &first, "-c", "\\echo ok"],
+        "",
+    );
+    assert_eq!(
+        (ours.code, ours.stdout.as_str()),
+        (0, "UPDATE 1\nok\n"),
+        "{ours:?}"
+    );
     assert_eq!(note(&t), "first");
 }
 
@@ -394,7 +452,11 @@ fn include_output_redirection_and_g() {
         "\\echo in sub\n\\set from sub\n\\ir inc2.sql\nSELECT broken;\n",
     )
     .unwrap();
-    std::fs::write(scripts.dir.join("sub/inc2.sql"), "\\echo relative include\n").unwrap();
+    std::fs::write(
+        scripts.dir.join("sub/inc2.sql"),
+        "\\echo relative include\n",
+    )
+    .unwrap();
     let app = Appliance::get();
     for f in ["sub/inc.sql", "sub/inc2.sql"] {
         let path = scripts.dir.join(f).display().to_string();
@@ -405,7 +467,11 @@ fn include_output_redirection_and_g() {
             "-p",
             &scripts.dir.join("sub").display().to_string(),
         ]);
-        docker(&["cp", &path, &format!("{}:{path}", app.container("czechidm"))]);
+        docker(&[
+            "cp",
+            &path,
+            &format!("{}:{path}", app.container("czechidm")),
+        ]);
     }
     Command::new("chmod")
         .args(["-R", "a+rwX"])
@@ -414,9 +480,21 @@ fn include_output_redirection_and_g() {
         .unwrap();
     let broker = BrokerProcess::start();
     let ran = same(&scripts, &broker, &["-f", "main.sql"], "");
-    assert!(ran.stdout.contains("in sub\nrelative include\nback from=sub\n"), "{ran:?}");
-    assert!(ran.stderr.contains("iam-pg:sub/inc.sql:4: ERROR:  column \"broken\""), "{ran:?}");
-    assert_eq!(scripts.file("out.txt"), scripts.psql_file("out.txt"));
+    assert!(
+        ran.stdout
+            .contains("in sub\nrelative include\nback from=sub\n"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stderr
+            .contains("iam-pg:sub/inc.sql:4: ERROR:  column \"broken\""),
+        "{ran:?}"
+    );
+    // (`docker` trims what the container printed.)
+    assert_eq!(
+        scripts.file("out.txt").trim_end(),
+        scripts.psql_file("out.txt")
+    );
     assert_eq!(scripts.file("out.txt"), "into the file\n");
 }
 
@@ -439,7 +517,12 @@ fn quiet_echo_and_command_tags() {
     same(&scripts, &broker, &["-q", "-f", "tags.sql"], "");
     same(&scripts, &broker, &["-a", "-f", "tags.sql"], "");
     same(&scripts, &broker, &["-e", "-c", "SELECT nope"], "");
-    same(&scripts, &broker, &["-b", "-f", "tags.sql", "-c", "SELECT nope"], "");
+    same(
+        &scripts,
+        &broker,
+        &["-b", "-f", "tags.sql", "-c", "SELECT nope"],
+        "",
+    );
 }
 
 #[test]

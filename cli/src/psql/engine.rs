@@ -165,9 +165,7 @@ fn local_error(sqlstate: &str, message: impl Into<String>) -> ErrorInfo {
 }
 
 fn has_placeholders(sql: &str) -> bool {
-    crate::script::split(sql)
-        .iter()
-        .any(|s| s.has_placeholders)
+    crate::script::split(sql).iter().any(|s| s.has_placeholders)
 }
 
 impl Engine {
@@ -283,7 +281,12 @@ impl Engine {
         eprint!(
             "{}{}",
             self.prefix(),
-            report::format(&info, None, self.settings().verbosity, self.settings().show_context)
+            report::format(
+                &info,
+                None,
+                self.settings().verbosity,
+                self.settings().show_context
+            )
         );
     }
 
@@ -488,7 +491,7 @@ impl Engine {
         loop {
             match lexer.scan(text, &mut pos, &mut buf, None) {
                 Scan::Semicolon => {
-                    let start = pos - buf.len();
+                    let start = pos.saturating_sub(buf.len());
                     if !is_blank(&buf) {
                         stmts.push((std::mem::take(&mut buf), start));
                     }
@@ -500,7 +503,7 @@ impl Engine {
             }
         }
         if !is_blank(&buf) {
-            let start = text.len() - buf.len();
+            let start = text.len().saturating_sub(buf.len());
             stmts.push((buf, start));
         }
         if stmts.is_empty() {
@@ -648,6 +651,9 @@ impl Engine {
             Some(cmd) => self.transaction(cmd, sql),
             None => self.statement(sql, shown, send),
         };
+        if !ok && self.settings().echo == Echo::Errors {
+            eprintln!("{}STATEMENT:  {sql}", self.prefix());
+        }
         let _ = self.out.flush();
         ok
     }
@@ -666,9 +672,8 @@ impl Engine {
             self.prefix(),
             report::format(info, shown, s.verbosity, s.show_context)
         );
-        if let (Echo::Errors, Some(sql)) = (s.echo, sql) {
-            eprintln!("{}STATEMENT:  {sql}", self.prefix());
-        }
+        // psql's ECHO=errors line comes from `send`, after any failure.
+        let _ = sql;
         let state = info.sqlstate.clone().unwrap_or_default();
         self.vars.set_internal("ERROR", "true");
         self.vars.set_internal("SQLSTATE", state.clone());
@@ -765,8 +770,7 @@ impl Engine {
             drop(iter);
             self.succeeded(count);
             let printed = (|| {
-                let mut printer =
-                    ResultPrinter::begin(format, &mut self.out, &columns)?;
+                let mut printer = ResultPrinter::begin(format, &mut self.out, &columns)?;
                 for v in values {
                     printer.row(v)?;
                 }
@@ -820,14 +824,17 @@ impl Engine {
         columns: &[iam_pgconnect::Column],
         rows: Vec<Vec<Option<String>>>,
     ) -> bool {
+        // A failed \\gset fails the query: psql's ERROR is true.
         let row = match rows.len() {
             0 => {
                 self.client_error("no rows returned for \\gset");
+                self.vars.set_internal("ERROR", "true");
                 return false;
             }
             1 => &rows[0],
             _ => {
                 self.client_error("more than one row returned for \\gset");
+                self.vars.set_internal("ERROR", "true");
                 return false;
             }
         };
@@ -840,6 +847,7 @@ impl Engine {
             if let Err(e) = result {
                 // psql stops at the first name it cannot set.
                 self.client_error(&e);
+                self.vars.set_internal("ERROR", "true");
                 return false;
             }
         }
@@ -882,7 +890,11 @@ impl Engine {
                         self.succeeded(0);
                         // PostgreSQL answers COMMIT of an aborted
                         // transaction with ROLLBACK.
-                        self.tag(if commit && !aborted { "COMMIT" } else { "ROLLBACK" });
+                        self.tag(if commit && !aborted {
+                            "COMMIT"
+                        } else {
+                            "ROLLBACK"
+                        });
                         true
                     }
                     Err(err) => {
@@ -1155,7 +1167,11 @@ impl Engine {
             "t" | "x" => {
                 let value = self.arg(sc);
                 self.extra_args(cmd, sc);
-                let name = if cmd == "t" { "tuples_only" } else { "expanded" };
+                let name = if cmd == "t" {
+                    "tuples_only"
+                } else {
+                    "expanded"
+                };
                 ok(self.pset(name, value.as_deref()))
             }
             "f" | "C" => {
@@ -1215,7 +1231,9 @@ impl Engine {
                 match std::env::set_current_dir(&dir) {
                     Ok(()) => Slash::Ok,
                     Err(e) => {
-                        self.client_error(&format!("\\cd: could not change directory to \"{dir}\": {e}"));
+                        self.client_error(&format!(
+                            "\\cd: could not change directory to \"{dir}\": {e}"
+                        ));
                         Slash::Error
                     }
                 }
@@ -1692,7 +1710,13 @@ fn print_result(
 ) -> io::Result<()> {
     if columns.is_empty() {
         if !quiet && !command.is_empty() {
-            writeln!(out, "{}", output::command_tag(command, count))?;
+            // PostgreSQL's INSERT tag still carries the (always 0) oid.
+            let tag = if command == "INSERT" {
+                format!("INSERT 0 {count}")
+            } else {
+                output::command_tag(command, count)
+            };
+            writeln!(out, "{tag}")?;
         }
         return Ok(());
     }
@@ -1820,7 +1844,11 @@ fn parse_copy(text: &str) -> Result<CopySpec, String> {
             b'\'' | b'"' => quote = Some(c),
             b'(' => depth += 1,
             b')' => depth = depth.saturating_sub(1),
-            _ if depth == 0 && i > 0 && b[i - 1].is_ascii_whitespace() || (depth == 0 && i > 0 && b[i - 1] == b')') => {
+            _ if depth == 0
+                && i > 0
+                && !c.is_ascii_whitespace()
+                && (b[i - 1].is_ascii_whitespace() || b[i - 1] == b')') =>
+            {
                 let word_end = text[i..]
                     .find(|ch: char| ch.is_ascii_whitespace())
                     .map_or(text.len(), |n| i + n);
@@ -1878,7 +1906,11 @@ fn parse_copy(text: &str) -> Result<CopySpec, String> {
             let options = strip_with(&rest[word_end..]);
             return Ok(CopySpec {
                 target,
-                direction: if from { CopyDirection::From } else { CopyDirection::To },
+                direction: if from {
+                    CopyDirection::From
+                } else {
+                    CopyDirection::To
+                },
                 place,
                 options,
             });
@@ -1887,7 +1919,11 @@ fn parse_copy(text: &str) -> Result<CopySpec, String> {
     };
     Ok(CopySpec {
         target,
-        direction: if from { CopyDirection::From } else { CopyDirection::To },
+        direction: if from {
+            CopyDirection::From
+        } else {
+            CopyDirection::To
+        },
         place: CopyPlace::File(word.unwrap_or_default()),
         options: strip_with(after),
     })
@@ -1932,7 +1968,8 @@ mod tests {
 
     #[test]
     fn copy_arguments() {
-        let p = parse_copy("idm_identity (id, username) to '/tmp/x y.csv' with (format csv)").unwrap();
+        let p =
+            parse_copy("idm_identity (id, username) to '/tmp/x y.csv' with (format csv)").unwrap();
         assert_eq!(p.target, "idm_identity (id, username)");
         assert_eq!(p.direction, CopyDirection::To);
         assert_eq!(p.place, CopyPlace::File("/tmp/x y.csv".into()));
@@ -1942,7 +1979,10 @@ mod tests {
         assert_eq!(p.place, CopyPlace::Std);
         assert_eq!(p.options, "csv header");
         let p = parse_copy("t FROM pstdin").unwrap();
-        assert_eq!((p.direction, p.place), (CopyDirection::From, CopyPlace::Pstd));
+        assert_eq!(
+            (p.direction, p.place),
+            (CopyDirection::From, CopyPlace::Pstd)
+        );
         let p = parse_copy("t from data.csv csv").unwrap();
         assert_eq!(p.place, CopyPlace::File("data.csv".into()));
         assert!(parse_copy("t").is_err());

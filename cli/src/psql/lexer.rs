@@ -514,9 +514,18 @@ mod tests {
             stmts(&["CREATE FUNCTION f() RETURNS int AS $b$", "BEGIN RETURN 1; END;", "$b$ LANGUAGE plpgsql;"]),
             ["CREATE FUNCTION f() RETURNS int AS $b$\nBEGIN RETURN 1; END;\n$b$ LANGUAGE plpgsql;"]
         );
-        assert_eq!(stmts(&["SELECT a$b; SELECT $1;"]), ["SELECT a$b;", "SELECT $1;"]);
-        assert_eq!(stmts(&["SELECT /* a /* b; */ c; */ 1;"]), ["SELECT /* a /* b; */ c; */ 1;"]);
-        assert_eq!(stmts(&["CREATE RULE r AS ON INSERT TO t DO (SELECT 1; SELECT 2);"]).len(), 1);
+        assert_eq!(
+            stmts(&["SELECT a$b; SELECT $1;"]),
+            ["SELECT a$b;", "SELECT $1;"]
+        );
+        assert_eq!(
+            stmts(&["SELECT /* a /* b; */ c; */ 1;"]),
+            ["SELECT /* a /* b; */ c; */ 1;"]
+        );
+        assert_eq!(
+            stmts(&["CREATE RULE r AS ON INSERT TO t DO (SELECT 1; SELECT 2);"]).len(),
+            1
+        );
     }
 
     #[test]

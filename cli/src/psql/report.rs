@@ -167,7 +167,11 @@ mod tests {
 
     #[test]
     fn long_lines_are_cut_around_the_position() {
-        let long = format!("SELECT {} FROM nowhere;", "a, ".repeat(40));
+        let long = format!(
+            "SELECT {} FROM nowhere WHERE {} true;",
+            "a, ".repeat(40),
+            "b AND ".repeat(10)
+        );
         let loc = long.find("nowhere").unwrap() + 1;
         let shown = error_position(&long, loc);
         let first = shown.lines().next().unwrap();

@@ -73,7 +73,9 @@ fn words(sql: &str) -> Vec<(String, bool)> {
             i = j + 1;
         } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
             let mut j = i;
-            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80) {
+            while j < b.len()
+                && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80)
+            {
                 j += 1;
             }
             out.push((sql[i..j].to_lowercase(), false));
@@ -91,7 +93,11 @@ fn words(sql: &str) -> Vec<(String, bool)> {
 /// The transaction command `sql` is, if it is one.
 pub fn classify(sql: &str) -> Option<TxCommand> {
     let w = words(sql);
-    let kw = |k: usize| w.get(k).filter(|(_, quoted)| !quoted).map(|(s, _)| s.as_str());
+    let kw = |k: usize| {
+        w.get(k)
+            .filter(|(_, quoted)| !quoted)
+            .map(|(s, _)| s.as_str())
+    };
     let first = kw(0)?;
     // Skips an optional WORK / TRANSACTION.
     let after_noise = |k: usize| match kw(k) {
@@ -112,7 +118,11 @@ pub fn classify(sql: &str) -> Option<TxCommand> {
             if w.len() > k {
                 return unsupported(&format!(
                     "{} with options",
-                    if first == "start" { "START TRANSACTION" } else { "BEGIN" }
+                    if first == "start" {
+                        "START TRANSACTION"
+                    } else {
+                        "BEGIN"
+                    }
                 ));
             }
             Some(TxCommand::Begin)
@@ -127,7 +137,11 @@ pub fn classify(sql: &str) -> Option<TxCommand> {
             }
             let k = after_noise(1);
             if !commit && kw(k) == Some("to") {
-                let k = if kw(k + 1) == Some("savepoint") { k + 2 } else { k + 1 };
+                let k = if kw(k + 1) == Some("savepoint") {
+                    k + 2
+                } else {
+                    k + 1
+                };
                 return match (w.get(k), w.len() == k + 1) {
                     (Some((name, _)), true) => Some(TxCommand::RollbackTo(name.clone())),
                     _ => None,
@@ -159,8 +173,9 @@ pub fn classify(sql: &str) -> Option<TxCommand> {
             }
         }
         "prepare" if kw(1) == Some("transaction") => unsupported("PREPARE TRANSACTION"),
-        "set" if matches!(kw(1), Some("transaction"))
-            || (matches!(kw(1), Some("session")) && kw(2) == Some("characteristics")) =>
+        "set"
+            if matches!(kw(1), Some("transaction"))
+                || (matches!(kw(1), Some("session")) && kw(2) == Some("characteristics")) =>
         {
             unsupported("SET TRANSACTION")
         }
