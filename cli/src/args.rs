@@ -17,7 +17,7 @@ Examples:
       -c 'UPDATE idm_identity SET disabled = true WHERE username = %s' -p jnovak
   iam-pg --format csv -c 'SELECT username, email FROM idm_identity' > identities.csv
   iam-pg -At -c 'SELECT username FROM idm_identity'   # psql's -A -t output, byte for byte
-  iam-pg -U czechidm --write -f fix.sql
+  iam-pg -U czechidm --write -v ON_ERROR_STOP=1 -f fix.sql   # BEGIN; ...; COMMIT; inside
   echo 'SELECT version()' | iam-pg
 
 Interactive mode:
@@ -29,12 +29,19 @@ Interactive mode:
   or ROLLBACK (the prompt shows WRITE, and * while changes are pending);
   leaving with changes pending asks whether to commit or roll back.
 
-Statements:
-  Several -c, or the statements of a file or of standard input, run in order
-  in one session and one transaction. Each -c and the file are split on ';'
-  (outside quotes, comments and dollar quotes). A read session is closed at
-  the end; with --write the transaction is committed at the end, and rolled
-  back if any statement fails.
+Scripts (as psql 15):
+  -c and -f run in the order given, then the session ends; without them
+  (and not at a terminal) standard input is read. A -c with SQL is one
+  query: its statements run in one transaction, the first error ends it; a
+  -c starting with \\ runs one backslash command. Files and standard input
+  take psql's backslash commands (\\set, :var, \\if, \\gset, \\i, \\o,
+  \\g, \\copy, \\echo, \\timing, \\watch, ...). AUTOCOMMIT is on: outside
+  BEGIN ... COMMIT each statement commits on its own; BEGIN, COMMIT,
+  ROLLBACK, SAVEPOINT, RELEASE and ROLLBACK TO become the broker's own
+  transaction control; a transaction left open at the end is rolled back.
+  -1 runs everything in one transaction. -v ON_ERROR_STOP=1 stops a script
+  at its first error (exit status 3). The start-up file $IAM_PGRC, else
+  ~/.iampgrc, is read first unless -X.
 
 Parameters:
   Each -p VALUE is a string, bound as text (PostgreSQL parses it by the
@@ -49,10 +56,12 @@ Change requests (two-person approval, for rules with mode = \"request\"):
   iam-pg cancel ID           (see iam-pg request --help)
 
 Exit status:
-  0 success, 1 database error (database, read_only, forbidden_statement,
-  limit, or an internal error), 2 usage error or bad request, 3 denied by the
-  broker's policy, 4 broker or appliance unavailable (no socket, unavailable,
-  not_found, secret, busy, audit_unavailable).
+  0 success (also when statements of a script failed without
+  ON_ERROR_STOP, as psql), 1 a -c failed or a file is missing, 2 usage
+  error, 3 a script stopped by ON_ERROR_STOP or the session denied by the
+  broker's policy, 4 broker or appliance unavailable (no socket,
+  unavailable, not_found, secret, busy, audit_unavailable) or the session
+  lost.
 
 The broker's socket is --socket, else $IAM_PGBROKER_SOCKET, else
 /run/iam-pgbroker/pgbroker.sock.";
@@ -76,9 +85,9 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub dbname: Option<String>,
 
-    /// Open a read-write session (the policy must grant it). With -c or
-    /// -f the transaction is committed at the end; at the prompt, when you
-    /// type COMMIT.
+    /// Open a read-write session (the policy must grant it). Scripts
+    /// commit each statement outside BEGIN ... COMMIT (psql's AUTOCOMMIT);
+    /// at the prompt, changes wait for COMMIT.
     #[arg(long)]
     pub write: bool,
 
@@ -96,18 +105,16 @@ pub struct Args {
     )]
     pub params: Vec<String>,
 
-    /// SQL to run (repeatable; run in order in one transaction).
-    #[arg(
-        short = 'c',
-        long = "command",
-        value_name = "SQL",
-        conflicts_with = "file"
-    )]
+    /// Run one command string: SQL (its statements in one transaction,
+    /// as psql sends it) or one backslash command (repeatable, and mixed
+    /// with -f: run in the order given).
+    #[arg(short = 'c', long = "command", value_name = "COMMAND")]
     pub commands: Vec<String>,
 
-    /// Run the statements of FILE ("-" for standard input).
+    /// Run the commands of FILE, psql's way ("-" for standard input;
+    /// repeatable).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
 
     /// Output format: table is psql's (its options below apply); json
     /// and csv are iam-pg's own, streamed (csv tells NULL from '' by
@@ -194,8 +201,8 @@ pub struct Args {
     )]
     pub output: Option<PathBuf>,
 
-    /// Quiet: no command tags (INSERT 0 1, CREATE TABLE) after
-    /// statements.
+    /// Run quietly: no command tags (INSERT 0 1, CREATE TABLE), no
+    /// informational messages.
     #[arg(short = 'q', long, help_heading = "psql output options")]
     pub quiet: bool,
 
@@ -203,6 +210,91 @@ pub struct Args {
     /// /run/iam-pgbroker/pgbroker.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+
+    /// Set psql variable NAME to VALUE (NAME alone unsets it).
+    #[arg(
+        short = 'v',
+        long = "set",
+        visible_alias = "variable",
+        value_name = "NAME=VALUE"
+    )]
+    pub variables: Vec<String>,
+
+    /// Run all -c and -f in one transaction: committed if all succeed,
+    /// else rolled back.
+    #[arg(short = '1', long = "single-transaction")]
+    pub single_transaction: bool,
+
+    /// Do not read the start-up file ($IAM_PGRC, else ~/.iampgrc).
+    #[arg(short = 'X', long = "no-psqlrc")]
+    pub no_psqlrc: bool,
+
+    /// Echo every command sent to the broker.
+    #[arg(short = 'e', long = "echo-queries")]
+    pub echo_queries: bool,
+
+    /// Echo every line read from the input.
+    #[arg(short = 'a', long = "echo-all")]
+    pub echo_all: bool,
+
+    /// Echo commands that fail.
+    #[arg(short = 'b', long = "echo-errors")]
+    pub echo_errors: bool,
+
+    /// Echo the catalog queries of backslash commands.
+    #[arg(short = 'E', long = "echo-hidden")]
+    pub echo_hidden: bool,
+
+    /// No line editing at the prompt (accepted for psql compatibility).
+    #[arg(short = 'n', long = "no-readline")]
+    pub no_readline: bool,
+
+    /// The -c and -f options in the order given (filled by
+    /// [`Args::parse_all`]).
+    #[arg(skip)]
+    pub actions: Vec<Action>,
+}
+
+/// One -c or -f, in command-line order (psql 15 runs them in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Command(String),
+    File(PathBuf),
+}
+
+impl Args {
+    /// Parses the process's arguments (exiting on a usage error, status
+    /// 2) and records the order of -c and -f.
+    pub fn parse_all() -> Args {
+        Self::parse_all_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Args::parse_all`] over given arguments.
+    pub fn parse_all_from<I, T>(args: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().try_get_matches_from(args)?;
+        let mut parsed = Args::from_arg_matches(&matches)?;
+        let mut ordered: Vec<(usize, Action)> = Vec::new();
+        if let Some(idx) = matches.indices_of("commands") {
+            ordered.extend(
+                idx.zip(&parsed.commands)
+                    .map(|(i, c)| (i, Action::Command(c.clone()))),
+            );
+        }
+        if let Some(idx) = matches.indices_of("file") {
+            ordered.extend(
+                idx.zip(&parsed.file)
+                    .map(|(i, f)| (i, Action::File(f.clone()))),
+            );
+        }
+        ordered.sort_by_key(|(i, _)| *i);
+        parsed.actions = ordered.into_iter().map(|(_, a)| a).collect();
+        Ok(parsed)
+    }
 }
 
 impl Args {
@@ -287,7 +379,7 @@ mod tests {
         assert_eq!(a.format, Format::Csv);
 
         let a = Args::try_parse_from(["iam-pg", "-f", "-"]).unwrap();
-        assert_eq!(a.file, Some(PathBuf::from("-")));
+        assert_eq!(a.file, [PathBuf::from("-")]);
         assert_eq!((a.db.as_str(), a.user.as_str()), ("czechidm", "postgres"));
         assert_eq!(a.format, Format::Table);
     }
@@ -344,9 +436,37 @@ mod tests {
     }
 
     #[test]
+    fn commands_and_files_keep_their_order() {
+        let a = Args::parse_all_from([
+            "iam-pg",
+            "-f",
+            "a.sql",
+            "-c",
+            "SELECT 1",
+            "-v",
+            "x=1",
+            "-1Xq",
+            "-f",
+            "b.sql",
+            "-c",
+            "\\echo hi",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.actions,
+            [
+                Action::File("a.sql".into()),
+                Action::Command("SELECT 1".into()),
+                Action::File("b.sql".into()),
+                Action::Command("\\echo hi".into()),
+            ]
+        );
+        assert_eq!(a.variables, ["x=1"]);
+        assert!(a.single_transaction && a.no_psqlrc && a.quiet);
+    }
+
+    #[test]
     fn usage_errors_exit_2() {
-        let err = Args::try_parse_from(["iam-pg", "-c", "x", "-f", "y"]).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
         let err = Args::try_parse_from(["iam-pg", "--format", "xml"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }

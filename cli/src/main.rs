@@ -12,6 +12,7 @@ mod meta;
 mod output;
 #[allow(dead_code)] // the skeleton: used as the psql front end lands
 mod print;
+mod psql;
 mod run;
 mod script;
 mod sql_help;
@@ -27,5 +28,5 @@ fn main() -> ExitCode {
         return approval::main(approval::ApprovalArgs::parse());
     }
     // clap exits with status 2 on a usage error, which is ours too.
-    run::main(args::Args::parse())
+    run::main(args::Args::parse_all())
 }

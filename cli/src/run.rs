@@ -1,15 +1,15 @@
-//! One run of iam-pg: collect the statements, open the session, run them in
-//! order, print results, commit or roll back, and map the outcome to an
-//! exit status.
+//! One run of iam-pg: open the session, run -c, -f or standard input
+//! through the psql engine, and map the outcome to an exit status.
 
-use crate::args::Args;
+use crate::args::{Action, Args};
 use crate::output::{Format, ResultPrinter};
 use crate::print::{self, PrintOpt, Printing, Table};
-use crate::script::{self, Statement};
+use crate::psql::{Engine, Flow, Options};
+use crate::script;
 use clap::CommandFactory;
 use iam_pgconnect::{Config, Connection, Error, ErrorCode, ToParam};
-use std::io::{self, IsTerminal, Read, Write};
-use std::path::Path;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Exit statuses, documented in `--help`.
@@ -38,93 +38,210 @@ pub fn exit_status(code: ErrorCode) -> u8 {
     }
 }
 
-/// A statement and where it came from, for error messages.
-struct Job {
-    statement: Statement,
-    origin: String,
-}
-
-/// Why a run stopped early.
+/// Why a statement of the prompt failed.
 pub enum Failure {
-    /// The broker or the client library reported an error; `at` is the
-    /// index of the statement that failed, if one did.
-    Db { err: Error, at: Option<usize> },
+    /// The broker or the client library reported an error.
+    Db { err: Error },
     /// Writing the results failed (e.g. the reader of a pipe went away).
     Output(io::Error),
 }
 
+/// psql's exit status for a script stopped by `ON_ERROR_STOP`.
+pub const EXIT_SCRIPT_STOPPED: u8 = 3;
+
+/// Runs -c, -f and standard input through the psql engine (see
+/// `crate::psql`), as psql 15 does: actions in command-line order, exit
+/// status 0, 1 (a -c failed, a file is missing), 3 (a script stopped by
+/// ON_ERROR_STOP), and the broker's own 3 (denied) and 4 (unavailable)
+/// when the session cannot be had or is lost.
 pub fn main(args: Args) -> ExitCode {
-    if args.commands.is_empty() && args.file.is_none() && io::stdin().is_terminal() {
+    if args.actions.is_empty() && io::stdin().is_terminal() {
         return crate::interactive::main(&args);
     }
-    let jobs = match collect(&args) {
-        Ok(jobs) => jobs,
-        Err(status) => return status,
-    };
-    if !args.params.is_empty() && !jobs.iter().any(|j| j.statement.has_placeholders) {
+    let sql_only: Vec<&String> = args
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Command(c) if !c.starts_with('\\') => Some(c),
+            _ => None,
+        })
+        .collect();
+    if !args.params.is_empty()
+        && sql_only.len() == args.actions.len()
+        && !sql_only
+            .iter()
+            .any(|c| script::split(c).iter().any(|s| s.has_placeholders))
+    {
         return usage(
             clap::error::ErrorKind::ArgumentConflict,
             "-p was given, but no statement has a %s or $n placeholder",
         );
     }
+    let mut variables = Vec::new();
+    for v in &args.variables {
+        match v.split_once('=') {
+            Some((name, value)) => variables.push((name.to_owned(), Some(value.to_owned()))),
+            None => variables.push((v.clone(), None)),
+        }
+    }
 
-    let printing = match args.print_opt() {
-        Ok(opt) => Printing {
-            format: args.format,
-            opt,
-            quiet: args.quiet,
-            to_stdout: args.output.is_none(),
-        },
+    let print = match args.print_opt() {
+        Ok(opt) => opt,
         Err(message) => return usage(clap::error::ErrorKind::InvalidValue, &message),
     };
     // -o FILE: results to the file, messages still to the terminal.
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(file) => Box::new(io::BufWriter::new(file)),
+    let output = match &args.output {
+        Some(path) => match print::Output::file(path) {
+            Ok(out) => Some(out),
             Err(e) => {
                 eprintln!("iam-pg: error: cannot open {}: {e}", path.display());
-                return ExitCode::from(EXIT_USAGE);
+                return ExitCode::from(EXIT_DATABASE);
             }
         },
-        None => Box::new(io::BufWriter::new(io::stdout().lock())),
+        None => None,
     };
-    let result = execute(&args, &printing, &jobs, &mut out);
-    let flushed = out.flush();
-    let failure = match (result, flushed) {
-        (Ok(()), Ok(())) => return ExitCode::SUCCESS,
-        (Err(f), _) => f,
-        (Ok(()), Err(e)) => Failure::Output(e),
-    };
-    match failure {
-        Failure::Db { err, at } => {
+
+    let conn = match config(&args).connect() {
+        Ok(conn) => conn,
+        Err(err) => {
             eprintln!("iam-pg: error: {err}");
-            if let Some(detail) = err.detail() {
-                eprintln!("DETAIL:  {detail}");
-            }
-            if let Some(hint) = err.hint() {
-                eprintln!("HINT:  {hint}");
-            }
-            if let (Some(k), true) = (at, jobs.len() > 1) {
-                eprintln!(
-                    "iam-pg: in statement {} of {} ({})",
-                    k + 1,
-                    jobs.len(),
-                    jobs[k].origin
-                );
-            }
-            if args.write && at.is_some() {
-                eprintln!("iam-pg: the transaction was rolled back; nothing was committed");
-            }
-            ExitCode::from(exit_status(err.code()))
+            return ExitCode::from(exit_status(err.code()));
         }
-        Failure::Output(err) => {
-            // A closed pipe (`| head`) is the reader's choice, not news.
-            if err.kind() != io::ErrorKind::BrokenPipe {
-                eprintln!("iam-pg: error: cannot write the output: {err}");
-            }
-            ExitCode::from(EXIT_DATABASE)
+    };
+    let mut engine = Engine::new(
+        conn,
+        Options {
+            print,
+            params: args.params.clone(),
+            interactive: false,
+            legacy: (args.format != Format::Table).then_some(args.format),
+            socket: config(&args).socket_path(),
+        },
+    );
+    if let Some(out) = output {
+        engine.set_output(out);
+    }
+    let vars = engine.vars_mut();
+    let mut settings: Vec<(&str, &str)> = Vec::new();
+    if args.quiet {
+        settings.push(("QUIET", "on"));
+    }
+    if args.echo_all {
+        settings.push(("ECHO", "all"));
+    } else if args.echo_queries {
+        settings.push(("ECHO", "queries"));
+    } else if args.echo_errors {
+        settings.push(("ECHO", "errors"));
+    }
+    if args.echo_hidden {
+        settings.push(("ECHO_HIDDEN", "on"));
+    }
+    for (name, value) in settings {
+        let _ = vars.set(name, value);
+    }
+    for (name, value) in &variables {
+        let result = match value {
+            Some(v) => vars.set(name, v),
+            None => vars.unset(name),
+        };
+        if let Err(e) = result {
+            eprintln!("iam-pg: error: {e}");
+            return ExitCode::from(EXIT_DATABASE);
         }
     }
+    if !args.no_psqlrc {
+        if let Some(rc) = startup_file() {
+            if let Ok(f) = std::fs::File::open(&rc) {
+                let dir = rc.parent().map(Path::to_path_buf).unwrap_or_default();
+                let shown = rc.display().to_string();
+                engine.run_source(&mut io::BufReader::new(f), Some(&shown), &dir);
+            }
+        }
+    }
+
+    let status = run_actions(&mut engine, &args);
+    let lost = engine.lost();
+    let flushed = engine.close();
+    if let Some(code) = lost {
+        return ExitCode::from(exit_status(code));
+    }
+    match flushed {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("iam-pg: error: cannot write the output: {e}");
+            ExitCode::from(EXIT_DATABASE)
+        }
+        _ => ExitCode::from(status),
+    }
+}
+
+/// The start-up file: `$IAM_PGRC`, else `~/.iampgrc` (psql's `.psqlrc`
+/// under iam-pg's name, so that a psqlrc written for a real server does
+/// not run here by surprise).
+fn startup_file() -> Option<PathBuf> {
+    if let Some(rc) = std::env::var_os("IAM_PGRC") {
+        return Some(PathBuf::from(rc));
+    }
+    let home = std::env::var_os("HOME")?;
+    Some(Path::new(&home).join(".iampgrc"))
+}
+
+/// Runs the actions (or standard input); returns psql's exit status.
+fn run_actions(engine: &mut Engine, args: &Args) -> u8 {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    if args.single_transaction {
+        engine.begin_single();
+    }
+    let mut status = 0;
+    if args.actions.is_empty() {
+        let stdin = io::stdin();
+        let flow = engine.run_source(&mut stdin.lock(), None, &cwd);
+        status = if flow == Flow::Stop {
+            EXIT_SCRIPT_STOPPED
+        } else {
+            0
+        };
+    }
+    for action in &args.actions {
+        status = match action {
+            Action::Command(text) if text.starts_with('\\') => {
+                u8::from(!engine.run_slash_command(text))
+            }
+            Action::Command(text) => u8::from(!engine.run_command(text)),
+            Action::File(path) if path == Path::new("-") => {
+                let stdin = io::stdin();
+                match engine.run_source(&mut stdin.lock(), Some("<stdin>"), &cwd) {
+                    Flow::Stop => EXIT_SCRIPT_STOPPED,
+                    _ => 0,
+                }
+            }
+            Action::File(path) => match std::fs::File::open(path) {
+                Ok(f) => {
+                    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                    let shown = path.display().to_string();
+                    match engine.run_source(&mut io::BufReader::new(f), Some(&shown), &dir) {
+                        Flow::Stop => EXIT_SCRIPT_STOPPED,
+                        _ => 0,
+                    }
+                }
+                Err(e) => {
+                    let why = match e.kind() {
+                        io::ErrorKind::NotFound => "No such file or directory".to_owned(),
+                        io::ErrorKind::PermissionDenied => "Permission denied".to_owned(),
+                        _ => e.to_string(),
+                    };
+                    eprintln!("iam-pg: error: {}: {why}", path.display());
+                    1
+                }
+            },
+        };
+        if engine.lost().is_some() || (status != 0 && engine.vars().settings().on_error_stop) {
+            break;
+        }
+    }
+    if args.single_transaction && !engine.end_single(status == 0) && status == 0 {
+        status = 1;
+    }
+    status
 }
 
 /// Prints a usage error the way clap does (with the usage line) and
@@ -133,63 +250,6 @@ pub fn usage(kind: clap::error::ErrorKind, message: &str) -> ExitCode {
     let err = Args::command().error(kind, message);
     let _ = err.print();
     ExitCode::from(err.exit_code() as u8)
-}
-
-/// The statements to run, from -c, -f or standard input.
-fn collect(args: &Args) -> Result<Vec<Job>, ExitCode> {
-    if !args.commands.is_empty() {
-        let mut jobs = Vec::new();
-        for (k, command) in args.commands.iter().enumerate() {
-            for statement in script::split(command) {
-                let mut origin = format!("-c #{}", k + 1);
-                if statement.line > 1 {
-                    origin.push_str(&format!(", line {}", statement.line));
-                }
-                jobs.push(Job { statement, origin });
-            }
-        }
-        return Ok(jobs);
-    }
-    let (text, name) = match &args.file {
-        Some(path) if path == Path::new("-") => (read_stdin()?, "<stdin>".to_owned()),
-        Some(path) => match std::fs::read(path) {
-            Ok(bytes) => (
-                utf8(bytes, &path.display().to_string())?,
-                path.display().to_string(),
-            ),
-            Err(e) => {
-                eprintln!("iam-pg: error: cannot read {}: {e}", path.display());
-                return Err(ExitCode::from(EXIT_USAGE));
-            }
-        },
-        None => (read_stdin()?, "<stdin>".to_owned()),
-    };
-    Ok(script::split(&text)
-        .into_iter()
-        .map(|statement| Job {
-            origin: format!("{name}:{}", statement.line),
-            statement,
-        })
-        .collect())
-}
-
-fn read_stdin() -> Result<String, ExitCode> {
-    let mut bytes = Vec::new();
-    if let Err(e) = io::stdin().read_to_end(&mut bytes) {
-        eprintln!("iam-pg: error: cannot read standard input: {e}");
-        return Err(ExitCode::from(EXIT_USAGE));
-    }
-    utf8(bytes, "standard input")
-}
-
-fn utf8(bytes: Vec<u8>, name: &str) -> Result<String, ExitCode> {
-    String::from_utf8(bytes).map_err(|e| {
-        eprintln!(
-            "iam-pg: error: {name} is not valid UTF-8 (at byte {})",
-            e.utf8_error().valid_up_to()
-        );
-        ExitCode::from(EXIT_USAGE)
-    })
 }
 
 /// The client configuration the arguments describe.
@@ -209,48 +269,6 @@ pub fn config(args: &Args) -> Config {
         config = config.socket(socket);
     }
     config
-}
-
-/// Runs every statement in one session. Any failure ends the session
-/// without a commit: a write session is rolled back, even when only the
-/// output failed (a script piping `--write` output into a failing reader
-/// must not have half its intent committed silently).
-fn execute(
-    args: &Args,
-    printing: &Printing,
-    jobs: &[Job],
-    out: &mut impl Write,
-) -> Result<(), Failure> {
-    let mut conn = config(args)
-        .connect()
-        .map_err(|err| Failure::Db { err, at: None })?;
-    let params: Vec<&dyn ToParam> = args.params.iter().map(|p| p as &dyn ToParam).collect();
-    for (k, job) in jobs.iter().enumerate() {
-        let params: &[&dyn ToParam] = if job.statement.has_placeholders {
-            &params
-        } else {
-            &[]
-        };
-        if let Err(failure) = print_statement(&mut conn, &job.statement.sql, params, printing, out)
-        {
-            let _ = conn.rollback();
-            let _ = conn.close();
-            return Err(match failure {
-                Failure::Db { err, .. } => Failure::Db { err, at: Some(k) },
-                output => output,
-            });
-        }
-    }
-    if args.write {
-        // On failure `conn` is dropped, which rolls back and closes.
-        conn.commit().map_err(|err| Failure::Db {
-            err,
-            at: Some(jobs.len().saturating_sub(1)).filter(|_| !jobs.is_empty()),
-        })?;
-    }
-    // Committed (or read-only): a failing close changes nothing.
-    let _ = conn.close();
-    Ok(())
 }
 
 /// Runs one statement and prints its result in `format` (expanded when
@@ -284,7 +302,7 @@ pub fn print_statement(
     printing: &Printing,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    let db = |err| Failure::Db { err, at: None };
+    let db = |err| Failure::Db { err };
     let mut rows = conn.query_iter(sql, params).map_err(db)?;
     if printing.format != Format::Table {
         let mut printer =
@@ -351,58 +369,5 @@ mod tests {
         ] {
             assert_eq!(exit_status(code), status, "{code}");
         }
-    }
-
-    #[test]
-    fn a_missing_socket_exits_4() {
-        let args = <Args as clap::Parser>::try_parse_from([
-            "iam-pg",
-            "--socket",
-            "/nonexistent/iam-pg-test.sock",
-            "-c",
-            "SELECT 1",
-        ])
-        .unwrap();
-        let jobs = collect(&args).unwrap_or_else(|_| panic!("collect failed"));
-        let mut out = Vec::new();
-        let printing = Printing::table(PrintOpt::default());
-        match execute(&args, &printing, &jobs, &mut out) {
-            Err(Failure::Db { err, at: None }) => {
-                assert_eq!(exit_status(err.code()), 4);
-                assert!(err.to_string().contains("/nonexistent/iam-pg-test.sock"));
-            }
-            _ => panic!("expected a connection failure"),
-        }
-    }
-
-    #[test]
-    fn commands_are_split_and_located() {
-        let args = <Args as clap::Parser>::try_parse_from([
-            "iam-pg",
-            "-c",
-            "SELECT 1; SELECT %s",
-            "-c",
-            "SELECT 3",
-        ])
-        .unwrap();
-        let jobs = collect(&args).unwrap_or_else(|_| panic!("collect failed"));
-        let summary: Vec<(&str, &str, bool)> = jobs
-            .iter()
-            .map(|j| {
-                (
-                    j.statement.sql.as_str(),
-                    j.origin.as_str(),
-                    j.statement.has_placeholders,
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                ("SELECT 1", "-c #1", false),
-                ("SELECT %s", "-c #1", true),
-                ("SELECT 3", "-c #2", false)
-            ]
-        );
     }
 }

@@ -23,6 +23,7 @@ mod params;
 mod perf;
 mod pool;
 mod psql_output;
+mod psql_scripts;
 mod read;
 mod reliability;
 mod restart;
