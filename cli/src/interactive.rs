@@ -1,43 +1,41 @@
 //! The interactive prompt: what an operator uses instead of
 //! `docker exec -it -u postgres czechidm-db psql`.
 //!
-//! One broker session for the whole prompt. Transactions follow what the
-//! broker allows and what psql users expect:
+//! One broker session for the whole prompt, driven line by line through
+//! the same psql engine as `-c` and `-f` (`crate::psql`): variables,
+//! `\if`, `\set`, `\pset`, `\g`, `\copy`, `\watch`, describe commands and
+//! the broker's transaction control all behave as in a script. What only a
+//! terminal has is here: line editing and history, Tab completion, `\e`,
+//! `\h`, the question about pending changes on `\q`, and Ctrl-C.
 //!
-//! - a read session ends every statement's transaction at once (psql's
-//!   autocommit), so a prompt left open holds no locks and no snapshot;
-//! - a `--write` session opens a transaction with its first statement and
-//!   keeps it until the operator types `COMMIT` or `ROLLBACK`, which the
-//!   prompt turns into the broker's `commit`/`rollback` (the broker refuses
-//!   transaction control in SQL). Leaving with changes pending asks; an
-//!   unanswered question rolls back, since nothing may be committed that
-//!   was not meant to be.
+//! Transactions: a read session ends every statement's transaction at once
+//! (psql's autocommit), so a prompt left open holds no locks and no
+//! snapshot; a `--write` session starts with `AUTOCOMMIT` off, so its first
+//! statement opens a transaction that waits for `COMMIT` or `ROLLBACK`
+//! (`\set AUTOCOMMIT on` gives psql's default). Leaving with changes
+//! pending asks; an unanswered question rolls back, since nothing may be
+//! committed that was not meant to be.
 //!
 //! The prompt looks like psql's default (`%/%R%x%# `): the database name,
-//! `=` (or `-` while a statement continues), `*` while a write session's
-//! transaction is open and `!` after it failed, then `>` in a read session
-//! and `#` in a write session — psql's `#` marks the superuser, the one
-//! who can change things; here it marks the session that can.
+//! psql's `%R` (`=`, `-` while a statement continues, `'` in a quote, …),
+//! `*` while a transaction is open and `!` after it failed, then `>` in a
+//! read session and `#` in a write session — psql's `#` marks the
+//! superuser, the one who can change things; here it marks the session
+//! that can.
 //!
 //! Ctrl-C while a statement (or a describe command) runs asks the broker
 //! to cancel it, from a thread that waits for SIGINT (the signal handler
 //! itself only wakes it); the statement ends with PostgreSQL's "canceling
 //! statement due to user request" and the session stays usable. Ctrl-C at
-//! the prompt drops the line being typed, as in psql.
-//!
-//! Every complete input — a backslash command, or SQL up to its `;` —
-//! goes through [`Prompt::execute_input`].
+//! the prompt drops the statement being typed, as in psql.
 
 use crate::args::Args;
 use crate::complete::{self, Catalog};
-use crate::describe;
 use crate::meta::{self, MetaCommand};
-use crate::output::Format;
-use crate::print::{self, PrintOpt};
-use crate::run::{self, exit_status, Failure, EXIT_DATABASE, EXIT_UNAVAILABLE, EXIT_USAGE};
-use crate::script;
+use crate::psql::{Engine, Flow, TxStatus};
+use crate::run::{self, exit_status, EXIT_DATABASE, EXIT_USAGE};
 use crate::sql_help;
-use iam_pgconnect::{CancelHandle, Connection, Error, ErrorCode};
+use iam_pgconnect::{CancelHandle, Error, ErrorCode};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use std::cell::RefCell;
@@ -48,63 +46,8 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 type LineEditor = rustyline::Editor<complete::Helper, FileHistory>;
-
-/// Where the broker's transaction stands, as far as the prompt knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transaction {
-    /// None open (or only one the prompt ends itself).
-    Idle,
-    /// A write session ran statements since the last commit or rollback.
-    Open,
-    /// A statement failed: PostgreSQL aborted the transaction, and only a
-    /// rollback helps.
-    Failed,
-}
-
-/// Transaction control typed as SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TransactionCommand {
-    Begin,
-    Commit,
-    Rollback,
-}
-
-/// `COMMIT`, `END`, `ROLLBACK`, `ABORT` (with `WORK` or `TRANSACTION`),
-/// `BEGIN …`, `START TRANSACTION …`: recognised so that they do what a psql
-/// user means. `ROLLBACK TO SAVEPOINT`, `COMMIT AND CHAIN` and the like are
-/// sent as written (and the broker refuses them).
-fn transaction_command(sql: &str) -> Option<TransactionCommand> {
-    let mut rest = sql;
-    // A comment before the statement stays with it (see script::split).
-    loop {
-        rest = rest.trim_start();
-        if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map_or("", |(_, r)| r);
-        } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map_or("", |(_, r)| r);
-        } else {
-            break;
-        }
-    }
-    let words: Vec<String> = rest
-        .split_whitespace()
-        .map(str::to_ascii_lowercase)
-        .collect();
-    let (first, tail) = words.split_first()?;
-    let plain_tail = tail.len() <= 1 && tail.iter().all(|w| w == "work" || w == "transaction");
-    match first.as_str() {
-        "commit" | "end" if plain_tail => Some(TransactionCommand::Commit),
-        "rollback" | "abort" if plain_tail => Some(TransactionCommand::Rollback),
-        "begin" => Some(TransactionCommand::Begin),
-        "start" if tail.first().is_some_and(|w| w == "transaction") => {
-            Some(TransactionCommand::Begin)
-        }
-        _ => None,
-    }
-}
 
 /// The history file: `$IAM_PG_HISTORY`, else `~/.iam_pg_history` (an
 /// empty `IAM_PG_HISTORY` keeps no history).
@@ -135,17 +78,11 @@ fn print_error(err: &Error) {
 }
 
 struct Prompt {
-    conn: Connection,
+    engine: Engine,
     socket: PathBuf,
     write: bool,
-    transaction: Transaction,
-    format: Format,
-    expanded: bool,
-    timing: bool,
-    /// The statement typed so far (lines without their `;` yet).
-    buffer: String,
-    /// The last statement sent, for `\e` with an empty buffer.
-    last_query: String,
+    /// The lines of the statement being typed, for the history.
+    typed: String,
     /// What Tab completes from, shared with the line editor.
     completion: Rc<RefCell<complete::State>>,
     /// The catalog is read again before the next prompt.
@@ -243,16 +180,15 @@ pub fn main(args: &Args) -> ExitCode {
     }
     let running = Arc::new(AtomicBool::new(false));
     start_cancel_thread(conn.cancel_handle(), Arc::clone(&running));
+    let engine = match run::start_engine(args, conn, true) {
+        Ok(engine) => engine,
+        Err(status) => return status,
+    };
     let mut prompt = Prompt {
-        conn,
+        engine,
         socket,
         write: args.write,
-        transaction: Transaction::Idle,
-        format: args.format,
-        expanded: args.expanded,
-        timing: false,
-        buffer: String::new(),
-        last_query: String::new(),
+        typed: String::new(),
         completion,
         catalog_stale: true,
         running,
@@ -325,8 +261,8 @@ fn temp_file(text: &str) -> io::Result<PathBuf> {
 }
 
 impl Prompt {
-    fn banner(&self) {
-        let info = self.conn.session_info();
+    fn banner(&mut self) {
+        let info = self.engine.connection().session_info().clone();
         println!(
             "iam-pg {} through {}. Type \\? for help, \\q to quit.",
             env!("CARGO_PKG_VERSION"),
@@ -343,34 +279,32 @@ impl Prompt {
 
     /// psql's default prompt, `%/%R%x%# `: `czechidm=> `, `czechidm-> `
     /// while a statement continues; in a write session `czechidm=# `,
-    /// `czechidm=*# ` with changes pending, `czechidm=!# ` after an error.
-    fn prompt(&self, continuation: bool) -> String {
-        let info = self.conn.session_info();
-        format!(
-            "{}{}{}{} ",
-            info.dbname,
-            if continuation { '-' } else { '=' },
-            match self.transaction {
-                Transaction::Idle => "",
-                Transaction::Open => "*",
-                Transaction::Failed => "!",
-            },
-            if self.write { '#' } else { '>' },
-        )
+    /// `czechidm=*# ` with a transaction open, `czechidm=!# ` after an
+    /// error.
+    fn prompt(&mut self) -> String {
+        let state = self.engine.prompt_char();
+        let tx = match self.engine.tx_status() {
+            TxStatus::Idle => "",
+            TxStatus::Open => "*",
+            TxStatus::Failed => "!",
+        };
+        let dbname = self.engine.connection().session_info().dbname.clone();
+        format!("{dbname}{state}{tx}{} ", if self.write { '#' } else { '>' })
     }
 
     /// Reads the catalog for completion, when it may have changed and no
     /// transaction of the user's is open (a failure there would abort it).
     fn refresh_catalog(&mut self) {
-        if !self.catalog_stale || self.transaction != Transaction::Idle {
+        if !self.catalog_stale || self.engine.tx_status() != TxStatus::Idle {
             return;
         }
         self.catalog_stale = false;
+        let conn = self.engine.connection();
         let loaded = {
             let _running = Running::new(&self.running);
-            Catalog::load(&mut self.conn)
+            Catalog::load(conn)
         };
-        let _ = self.conn.rollback();
+        let _ = conn.rollback();
         // Without a catalog, Tab still completes keywords and commands.
         if let Ok(catalog) = loaded {
             self.completion.borrow_mut().catalog = catalog;
@@ -380,13 +314,13 @@ impl Prompt {
     fn run(&mut self, editor: &mut LineEditor) -> ExitCode {
         loop {
             self.refresh_catalog();
-            self.completion.borrow_mut().earlier = self.buffer.clone();
-            let continuation = !self.buffer.trim().is_empty();
-            let line = match editor.readline(&self.prompt(continuation)) {
+            self.completion.borrow_mut().earlier = self.engine.query_buffer().to_owned();
+            let line = match editor.readline(&self.prompt()) {
                 Ok(line) => line,
                 // Ctrl-C: forget the statement being typed.
                 Err(ReadlineError::Interrupted) => {
-                    self.buffer.clear();
+                    self.engine.reset_buffer();
+                    self.typed.clear();
                     continue;
                 }
                 // Ctrl-D.
@@ -398,157 +332,84 @@ impl Prompt {
             };
             let trimmed = line.trim();
             if trimmed.starts_with('\\') {
-                let _ = editor.add_history_entry(trimmed);
-                if meta::parse(trimmed) == MetaCommand::Quit {
-                    return self.leave(editor);
+                // What only the prompt has; everything else is the
+                // engine's, as in a script.
+                match meta::parse(trimmed) {
+                    MetaCommand::Quit => {
+                        let _ = editor.add_history_entry(trimmed);
+                        return self.leave(editor);
+                    }
+                    MetaCommand::Edit(file) => {
+                        let _ = editor.add_history_entry(trimmed);
+                        if let Err(status) = self.edit(file.as_deref()) {
+                            return status;
+                        }
+                        continue;
+                    }
+                    MetaCommand::SqlHelp(topic) => {
+                        let _ = editor.add_history_entry(trimmed);
+                        print!("{}", sql_help::help(topic.as_deref()));
+                        let _ = io::stdout().flush();
+                        continue;
+                    }
+                    MetaCommand::Help => {
+                        let _ = editor.add_history_entry(trimmed);
+                        // The prompt's own commands, then the script
+                        // engine's (which a script's `\\?` shows alone).
+                        let scripting = crate::psql::engine::HELP;
+                        let from = scripting.find("Query Buffer").unwrap_or(0);
+                        print!("{}\n{}", meta::HELP, &scripting[from..]);
+                        let _ = io::stdout().flush();
+                        continue;
+                    }
+                    MetaCommand::ConnInfo => {
+                        let _ = editor.add_history_entry(trimmed);
+                        print!("{}", self.conninfo());
+                        let _ = io::stdout().flush();
+                        continue;
+                    }
+                    _ => {}
                 }
-                if let Err(status) = self.execute_input(trimmed) {
-                    return status;
-                }
-                continue;
             }
-            if self.buffer.trim().is_empty() && matches!(trimmed, "quit" | "exit") {
+            if self.engine.query_buffer().trim().is_empty()
+                && matches!(trimmed, "quit" | "exit" | "\\q")
+            {
                 return self.leave(editor);
             }
-            if !self.buffer.is_empty() {
-                self.buffer.push('\n');
+            match self.feed(&line) {
+                Ok(()) => {}
+                Err(status) => return status,
             }
-            self.buffer.push_str(&line);
-            if let Err(status) = self.run_complete(editor) {
-                return status;
+            if self.engine.query_buffer().is_empty() && !self.typed.trim().is_empty() {
+                let _ = editor.add_history_entry(self.typed.trim());
+                self.typed.clear();
             }
         }
     }
 
-    /// Runs what the buffer holds up to its last complete statement.
-    fn run_complete(&mut self, editor: &mut LineEditor) -> Result<(), ExitCode> {
-        let Some(end) = script::terminated_len(&self.buffer) else {
-            return Ok(());
-        };
-        let complete = self.buffer[..end].to_owned();
-        self.buffer = self.buffer[end..].trim_start().to_owned();
-        let _ = editor.add_history_entry(complete.trim());
-        self.execute_input(&complete)
-    }
-
-    /// Runs one complete input: a backslash command line, or SQL text
-    /// ending with `;` (one or more statements). `Err` only when the
-    /// session is gone. (The script engine replaces this with its own.)
-    fn execute_input(&mut self, text: &str) -> Result<(), ExitCode> {
-        let trimmed = text.trim();
-        if trimmed.starts_with('\\') {
-            return self.meta(meta::parse(trimmed));
+    /// One line to the engine, marked as running for Ctrl-C. `Err` when
+    /// the session is gone.
+    fn feed(&mut self, line: &str) -> Result<(), ExitCode> {
+        if !self.typed.is_empty() {
+            self.typed.push('\n');
         }
-        self.last_query = trimmed.to_owned();
-        for statement in script::split(text) {
-            self.statement(&statement.sql)?;
-            if may_change_schema(&statement.sql) {
-                self.catalog_stale = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs one statement. `Err` only when the session is gone.
-    fn statement(&mut self, sql: &str) -> Result<(), ExitCode> {
-        match transaction_command(sql) {
-            Some(TransactionCommand::Begin) => {
-                println!(
-                    "NOTICE:  a transaction starts with the first statement; BEGIN is not needed"
-                );
-                return Ok(());
-            }
-            Some(TransactionCommand::Commit) => return self.end_transaction(true),
-            Some(TransactionCommand::Rollback) => return self.end_transaction(false),
-            None => {}
-        }
-        let started = Instant::now();
-        let result = {
+        self.typed.push_str(line);
+        let flow = {
             let _running = Running::new(&self.running);
-            let stdout = io::stdout();
-            let mut out = stdout.lock();
-            let result = run::run_statement(
-                &mut self.conn,
-                sql,
-                &[],
-                (self.format, self.expanded),
-                &mut out,
-            );
-            let _ = out.flush();
-            result
+            self.engine.feed_line(line)
         };
-        let elapsed = started.elapsed();
-        match result {
-            Ok(()) if self.write => self.transaction = Transaction::Open,
-            // Autocommit: end the read transaction now.
-            Ok(()) => {
-                if let Err(err) = self.conn.commit() {
-                    print_error(&err);
-                    self.after_error(&err)?;
-                }
-            }
-            Err(Failure::Db { err, .. }) => {
-                print_error(&err);
-                self.after_error(&err)?;
-            }
-            Err(Failure::Output(e)) => {
-                eprintln!("iam-pg: error: cannot write the output: {e}");
-            }
+        let _ = io::stdout().flush();
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("\\d") || may_change_schema(trimmed) {
+            self.catalog_stale = true;
         }
-        if self.timing {
-            println!("Time: {:.3} ms", elapsed.as_secs_f64() * 1000.0);
+        if let Some(code) = self.engine.lost() {
+            eprintln!("iam-pg: the connection to the broker was lost");
+            return Err(ExitCode::from(exit_status(code)));
         }
-        Ok(())
-    }
-
-    /// What an error leaves behind. `Err` when the broker is gone.
-    fn after_error(&mut self, err: &Error) -> Result<(), ExitCode> {
-        if err.is_closed() || (err.code() == ErrorCode::Unavailable && self.conn.ping().is_err()) {
-            eprintln!(
-                "iam-pg: the connection to the broker was lost{}",
-                if self.transaction == Transaction::Idle {
-                    ""
-                } else {
-                    "; the open transaction was rolled back"
-                }
-            );
-            return Err(ExitCode::from(EXIT_UNAVAILABLE));
-        }
-        if !self.write {
-            let _ = self.conn.rollback();
-        } else if matches!(err.code(), ErrorCode::Database | ErrorCode::ReadOnly) {
-            // PostgreSQL aborted the transaction. Other codes (the guard,
-            // a bad request) mean nothing reached PostgreSQL.
-            self.transaction = Transaction::Failed;
-        }
-        Ok(())
-    }
-
-    /// `COMMIT` / `ROLLBACK` typed at the prompt.
-    fn end_transaction(&mut self, commit: bool) -> Result<(), ExitCode> {
-        if self.transaction == Transaction::Idle {
-            println!("WARNING:  there is no transaction in progress");
-        }
-        let failed = self.transaction == Transaction::Failed;
-        let result = if commit && !failed {
-            self.conn.commit().map(|()| "COMMIT")
-        } else {
-            self.conn.rollback().map(|()| "ROLLBACK")
-        };
-        match result {
-            Ok(tag) => {
-                if commit && failed {
-                    println!("NOTICE:  the transaction had failed; nothing was committed");
-                }
-                println!("{tag}");
-                self.transaction = Transaction::Idle;
-            }
-            Err(err) => {
-                print_error(&err);
-                self.after_error(&err)?;
-                // A failed commit has rolled back (docs/protocol.md).
-                self.transaction = Transaction::Idle;
-            }
+        if flow == Flow::Quit {
+            // `\q` inside a line the prompt did not see first.
+            return Err(ExitCode::SUCCESS);
         }
         Ok(())
     }
@@ -556,13 +417,13 @@ impl Prompt {
     /// Leaves the prompt: asks about pending changes, then closes.
     fn leave(&mut self, editor: &mut LineEditor) -> ExitCode {
         let mut status = ExitCode::SUCCESS;
-        match self.transaction {
-            Transaction::Idle => {}
-            Transaction::Failed => {
-                let _ = self.conn.rollback();
+        match self.engine.tx_status() {
+            TxStatus::Idle => {}
+            TxStatus::Failed => {
+                let _ = self.engine.connection().rollback();
                 println!("The transaction had failed; it was rolled back.");
             }
-            Transaction::Open => loop {
+            TxStatus::Open => loop {
                 let answer = editor.readline(
                     "There are changes that are not committed. Commit or roll back? [c/r] ",
                 );
@@ -574,10 +435,11 @@ impl Prompt {
                     // committed that was not asked for.
                     Err(_) => false,
                 };
+                let conn = self.engine.connection();
                 let result = if commit {
-                    self.conn.commit().map(|()| "COMMIT")
+                    conn.commit().map(|()| "COMMIT")
                 } else {
-                    self.conn.rollback().map(|()| "ROLLBACK")
+                    conn.rollback().map(|()| "ROLLBACK")
                 };
                 match result {
                     Ok(tag) => println!("{tag}"),
@@ -591,68 +453,8 @@ impl Prompt {
         }
         // A no-op after the answer above: the broker rolls back anything
         // still open when the session closes.
-        let _ = self.conn.rollback();
+        let _ = self.engine.connection().rollback();
         status
-    }
-
-    /// Runs a backslash command other than `\q`.
-    fn meta(&mut self, command: MetaCommand) -> Result<(), ExitCode> {
-        let on_off = |on: bool| if on { "on" } else { "off" };
-        match command {
-            MetaCommand::Quit => {}
-            MetaCommand::Expanded(on) => {
-                self.expanded = on.unwrap_or(!self.expanded);
-                println!("Expanded display is {}.", on_off(self.expanded));
-            }
-            MetaCommand::Timing(on) => {
-                self.timing = on.unwrap_or(!self.timing);
-                println!("Timing is {}.", on_off(self.timing));
-            }
-            MetaCommand::Help => print!("{}", meta::HELP),
-            MetaCommand::SqlHelp(topic) => print!("{}", sql_help::help(topic.as_deref())),
-            MetaCommand::ConnInfo => print!("{}", self.conninfo()),
-            MetaCommand::Describe { cmd, args } => self.describe(&cmd, &args)?,
-            MetaCommand::Edit(file) => self.edit(file.as_deref())?,
-            MetaCommand::Invalid(message) => eprintln!("{message}"),
-        }
-        let _ = io::stdout().flush();
-        Ok(())
-    }
-
-    /// The `\pset` options describe output is printed with.
-    fn print_opt(&self) -> PrintOpt {
-        PrintOpt {
-            expanded: if self.expanded {
-                print::Expanded::On
-            } else {
-                print::Expanded::Off
-            },
-            ..PrintOpt::default()
-        }
-    }
-
-    /// A describe command. One that starts a transaction ends it again:
-    /// `\d` must not make `\q` ask about a commit, nor hold locks.
-    fn describe(&mut self, cmd: &str, args: &[String]) -> Result<(), ExitCode> {
-        let was_idle = self.transaction == Transaction::Idle;
-        let opt = self.print_opt();
-        let mut out = print::Output::stdout();
-        let result = {
-            let _running = Running::new(&self.running);
-            describe::run(&mut self.conn, cmd, args, &opt, &mut out)
-        };
-        let _ = out.flush();
-        if let Some(Err(err)) = result {
-            print_error(&err);
-            self.after_error(&err)?;
-        }
-        if was_idle {
-            let _ = self.conn.rollback();
-            self.transaction = Transaction::Idle;
-        }
-        // What was described may have changed since the catalog was read.
-        self.catalog_stale = true;
-        Ok(())
     }
 
     /// `\e [FILE]`: the buffer (or the last statement, or FILE) in the
@@ -666,10 +468,10 @@ impl Prompt {
         let (path, temporary) = match file {
             Some(f) => (PathBuf::from(f), false),
             None => {
-                let initial = if self.buffer.trim().is_empty() {
-                    self.last_query.clone()
+                let initial = if self.engine.query_buffer().trim().is_empty() {
+                    self.engine.previous_query().to_owned()
                 } else {
-                    self.buffer.clone()
+                    self.engine.query_buffer().to_owned()
                 };
                 match temp_file(&initial) {
                     Ok(path) => (path, true),
@@ -698,16 +500,16 @@ impl Prompt {
         }
         match text {
             Ok(text) => {
-                self.buffer = text.trim_end().to_owned();
-                if script::terminated_len(&self.buffer).is_some() {
-                    // Shown as psql shows an edited buffer it runs.
-                    println!("{}", self.buffer);
-                    let Some(end) = script::terminated_len(&self.buffer) else {
-                        return Ok(());
-                    };
-                    let complete = self.buffer[..end].to_owned();
-                    self.buffer = self.buffer[end..].trim_start().to_owned();
-                    return self.execute_input(&complete);
+                // As psql: the edited text replaces the buffer; shown, and
+                // run up to its last `;` as if typed.
+                self.engine.reset_buffer();
+                self.typed.clear();
+                let text = text.trim_end();
+                if text.contains(';') {
+                    println!("{text}");
+                }
+                for line in text.lines() {
+                    self.feed(line)?;
                 }
             }
             Err(e) => eprintln!("iam-pg: error: \\e: {e}"),
@@ -718,8 +520,8 @@ impl Prompt {
     /// `\conninfo`: the session as the broker opened it, and who the broker
     /// believes this process is (read from the kernel, not from anything
     /// iam-pg said).
-    fn conninfo(&self) -> String {
-        let info = self.conn.session_info();
+    fn conninfo(&mut self) -> String {
+        let info = self.engine.connection().session_info().clone();
         let id = &info.identity;
         let mode = if info.readonly {
             "read-only"
@@ -752,29 +554,6 @@ impl Prompt {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recognises_transaction_control() {
-        use TransactionCommand::*;
-        for (sql, expected) in [
-            ("COMMIT", Some(Commit)),
-            ("commit work", Some(Commit)),
-            ("END TRANSACTION", Some(Commit)),
-            ("-- done\nCOMMIT", Some(Commit)),
-            ("/* x */ rollback", Some(Rollback)),
-            ("ABORT", Some(Rollback)),
-            ("ROLLBACK TO SAVEPOINT a", None),
-            ("COMMIT AND CHAIN", None),
-            ("BEGIN", Some(Begin)),
-            ("begin isolation level serializable", Some(Begin)),
-            ("START TRANSACTION READ WRITE", Some(Begin)),
-            ("START", None),
-            ("SELECT 'commit'", None),
-            ("UPDATE t SET commit = 1", None),
-        ] {
-            assert_eq!(transaction_command(sql), expected, "{sql}");
-        }
-    }
 
     #[test]
     fn history_file_place() {

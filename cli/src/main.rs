@@ -10,7 +10,6 @@ mod generate;
 mod interactive;
 mod meta;
 mod output;
-#[allow(dead_code)] // the skeleton: used as the psql front end lands
 mod print;
 mod psql;
 mod run;

@@ -2,13 +2,13 @@
 //! through the psql engine, and map the outcome to an exit status.
 
 use crate::args::{Action, Args};
-use crate::output::{Format, ResultPrinter};
-use crate::print::{self, PrintOpt, Printing, Table};
+use crate::output::Format;
+use crate::print;
 use crate::psql::{Engine, Flow, Options};
 use crate::script;
 use clap::CommandFactory;
-use iam_pgconnect::{Config, Connection, Error, ErrorCode, ToParam};
-use std::io::{self, IsTerminal, Write};
+use iam_pgconnect::{Config, Connection, ErrorCode};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -36,14 +36,6 @@ pub fn exit_status(code: ErrorCode) -> u8 {
         // fault and not worth retrying, so the generic failure.
         ErrorCode::Internal | ErrorCode::Unknown => EXIT_DATABASE,
     }
-}
-
-/// Why a statement of the prompt failed.
-pub enum Failure {
-    /// The broker or the client library reported an error.
-    Db { err: Error },
-    /// Writing the results failed (e.g. the reader of a pipe went away).
-    Output(io::Error),
 }
 
 /// psql's exit status for a script stopped by `ON_ERROR_STOP`.
@@ -77,30 +69,10 @@ pub fn main(args: Args) -> ExitCode {
             "-p was given, but no statement has a %s or $n placeholder",
         );
     }
-    let mut variables = Vec::new();
-    for v in &args.variables {
-        match v.split_once('=') {
-            Some((name, value)) => variables.push((name.to_owned(), Some(value.to_owned()))),
-            None => variables.push((v.clone(), None)),
-        }
+    // A bad -P is a usage error before anything connects, as in psql.
+    if let Err(message) = args.print_opt() {
+        return usage(clap::error::ErrorKind::InvalidValue, &message);
     }
-
-    let print = match args.print_opt() {
-        Ok(opt) => opt,
-        Err(message) => return usage(clap::error::ErrorKind::InvalidValue, &message),
-    };
-    // -o FILE: results to the file, messages still to the terminal.
-    let output = match &args.output {
-        Some(path) => match print::Output::file(path) {
-            Ok(out) => Some(out),
-            Err(e) => {
-                eprintln!("iam-pg: error: cannot open {}: {e}", path.display());
-                return ExitCode::from(EXIT_DATABASE);
-            }
-        },
-        None => None,
-    };
-
     let conn = match config(&args).connect() {
         Ok(conn) => conn,
         Err(err) => {
@@ -108,14 +80,60 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::from(exit_status(err.code()));
         }
     };
+    let mut engine = match start_engine(&args, conn, false) {
+        Ok(engine) => engine,
+        Err(status) => return status,
+    };
+
+    let status = run_actions(&mut engine, &args);
+    let lost = engine.lost();
+    let flushed = engine.close();
+    if let Some(code) = lost {
+        return ExitCode::from(exit_status(code));
+    }
+    match flushed {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("iam-pg: error: cannot write the output: {e}");
+            ExitCode::from(EXIT_DATABASE)
+        }
+        _ => ExitCode::from(status),
+    }
+}
+
+/// The psql engine over an open session, as the arguments set it up:
+/// print options (`-A -t -x -P …`), `-o`, `-q`, `-e -a -b -E`, `-v`, and
+/// the start-up file unless `-X`. At the prompt (`interactive`) a write
+/// session starts with `AUTOCOMMIT` off: changes wait for `COMMIT`.
+pub fn start_engine(args: &Args, conn: Connection, interactive: bool) -> Result<Engine, ExitCode> {
+    let print = args
+        .print_opt()
+        .map_err(|message| usage(clap::error::ErrorKind::InvalidValue, &message))?;
+    // -o FILE: results to the file, messages still to the terminal.
+    let output = match &args.output {
+        Some(path) => match print::Output::file(path) {
+            Ok(out) => Some(out),
+            Err(e) => {
+                eprintln!("iam-pg: error: cannot open {}: {e}", path.display());
+                return Err(ExitCode::from(EXIT_DATABASE));
+            }
+        },
+        None => None,
+    };
+    let mut variables = Vec::new();
+    for v in &args.variables {
+        match v.split_once('=') {
+            Some((name, value)) => variables.push((name.to_owned(), Some(value.to_owned()))),
+            None => variables.push((v.clone(), None)),
+        }
+    }
     let mut engine = Engine::new(
         conn,
         Options {
             print,
             params: args.params.clone(),
-            interactive: false,
+            interactive,
             legacy: (args.format != Format::Table).then_some(args.format),
-            socket: config(&args).socket_path(),
+            socket: config(args).socket_path(),
         },
     );
     if let Some(out) = output {
@@ -123,6 +141,9 @@ pub fn main(args: Args) -> ExitCode {
     }
     let vars = engine.vars_mut();
     let mut settings: Vec<(&str, &str)> = Vec::new();
+    if interactive && args.write {
+        settings.push(("AUTOCOMMIT", "off"));
+    }
     if args.quiet {
         settings.push(("QUIET", "on"));
     }
@@ -146,7 +167,7 @@ pub fn main(args: Args) -> ExitCode {
         };
         if let Err(e) = result {
             eprintln!("iam-pg: error: {e}");
-            return ExitCode::from(EXIT_DATABASE);
+            return Err(ExitCode::from(EXIT_DATABASE));
         }
     }
     if !args.no_psqlrc {
@@ -158,20 +179,7 @@ pub fn main(args: Args) -> ExitCode {
             }
         }
     }
-
-    let status = run_actions(&mut engine, &args);
-    let lost = engine.lost();
-    let flushed = engine.close();
-    if let Some(code) = lost {
-        return ExitCode::from(exit_status(code));
-    }
-    match flushed {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            eprintln!("iam-pg: error: cannot write the output: {e}");
-            ExitCode::from(EXIT_DATABASE)
-        }
-        _ => ExitCode::from(status),
-    }
+    Ok(engine)
 }
 
 /// The start-up file: `$IAM_PGRC`, else `~/.iampgrc` (psql's `.psqlrc`
@@ -269,80 +277,6 @@ pub fn config(args: &Args) -> Config {
         config = config.socket(socket);
     }
     config
-}
-
-/// Runs one statement and prints its result in `format` (expanded when
-/// the flag says so), psql's defaults otherwise.
-pub fn run_statement(
-    conn: &mut Connection,
-    sql: &str,
-    params: &[&dyn ToParam],
-    (format, expanded): (Format, bool),
-    out: &mut impl Write,
-) -> Result<(), Failure> {
-    let mut opt = PrintOpt::default();
-    if expanded {
-        opt.expanded = print::Expanded::On;
-    }
-    let printing = Printing {
-        format,
-        ..Printing::table(opt)
-    };
-    print_statement(conn, sql, params, &printing, out)
-}
-
-/// Runs one statement and prints its result as `printing` says: psql's
-/// table formats (then, as psql, the command tag of a statement without
-/// result columns, or of INSERT/UPDATE/DELETE/MERGE … RETURNING), or
-/// iam-pg's JSON and CSV.
-pub fn print_statement(
-    conn: &mut Connection,
-    sql: &str,
-    params: &[&dyn ToParam],
-    printing: &Printing,
-    out: &mut impl Write,
-) -> Result<(), Failure> {
-    let db = |err| Failure::Db { err };
-    let mut rows = conn.query_iter(sql, params).map_err(db)?;
-    if printing.format != Format::Table {
-        let mut printer =
-            ResultPrinter::begin(printing.format, out, rows.columns()).map_err(Failure::Output)?;
-        for row in &mut rows {
-            printer
-                .row(row.map_err(db)?.into_values())
-                .map_err(Failure::Output)?;
-        }
-        let command = rows.command().unwrap_or_default().to_owned();
-        let count = rows.row_count().unwrap_or_default();
-        return printer.finish(&command, count).map_err(Failure::Output);
-    }
-    let columns = rows.columns().to_vec();
-    let mut table = Table {
-        headers: columns.iter().map(|c| c.name.clone()).collect(),
-        aligns: columns.iter().map(print::align_for_column).collect(),
-        ..Table::default()
-    };
-    for row in &mut rows {
-        let row = row.map_err(db)?;
-        table.rows.push(
-            (0..columns.len())
-                .map(|i| row.text(i).map(|t| t.into_owned()))
-                .collect(),
-        );
-    }
-    let command = rows.command().unwrap_or_default().to_owned();
-    let count = rows.row_count().unwrap_or_default();
-    let tag = if columns.is_empty() {
-        !command.is_empty()
-    } else {
-        print::print_to(out, &printing.opt, &table, printing.to_stdout).map_err(Failure::Output)?;
-        matches!(command.as_str(), "INSERT" | "UPDATE" | "DELETE" | "MERGE")
-    };
-    if tag && !printing.quiet {
-        writeln!(out, "{}", crate::output::command_tag(&command, count))
-            .map_err(Failure::Output)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

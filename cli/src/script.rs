@@ -117,14 +117,6 @@ pub fn split(text: &str) -> Vec<Statement> {
     scan(text).0
 }
 
-/// The length of the part of `text` that ends with a terminating `;` (the
-/// text up to and including the last `;` outside literals, comments and
-/// parentheses), or `None` when there is none. The interactive prompt runs
-/// that part and keeps the rest for the next line, as psql does.
-pub fn terminated_len(text: &str) -> Option<usize> {
-    scan(text).1
-}
-
 /// The statements of `text`, and the offset just past its last
 /// terminating `;`.
 fn scan(text: &str) -> (Vec<Statement>, Option<usize>) {
@@ -369,18 +361,6 @@ mod tests {
             sqls("SELECT 'Jiří; Dvořák'; SELECT \"Příjmení\" FROM t"),
             ["SELECT 'Jiří; Dvořák'", "SELECT \"Příjmení\" FROM t"]
         );
-    }
-
-    #[test]
-    fn terminated_part_for_the_prompt() {
-        assert_eq!(terminated_len("SELECT 1"), None);
-        assert_eq!(terminated_len("SELECT 1;"), Some(9));
-        assert_eq!(terminated_len("SELECT 1; SELECT"), Some(9));
-        assert_eq!(terminated_len("SELECT 'a;\nb"), None);
-        assert_eq!(terminated_len("SELECT 'a;\nb';"), Some(14));
-        assert_eq!(terminated_len("SELECT (1;"), None);
-        assert_eq!(terminated_len("-- a; b\n"), None);
-        assert_eq!(terminated_len("SELECT $$;$$"), None);
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub struct Table {
     pub footers: Option<Vec<String>>,
 }
 
+#[cfg(test)]
 impl Table {
     /// A table of a result's columns: headers, and the alignment psql
     /// gives each column's type (`None`: left).
@@ -517,32 +518,6 @@ fn spawn_shell(command: &str) -> io::Result<(Child, ChildStdin)> {
     Ok((child, stdin))
 }
 
-/// How one run prints its results.
-#[derive(Debug, Clone)]
-pub struct Printing {
-    /// iam-pg's `--format`: `Table` is psql's formats with `opt`; JSON
-    /// and iam-pg's CSV are streamed as before.
-    pub format: crate::output::Format,
-    pub opt: PrintOpt,
-    /// `-q`: no command tags (`INSERT 0 1`).
-    pub quiet: bool,
-    /// The output is standard output, so the terminal's width and the
-    /// pager apply when it is a terminal.
-    pub to_stdout: bool,
-}
-
-impl Printing {
-    /// psql's defaults for the table format, to standard output.
-    pub fn table(opt: PrintOpt) -> Printing {
-        Printing {
-            format: crate::output::Format::Table,
-            opt,
-            quiet: false,
-            to_stdout: true,
-        }
-    }
-}
-
 /// Prints a table to `out` as psql would: when `to_stdout` and standard
 /// output is a terminal, fitted to its width (`\x auto`, wrapped) and
 /// through the pager when psql would page it.
@@ -636,6 +611,7 @@ impl Output {
     }
 
     /// Whether this is standard output (not `\o` elsewhere).
+    #[cfg(test)]
     pub fn is_stdout(&self) -> bool {
         self.is_stdout
     }

@@ -32,8 +32,6 @@ pub struct Style {
     /// Whether continuation marks have a column of their own at the
     /// right of a border 0 table.
     pub wrap_right_border: bool,
-    /// old-ascii marks header and data continuations on the left.
-    pub old_ascii: bool,
 }
 
 const fn rule(h: &'static str, left: &'static str, mid: &'static str, right: &'static str) -> Rule {
@@ -60,7 +58,6 @@ static ASCII: Style = Style {
     wrap_left: ".",
     wrap_right: ".",
     wrap_right_border: true,
-    old_ascii: false,
 };
 
 static OLD_ASCII: Style = Style {
@@ -78,7 +75,6 @@ static OLD_ASCII: Style = Style {
     wrap_left: " ",
     wrap_right: " ",
     wrap_right_border: false,
-    old_ascii: true,
 };
 
 // Box drawing, single lines (psql's unicode style with the default
@@ -98,7 +94,6 @@ static UNICODE: Style = Style {
     wrap_left: "\u{2026}",
     wrap_right: "\u{2026}",
     wrap_right_border: true,
-    old_ascii: false,
 };
 
 pub fn style(line_style: LineStyle) -> &'static Style {

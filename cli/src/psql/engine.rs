@@ -211,12 +211,28 @@ impl Engine {
         }
     }
 
-    /// The variables (`-v`, `\set`).
     /// Sends results to `out` instead of standard output (`-o FILE`).
     pub fn set_output(&mut self, out: Output) {
         self.out = out;
     }
 
+    /// The query typed so far and not yet sent (the prompt's `\e`).
+    pub fn query_buffer(&self) -> &str {
+        &self.frame.buf
+    }
+
+    /// The last query sent (`\e` with an empty buffer, as psql).
+    pub fn previous_query(&self) -> &str {
+        &self.frame.prev
+    }
+
+    /// Forgets the query being typed (Ctrl-C at the prompt, `\e`).
+    pub fn reset_buffer(&mut self) {
+        self.frame.buf.clear();
+        self.frame.lexer.reset();
+    }
+
+    /// The variables (`-v`, `\set`).
     pub fn vars_mut(&mut self) -> &mut Vars {
         &mut self.vars
     }
@@ -227,14 +243,12 @@ impl Engine {
     }
 
     /// The transaction, for the prompt's `*` / `!`.
-    #[allow(dead_code)] // for the prompt, which drives the engine line by line
     pub fn tx_status(&self) -> TxStatus {
         self.txn
     }
 
     /// psql's `%R` for the prompt: `=`, `-`, `'`, `"`, `$`, `*`, `(`, and
     /// `@` inside a skipped `\if` branch.
-    #[allow(dead_code)] // for the prompt, which drives the engine line by line
     pub fn prompt_char(&self) -> char {
         if !self.frame.active() {
             return '@';
@@ -243,7 +257,6 @@ impl Engine {
     }
 
     /// The session, for callers that need it between lines.
-    #[allow(dead_code)] // for the prompt, which drives the engine line by line
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.conn
     }
@@ -1936,7 +1949,7 @@ fn strip_with(text: &str) -> String {
     text.trim().to_owned()
 }
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 General
   \\q                     quit iam-pg
   \\conninfo              the session: database, user, broker socket

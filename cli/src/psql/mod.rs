@@ -19,4 +19,4 @@ pub mod slash;
 pub mod txn;
 pub mod vars;
 
-pub use engine::{Engine, Flow, Options};
+pub use engine::{Engine, Flow, Options, TxStatus};
