@@ -65,6 +65,7 @@ pub(crate) fn frame_type(frame: &Response) -> &'static str {
         Response::Instances { .. } => "instances",
         Response::Request { .. } => "request",
         Response::Requests { .. } => "requests",
+        Response::Notice { .. } => "notice",
         Response::Error { .. } => "error",
     }
 }

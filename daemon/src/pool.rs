@@ -94,6 +94,8 @@ pub struct ServerConn {
     pub rendering: crate::types::Rendering,
     /// PostgreSQL's pid of this connection.
     pub backend_pid: Option<i32>,
+    /// The notices its task received, not yet sent to a client.
+    pub notices: Arc<crate::notices::NoticeQueue>,
     /// The task driving the socket.
     pub connection: JoinHandle<()>,
     /// The reset sent when the last session ended: whether it worked.
@@ -116,6 +118,7 @@ impl ServerConn {
             settings: String::new(),
             rendering: Default::default(),
             backend_pid: None,
+            notices: Arc::default(),
             connection,
             reset: None,
             statements: HashMap::new(),

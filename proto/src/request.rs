@@ -78,6 +78,26 @@ pub enum Op {
         /// The session id.
         session: String,
     },
+    /// `SAVEPOINT name` in the broker's transaction (which it begins when
+    /// none is open); answered with `ok`. Audited. The SQL form is refused
+    /// by the guard: transaction control is the broker's.
+    Savepoint {
+        /// The savepoint's name as PostgreSQL keeps it (case matters: SQL's
+        /// `SAVEPOINT Foo` is `foo`); 1–63 bytes, no NUL.
+        name: String,
+    },
+    /// `RELEASE SAVEPOINT name`; answered with `ok`. Audited.
+    ReleaseSavepoint {
+        /// The savepoint's name.
+        name: String,
+    },
+    /// `ROLLBACK TO SAVEPOINT name`: undoes what ran since, and makes a
+    /// transaction that failed after the savepoint usable again; answered
+    /// with `ok`. Audited.
+    RollbackToSavepoint {
+        /// The savepoint's name.
+        name: String,
+    },
     /// Submit a change for approval: guard, dry run, store. Answered with
     /// `request`. Needs no session (as all `request_*` operations).
     RequestSubmit(crate::SubmitParams),
@@ -181,6 +201,9 @@ const OPS: &[&str] = &[
     "instances",
     "cancel",
     "terminate",
+    "savepoint",
+    "release_savepoint",
+    "rollback_to_savepoint",
 ];
 
 impl Request {
@@ -252,6 +275,9 @@ impl Op {
             Op::Instances => "instances",
             Op::Cancel { .. } => "cancel",
             Op::Terminate { .. } => "terminate",
+            Op::Savepoint { .. } => "savepoint",
+            Op::ReleaseSavepoint { .. } => "release_savepoint",
+            Op::RollbackToSavepoint { .. } => "rollback_to_savepoint",
             Op::RequestSubmit(_) => "request_submit",
             Op::RequestList { .. } => "request_list",
             Op::RequestShow { .. } => "request_show",
@@ -280,6 +306,15 @@ mod tests {
             (r#"{"id":6,"op":"rollback"}"#, "rollback"),
             (r#"{"id":7,"op":"close"}"#, "close"),
             (r#"{"id":8,"op":"ping"}"#, "ping"),
+            (r#"{"id":8,"op":"savepoint","name":"a"}"#, "savepoint"),
+            (
+                r#"{"id":8,"op":"release_savepoint","name":"a"}"#,
+                "release_savepoint",
+            ),
+            (
+                r#"{"id":8,"op":"rollback_to_savepoint","name":"a"}"#,
+                "rollback_to_savepoint",
+            ),
             (
                 r#"{"id":9,"op":"request_submit","reason":"INC-1","statements":[{"sql":"UPDATE t SET x = %s","params":[1]}]}"#,
                 "request_submit",

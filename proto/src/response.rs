@@ -97,6 +97,17 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         refused: Vec<String>,
     },
+    /// A message PostgreSQL sent while the request ran (`NOTICE`,
+    /// `WARNING`, `INFO`, … as `client_min_messages` lets through), in the
+    /// order it sent them, before the frame that ends the answer. Protocol
+    /// version 2 only.
+    Notice {
+        /// Echo of the request id.
+        id: u64,
+        /// `severity`, `sqlstate`, `message` and every other field
+        /// PostgreSQL sent (`code` is `database`).
+        notice: ErrorInfo,
+    },
     /// The request failed. For `query`, an error may also follow a
     /// `columns` frame and some `rows` (the statement failed midway).
     Error {
@@ -171,7 +182,8 @@ impl Response {
             | Response::Sessions { id, .. }
             | Response::Instances { id, .. }
             | Response::Request { id, .. }
-            | Response::Requests { id, .. } => Some(*id),
+            | Response::Requests { id, .. }
+            | Response::Notice { id, .. } => Some(*id),
             Response::Opened(o) => Some(o.id),
             Response::Error { id, .. } => *id,
         }

@@ -76,6 +76,9 @@ pub struct Verdict {
     pub writes: bool,
     /// It needs a write session with a DDL grant.
     pub ddl: bool,
+    /// For `SET`/`RESET` of an allowed setting: what it changes, for the
+    /// broker's checks that depend on the grant.
+    pub setting: Option<crate::settings::SettingChange>,
 }
 
 /// Why a statement was refused. Nothing of it was sent to PostgreSQL.
@@ -374,12 +377,26 @@ impl SqlGuard {
         self.functions(&facts, &mut needs);
         self.relations(&facts, top.plan_only, &mut needs);
 
+        let setting = match node {
+            NodeEnum::VariableSetStmt(s) if crate::settings::is_allowed(s) => {
+                match crate::settings::judge(s) {
+                    Ok(change) => Some(change),
+                    Err(why) => {
+                        let what = format!("{} {}", top.label, s.name);
+                        needs.refusal = Some(Refusal::new(RefusalKind::Forbidden, what, why));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         match needs.refusal {
             Some(refusal) => Err(refusal),
             None => Ok(Verdict {
                 kind: top.label,
                 writes: needs.required >= Permit::Write,
                 ddl: needs.required >= Permit::Ddl,
+                setting,
             }),
         }
     }
@@ -661,10 +678,13 @@ fn label(node: &NodeEnum) -> &'static str {
             VariableSetKind::VarSetMulti if s.name == "SESSION CHARACTERISTICS" => {
                 "SET SESSION CHARACTERISTICS"
             }
-            VariableSetKind::VarReset | VariableSetKind::VarResetAll => "RESET",
+            VariableSetKind::VarResetAll => "RESET ALL",
+            VariableSetKind::VarReset if crate::settings::is_allowed(s) => "RESET",
+            VariableSetKind::VarReset => "RESET (other setting)",
             _ if s.name == "role" => "SET ROLE",
             _ if s.name == "session_authorization" => "SET SESSION AUTHORIZATION",
-            _ => "SET",
+            _ if crate::settings::is_allowed(s) => "SET",
+            _ => "SET (other setting)",
         },
         N::ConstraintsSetStmt(_) => "SET CONSTRAINTS",
         N::DiscardStmt(_) => "DISCARD",

@@ -281,8 +281,33 @@ pub static RULES: &[GuardRule] = &[
     stmt("SET SESSION CHARACTERISTICS", Never, TX),
     stmt("SET CONSTRAINTS", Never, TX),
     // --- session state -------------------------------------------------------
-    stmt("SET", Never, SESSION),
-    stmt("RESET", Never, SESSION),
+    stmt(
+        "SET",
+        Read,
+        "SET and SET LOCAL of an allowed setting (TimeZone, DateStyle, IntervalStyle, \
+         extra_float_digits, bytea_output, client_min_messages, search_path, \
+         statement_timeout, lock_timeout, work_mem, application_name; see \
+         docs/security.md): undone before the connection serves another session",
+    ),
+    stmt("RESET", Read, "RESET of an allowed setting (as SET)"),
+    stmt(
+        "SET (other setting)",
+        Never,
+        "changes session state that would outlive the request; only the allowed settings \
+         may be changed (TimeZone, DateStyle, IntervalStyle, extra_float_digits, bytea_output, \
+         client_min_messages, search_path, statement_timeout, lock_timeout, work_mem, \
+         application_name)",
+    ),
+    stmt(
+        "RESET (other setting)",
+        Never,
+        "changes session state that would outlive the request; only the allowed settings may be reset",
+    ),
+    stmt(
+        "RESET ALL",
+        Never,
+        "would also reset the broker's own settings of the session; RESET each setting instead",
+    ),
     stmt("SET ROLE", Never, "changes the role the session acts as"),
     stmt(
         "SET SESSION AUTHORIZATION",

@@ -3,6 +3,7 @@
 
 mod approval;
 mod open;
+mod savepoint;
 mod statement;
 mod transaction;
 
@@ -77,6 +78,15 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         Op::Cancel { session } => cancel(conn, id, &session, false).await,
         Op::Terminate { session } => cancel(conn, id, &session, true).await,
         Op::Close => transaction::close(conn, id).await,
+        Op::Savepoint { name } => {
+            savepoint::run(conn, id, crate::session::SavepointOp::Define, &name).await
+        }
+        Op::ReleaseSavepoint { name } => {
+            savepoint::run(conn, id, crate::session::SavepointOp::Release, &name).await
+        }
+        Op::RollbackToSavepoint { name } => {
+            savepoint::run(conn, id, crate::session::SavepointOp::RollbackTo, &name).await
+        }
         Op::RequestSubmit(params) => approval::submit(conn, id, params).await,
         Op::RequestList { all } => approval::list(conn, id, all).await,
         Op::RequestShow { request } => approval::show(conn, id, &request).await,

@@ -124,7 +124,13 @@ pub async fn run(
             info!(session = %open.id, op, kind = checked.verdict.kind, rows, micros, "statement done");
             Ok(Next::Continue)
         }
-        Err(Failure::Request(e)) => Err(Reply::Error(e)),
+        Err(Failure::Request(e)) => {
+            // What PostgreSQL said before the error comes before it.
+            if open.session.send_notices(id, out).await.is_err() {
+                return Err(Reply::ClientGone);
+            }
+            Err(Reply::Error(e))
+        }
         Err(Failure::Client(_)) => {
             info!(session = %open.id, op, micros, "client went away during the result");
             // Nobody reads the rest: stop the statement before the session

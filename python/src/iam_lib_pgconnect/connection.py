@@ -97,7 +97,9 @@ def connect(db="czechidm", user="postgres", password_provider=None, host=None,
     reason = os.environ.get(REASON_ENV)
     if reason:
         fields["reason"] = reason
-    conn = IamDbConnection(_connect_socket(socket_path()))
+    path = socket_path()
+    conn = IamDbConnection(_connect_socket(path))
+    conn._socket_path = path
     try:
         conn._open(fields)
     except BaseException:
@@ -126,6 +128,11 @@ class IamDbConnection:
         #: the `opened` frame: session id, db, dbname, user, readonly, rule
         #: and the identity the broker saw
         self.info = {}
+        #: PostgreSQL's notices (NOTICE, WARNING, INFO, ...) as psycopg2
+        #: keeps them: "NOTICE:  text\n" strings, oldest first, the last 50
+        #: while it is a list (any object with append() may replace it)
+        self.notices = []
+        self._socket_path = None
 
     # ------------------------------------------------------------ API
 
@@ -164,6 +171,39 @@ class IamDbConnection:
     def rollback(self):
         """Rolls the transaction back (nothing happens when none is open)."""
         self._call("rollback", {})
+
+    def cancel(self):
+        """Cancels the statement this connection runs now, from another
+        thread (psycopg2's `connection.cancel()`): the statement fails with
+        QueryCanceledError (SQLSTATE 57014) and the transaction is aborted;
+        roll back to go on. Sent over a socket of its own, so it does not
+        wait for the running statement."""
+        session = self.info.get("session")
+        if session is None or self._socket_path is None:
+            raise InterfaceError("the connection has no open session to cancel in")
+        sock = _connect_socket(self._socket_path)
+        try:
+            sock.settimeout(5)
+            reader = sock.makefile("rb")
+            try:
+                for n, (op, fields) in enumerate(
+                        [("hello", {"version": PROTOCOL_VERSION,
+                                    "client": "iam-lib-pgconnect (python, cancel)"}),
+                         ("cancel", {"session": session})], 1):
+                    sock.sendall(json.dumps(dict(fields, id=n, op=op)).encode() + b"\n")
+                    frame = json.loads(reader.readline() or b"null")
+                    if not isinstance(frame, dict):
+                        raise ServiceUnavailable("iam-pgbroker closed the cancel connection")
+                    if frame.get("type") == "error":
+                        raise errors.from_frame(frame.get("error") or {})
+            finally:
+                reader.close()
+        except OSError as e:
+            if isinstance(e, Error):
+                raise
+            raise ServiceUnavailable("cancelling through iam-pgbroker failed: %s" % e) from e
+        finally:
+            sock.close()
 
     def close(self):
         """Closes the session; an open transaction is rolled back. Closing a
@@ -275,6 +315,18 @@ class IamDbConnection:
                 raw = self._reader.readline()
             except OSError as e:
                 raise self._lost(e) from e
+            except KeyboardInterrupt:
+                # Ctrl-C while PostgreSQL works: cancel the statement and
+                # read its answer (QueryCanceledError), as psycopg2 does with
+                # its wait_select callback; the connection stays usable.
+                if final not in ("done",):
+                    raise
+                try:
+                    self.cancel()
+                except Error:
+                    self._drop()
+                    raise
+                continue
             if not raw:
                 raise self._lost("it closed the connection")
             try:
@@ -291,6 +343,9 @@ class IamDbConnection:
                     # connection after it
                     self._drop()
                 raise errors.from_frame(frame.get("error") or {}, sql)
+            if kind == "notice":
+                self._notice(frame.get("notice") or {})
+                continue
             if frame_id != request_id:
                 self._drop()
                 raise InterfaceError(
@@ -299,6 +354,21 @@ class IamDbConnection:
             frames.append(frame)
             if kind == final:
                 return frames
+
+    _NOTICES_KEPT = 50
+
+    def _notice(self, notice):
+        """Keeps a notice as psycopg2 does: libpq's text of it (severity,
+        message, then DETAIL and HINT lines), appended to `notices`, a list
+        trimmed to its last 50."""
+        text = "%s:  %s\n" % (notice.get("severity") or "NOTICE", notice.get("message", ""))
+        if notice.get("detail") is not None:
+            text += "DETAIL:  %s\n" % notice["detail"]
+        if notice.get("hint") is not None:
+            text += "HINT:  %s\n" % notice["hint"]
+        self.notices.append(text)
+        if isinstance(self.notices, list) and len(self.notices) > self._NOTICES_KEPT:
+            del self.notices[:-self._NOTICES_KEPT]
 
     def _lost(self, cause):
         # Only socket errors land here: PolicyDenied is an OSError too, so
