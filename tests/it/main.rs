@@ -19,6 +19,7 @@ mod ops_units;
 mod params;
 mod perf;
 mod pool;
+mod psql_support;
 mod read;
 mod reliability;
 mod restart;

@@ -5,6 +5,7 @@ broker."""
 
 import json
 import os
+import re
 import socket
 import threading
 
@@ -30,6 +31,36 @@ SOCKET_ENV = "IAM_PGBROKER_SOCKET"
 # require_reason (tools cannot pass one through connect()).
 REASON_ENV = "IAM_PGBROKER_REASON"
 _DEFAULT_PORT = 5432
+
+
+# Savepoint statements, which the broker runs as operations of its own (its
+# guard refuses the SQL: transaction control is the broker's). A psycopg2
+# program sends them as SQL, so the drop-in maps them.
+_NAME = r'("(?:[^"]|"")+"|[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*)'
+_SAVEPOINT_SQL = [
+    (re.compile(r"\s*SAVEPOINT\s+%s\s*;?\s*\Z" % _NAME, re.I), "savepoint"),
+    (re.compile(r"\s*RELEASE\s+(?:SAVEPOINT\s+)?%s\s*;?\s*\Z" % _NAME, re.I),
+     "release_savepoint"),
+    (re.compile(r"\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\s+(?:SAVEPOINT\s+)?%s\s*;?\s*\Z"
+                % _NAME, re.I), "rollback_to_savepoint"),
+]
+
+
+def _savepoint_op(sql):
+    """(op, name) when `sql` is a savepoint statement, else None. The name
+    as PostgreSQL keeps it: folded to lower case unless quoted."""
+    if not isinstance(sql, str):
+        return None
+    for pattern, op in _SAVEPOINT_SQL:
+        m = pattern.match(sql)
+        if m:
+            name = m.group(1)
+            if name.startswith('"'):
+                name = name[1:-1].replace('""', '"')
+            else:
+                name = name.lower()
+            return op, name
+    return None
 
 
 def socket_path():
@@ -140,6 +171,10 @@ class IamDbConnection:
         """Runs one statement and returns its rows as a list of dicts keyed
         by column name."""
         sql, values = adapt(sql, params)
+        savepoint = _savepoint_op(sql)
+        if savepoint is not None:
+            self._call(savepoint[0], {"name": savepoint[1]})
+            return []
         frames = self._call("query", {"sql": sql, "params": values})
         columns = frames[0]["columns"]
         names = [c["name"] for c in columns]
@@ -161,6 +196,11 @@ class IamDbConnection:
         """Runs one statement and returns the number of rows it affected (or
         returned)."""
         sql, values = adapt(sql, params)
+        savepoint = _savepoint_op(sql)
+        if savepoint is not None:
+            # psycopg2's rowcount for a statement that reports none
+            self._call(savepoint[0], {"name": savepoint[1]})
+            return -1
         frames = self._call("execute", {"sql": sql, "params": values})
         return frames[-1]["rows"]
 
@@ -264,7 +304,8 @@ class IamDbConnection:
 
     # The frames that end the answer to each operation.
     _FINAL = {"hello": "hello", "open": "opened", "query": "done", "execute": "done",
-              "commit": "ok", "rollback": "ok", "close": "ok"}
+              "commit": "ok", "rollback": "ok", "close": "ok", "savepoint": "ok",
+              "release_savepoint": "ok", "rollback_to_savepoint": "ok"}
 
     def _call(self, op, fields):
         """Sends one request and returns the frames of its answer, the final
