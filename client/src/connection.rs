@@ -689,18 +689,113 @@ impl Connection {
         self.notices = Some(Box::new(handler));
     }
 
-    /// Runs `COPY … TO STDOUT` and writes the data, as PostgreSQL sends it,
-    /// to `sink`; returns the number of rows.
+    /// Runs `COPY … TO STDOUT` (text or CSV format) and writes the data,
+    /// as PostgreSQL sends it, to `sink` while it arrives (memory stays
+    /// bounded); returns the number of rows. A failing `sink` ends the
+    /// call with its error once the broker's answer is read to the end.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), iam_pgconnect::Error> {
+    /// let mut db = iam_pgconnect::connect()?;
+    /// let mut out = std::io::stdout();
+    /// let rows = db.copy_out("COPY idm_identity (username) TO STDOUT WITH (FORMAT csv)", &mut out)?;
+    /// eprintln!("{rows} rows");
+    /// # Ok(()) }
+    /// ```
     pub fn copy_out(&mut self, sql: &str, sink: &mut dyn std::io::Write) -> Result<u64, Error> {
-        let _ = (sql, sink);
-        Err(Error::request("COPY TO STDOUT is not supported yet"))
+        let id = self.send(Op::CopyOut {
+            sql: sql.to_owned(),
+        })?;
+        let mut failed: Option<std::io::Error> = None;
+        loop {
+            match self.recv(id, "reading COPY data")? {
+                Response::CopyData { data, .. } => {
+                    if failed.is_none() {
+                        if let Err(e) = sink.write_all(data.as_bytes()) {
+                            failed = Some(e);
+                        }
+                    }
+                }
+                Response::Done { rows, .. } => {
+                    return match failed.or_else(|| sink.flush().err()) {
+                        Some(e) => Err(Error::io("writing COPY data", e)),
+                        None => Ok(rows),
+                    };
+                }
+                other => return Err(self.violation(&other, "copy_data or done")),
+            }
+        }
     }
 
-    /// Runs `COPY … FROM STDIN` with the data read from `source` (write
-    /// sessions); returns the number of rows.
+    /// Runs `COPY … FROM STDIN` (write sessions) with the data read from
+    /// `source` in pieces as it is sent (memory stays bounded); returns
+    /// the number of rows. The data must be UTF-8 text (the text or CSV
+    /// format); if `source` fails or is not UTF-8, the COPY is abandoned
+    /// (PostgreSQL fails it, and the transaction with it) and the error
+    /// returned.
     pub fn copy_in(&mut self, sql: &str, source: &mut dyn std::io::Read) -> Result<u64, Error> {
-        let _ = (sql, source);
-        Err(Error::request("COPY FROM STDIN is not supported yet"))
+        let id = self.send(Op::CopyIn {
+            sql: sql.to_owned(),
+        })?;
+        match self.recv(id, "starting COPY FROM STDIN")? {
+            Response::CopyReady { .. } => {}
+            other => return Err(self.violation(&other, "copy_ready")),
+        }
+        // Pieces well under the line limit, even if every byte needs a
+        // six-byte JSON escape.
+        let piece = (self.max_line_bytes / 8).clamp(1024, 64 * 1024);
+        let mut buf = vec![0u8; piece];
+        let mut carry: Vec<u8> = Vec::new();
+        let failure = loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => {
+                    if carry.is_empty() {
+                        break None;
+                    }
+                    break Some(Error::request(
+                        "the COPY data ends in the middle of a UTF-8 character",
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(Error::io("reading COPY data", e)),
+            };
+            carry.extend_from_slice(&buf[..n]);
+            // Send what is whole UTF-8; keep an incomplete character for
+            // the next read.
+            let whole = match std::str::from_utf8(&carry) {
+                Ok(_) => carry.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => {
+                    break Some(Error::request(
+                        "the COPY data is not UTF-8 text (binary COPY is not supported)",
+                    ))
+                }
+            };
+            let rest = carry.split_off(whole);
+            let data = String::from_utf8(std::mem::replace(&mut carry, rest)).unwrap_or_default();
+            if !data.is_empty() {
+                self.send(Op::CopyData { data })?;
+            }
+        };
+        match failure {
+            None => {
+                let id = self.send(Op::CopyDone)?;
+                match self.recv(id, "finishing COPY FROM STDIN")? {
+                    Response::Done { rows, .. } => Ok(rows),
+                    other => Err(self.violation(&other, "done")),
+                }
+            }
+            Some(err) => {
+                let id = self.send(Op::CopyFail {
+                    message: err.message().to_owned(),
+                })?;
+                // PostgreSQL's error for the abandoned COPY is expected;
+                // the caller gets the reason.
+                let _ = self.recv(id, "abandoning COPY FROM STDIN");
+                Err(err)
+            }
+        }
     }
 
     /// `SAVEPOINT name` through the broker's transaction control (the SQL

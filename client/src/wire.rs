@@ -66,6 +66,8 @@ pub(crate) fn frame_type(frame: &Response) -> &'static str {
         Response::Request { .. } => "request",
         Response::Requests { .. } => "requests",
         Response::Notice { .. } => "notice",
+        Response::CopyData { .. } => "copy_data",
+        Response::CopyReady { .. } => "copy_ready",
         Response::Error { .. } => "error",
     }
 }

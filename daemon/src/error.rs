@@ -74,6 +74,10 @@ pub enum RequestError {
     /// A broker bug.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error the broker reports in PostgreSQL's words without one from
+    /// PostgreSQL at hand (a `COPY` the client abandoned).
+    #[error("{}", .0.message)]
+    Reported(Box<ErrorInfo>),
 }
 
 impl RequestError {
@@ -151,6 +155,7 @@ impl RequestError {
                 "the audit record could not be written, so nothing was run; see the broker's journal",
             ),
             RequestError::Internal(m) => ErrorInfo::new(ErrorCode::Internal, m.clone()),
+            RequestError::Reported(info) => (**info).clone(),
         }
     }
 }

@@ -26,6 +26,9 @@ use tokio::io::AsyncWrite;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use tracing::debug;
 
+#[path = "session_copy.rs"]
+mod copy;
+
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct ServerTarget {
@@ -159,6 +162,8 @@ pub struct Session {
     /// The session's `application_name` (the broker's tag), which a
     /// client's own name follows ([`crate::settings`]).
     app_name: String,
+    /// A `COPY … FROM STDIN` waiting for its data.
+    copy_in: Option<copy::CopyIn>,
     /// The session changed `DateStyle` or `bytea_output`: PostgreSQL
     /// prints every value whose text depends on them (the broker's own
     /// rendering assumes the connection's start values).
@@ -263,6 +268,7 @@ impl Session {
             first_use: Some(first_use),
             app_name: application_name.to_owned(),
             rendering_changed: false,
+            copy_in: None,
             guard: SqlGuard::new(),
             text_values: false,
             lease: None,
@@ -858,6 +864,8 @@ impl Session {
 
     /// Rolls back the open transaction, if any.
     pub async fn rollback(&mut self) -> Result<(), RequestError> {
+        // An unfinished COPY FROM STDIN is abandoned first.
+        self.copy_in = None;
         if self.txn != Txn::Idle {
             self.txn = Txn::Idle;
             if self.client()?.is_closed() {

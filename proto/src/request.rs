@@ -98,6 +98,35 @@ pub enum Op {
         /// The savepoint's name.
         name: String,
     },
+    /// Run `COPY … TO STDOUT` (text or CSV format); answered with
+    /// `copy_data` frames holding the data as PostgreSQL sends it, then
+    /// `done`. Audited as the statement.
+    CopyOut {
+        /// One `COPY … TO STDOUT` statement.
+        sql: String,
+    },
+    /// Start `COPY … FROM STDIN` (write sessions); answered with
+    /// `copy_ready`. Then send the data as `copy_data` requests (not
+    /// answered) and end with `copy_done` (answered with `done`) or
+    /// `copy_fail` (answered with the error PostgreSQL gives).
+    CopyIn {
+        /// One `COPY … FROM STDIN` statement.
+        sql: String,
+    },
+    /// A piece of `COPY FROM STDIN` data (any split: rows may span
+    /// pieces). Not answered; an error shows at `copy_done`.
+    CopyData {
+        /// The data, as text.
+        data: String,
+    },
+    /// The end of `COPY FROM STDIN` data; answered with `done`.
+    CopyDone,
+    /// Abandon `COPY FROM STDIN`: PostgreSQL fails the statement with
+    /// `message`; answered with that error.
+    CopyFail {
+        /// Why, for PostgreSQL's error.
+        message: String,
+    },
     /// Submit a change for approval: guard, dry run, store. Answered with
     /// `request`. Needs no session (as all `request_*` operations).
     RequestSubmit(crate::SubmitParams),
@@ -204,6 +233,11 @@ const OPS: &[&str] = &[
     "savepoint",
     "release_savepoint",
     "rollback_to_savepoint",
+    "copy_out",
+    "copy_in",
+    "copy_data",
+    "copy_done",
+    "copy_fail",
 ];
 
 impl Request {
@@ -278,6 +312,11 @@ impl Op {
             Op::Savepoint { .. } => "savepoint",
             Op::ReleaseSavepoint { .. } => "release_savepoint",
             Op::RollbackToSavepoint { .. } => "rollback_to_savepoint",
+            Op::CopyOut { .. } => "copy_out",
+            Op::CopyIn { .. } => "copy_in",
+            Op::CopyData { .. } => "copy_data",
+            Op::CopyDone => "copy_done",
+            Op::CopyFail { .. } => "copy_fail",
             Op::RequestSubmit(_) => "request_submit",
             Op::RequestList { .. } => "request_list",
             Op::RequestShow { .. } => "request_show",

@@ -97,6 +97,19 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         refused: Vec<String>,
     },
+    /// A piece of `COPY … TO STDOUT` data, as PostgreSQL sends it (whole
+    /// rows, text or CSV); the answer to `copy_out` ends with `done`.
+    CopyData {
+        /// Echo of the request id.
+        id: u64,
+        /// The data.
+        data: String,
+    },
+    /// The answer to `copy_in`: PostgreSQL waits for the data.
+    CopyReady {
+        /// Echo of the request id.
+        id: u64,
+    },
     /// A message PostgreSQL sent while the request ran (`NOTICE`,
     /// `WARNING`, `INFO`, … as `client_min_messages` lets through), in the
     /// order it sent them, before the frame that ends the answer. Protocol
@@ -183,7 +196,9 @@ impl Response {
             | Response::Instances { id, .. }
             | Response::Request { id, .. }
             | Response::Requests { id, .. }
-            | Response::Notice { id, .. } => Some(*id),
+            | Response::Notice { id, .. }
+            | Response::CopyData { id, .. }
+            | Response::CopyReady { id } => Some(*id),
             Response::Opened(o) => Some(o.id),
             Response::Error { id, .. } => *id,
         }

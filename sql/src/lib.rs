@@ -39,7 +39,7 @@ mod rules;
 pub mod settings;
 mod walk;
 
-pub use guard::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
+pub use guard::{copy_header, Mode, Refusal, RefusalKind, SqlGuard, Verdict};
 pub use placeholders::{convert_placeholders, PlaceholderError};
 pub use rules::{
     function_rule, markdown_catalog, markdown_table, operator_rule, rules, type_rule, GuardRule,

@@ -333,7 +333,23 @@ pub static RULES: &[GuardRule] = &[
     stmt(
         "COPY",
         Never,
-        "COPY … PROGRAM runs shell commands and COPY … FILE reads and writes server files",
+        "COPY … PROGRAM runs shell commands and COPY … FILE reads and writes server files \
+         (COPY … TO STDOUT and COPY … FROM STDIN travel through the broker)",
+    ),
+    stmt(
+        "COPY TO STDOUT",
+        Read,
+        "streams a table or a query's result to the client (the query is checked as a SELECT)",
+    ),
+    stmt(
+        "COPY FROM STDIN",
+        Write,
+        "writes the client's rows into a table, as INSERT does",
+    ),
+    stmt(
+        "COPY (FORMAT binary)",
+        Never,
+        "binary COPY data cannot travel in the protocol's text frames; use the text or CSV format",
     ),
     stmt("DO", Never, "runs procedural code the guard cannot see"),
     stmt(

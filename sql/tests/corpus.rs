@@ -189,8 +189,17 @@ const CORPUS: &[(Expect, &str, &str)] = &[
     // --- outside the database ----------------------------------------------------
     (Never, "COPY (SELECT 1) TO PROGRAM 'id > /tmp/pwned'", "COPY"),
     (Never, "COPY t FROM '/etc/passwd'", "COPY"),
-    (Never, "COPY t TO STDOUT", "COPY"),
-    (Never, "copy (delete from t returning *) to stdout", "COPY"),
+    (Read, "COPY t TO STDOUT", "COPY TO STDOUT"),
+    (Read, "COPY idm_identity (id, username) TO STDOUT WITH (FORMAT csv, HEADER)", "COPY TO STDOUT"),
+    (Read, "COPY (SELECT username FROM idm_identity WHERE disabled) TO STDOUT", "COPY TO STDOUT"),
+    (Write, "copy (delete from t returning *) to stdout", "DELETE"),
+    (Write, "COPY t (a, b) FROM STDIN", "COPY FROM STDIN"),
+    (Write, "COPY t FROM STDIN WITH (FORMAT csv)", "COPY FROM STDIN"),
+    (Never, "COPY t TO STDOUT (FORMAT binary)", "COPY (FORMAT binary)"),
+    (Never, "COPY t FROM STDIN WITH BINARY", "COPY (FORMAT binary)"),
+    (Never, "COPY (SELECT pg_read_file('/etc/passwd')) TO STDOUT", "pg_read_file"),
+    (Never, "COPY pg_authid TO STDOUT", "pg_authid"),
+    (Never, "COPY t TO '/tmp/out'", "COPY"),
     (Never, "DO $$ BEGIN PERFORM 1; END $$", "DO"),
     (Never, "CALL p()", "CALL"),
     (Never, "CHECKPOINT", "CHECKPOINT"),
@@ -762,7 +771,7 @@ fn check_permit(guard: &SqlGuard, sql: &str, rule: &GuardRule) {
 fn refusal_messages() {
     let guard = SqlGuard::new();
     let msg = |sql: &str, mode| guard.check(sql, mode).unwrap_err().to_string();
-    assert!(msg("COPY t TO STDOUT", DDL).starts_with("COPY is not allowed through the broker: "));
+    assert!(msg("COPY t TO '/tmp/x'", DDL).starts_with("COPY is not allowed through the broker: "));
     assert_eq!(
         msg("SELECT pg_read_file('x')", DDL),
         "function pg_read_file is not allowed: reads or writes files on the database server"

@@ -426,3 +426,161 @@ fn settings_outside_the_allow_list_or_the_grant_are_refused() {
         .collect();
     assert!(refused.len() >= 11, "{refused:?}");
 }
+
+#[test]
+fn copy_out_streams_what_psql_copies() {
+    let broker = BrokerProcess::start();
+    let app = Appliance::get();
+    let t = app.scratch_table(
+        "hd_copy_out",
+        "n int4, name text, note text",
+        "(1, 'Dvořák', 'a\tb'), (2, 'Šárka', NULL), (3, 'x,\"y\"', E'line\\nbreak')",
+    );
+    let mut db = broker.client().user("czechidm").connect().expect("connect");
+    for sql in [
+        format!("COPY {t} TO STDOUT"),
+        format!("COPY {t} (name, n) TO STDOUT WITH (FORMAT csv, HEADER)"),
+        format!("COPY (SELECT n, upper(name) FROM {t} WHERE n > 1 ORDER BY n) TO STDOUT"),
+    ] {
+        let mut ours = Vec::new();
+        let rows = db.copy_out(&sql, &mut ours).expect(&sql);
+        let out = app.psql_output("czechidm", &sql);
+        assert!(out.status.success(), "{sql}");
+        // psql prints the data, then its COPY tag.
+        let psql = String::from_utf8_lossy(&out.stdout);
+        let psql = psql
+            .strip_suffix(&format!("COPY {rows}\n"))
+            .unwrap_or(&psql);
+        assert_eq!(String::from_utf8_lossy(&ours), psql, "{sql}");
+        let expected = if sql.contains("n > 1") { 2 } else { 3 };
+        assert_eq!(rows, expected, "{sql}");
+    }
+    // Big: many frames, bounded by the chunk size.
+    let mut big = Vec::new();
+    let rows = db
+        .copy_out(
+            "COPY (SELECT g, repeat('ž', 100) FROM generate_series(1, 20000) g) TO STDOUT",
+            &mut big,
+        )
+        .expect("big copy");
+    assert_eq!(rows, 20000);
+    assert_eq!(big.iter().filter(|b| **b == b'\n').count(), 20000);
+    // Refused: files, programs, binary, secrets, and COPY through query.
+    for sql in [
+        format!("COPY {t} TO '/tmp/hd-out'"),
+        "COPY (SELECT 1) TO PROGRAM 'id'".to_owned(),
+        format!("COPY {t} TO STDOUT (FORMAT binary)"),
+        "COPY pg_authid TO STDOUT".to_owned(),
+    ] {
+        let err = db.copy_out(&sql, &mut Vec::new()).expect_err(&sql);
+        assert_eq!(err.code(), ErrorCode::ForbiddenStatement, "{sql}: {err}");
+    }
+    let err = db
+        .query(&format!("COPY {t} TO STDOUT"), &[])
+        .expect_err("COPY through query");
+    assert_eq!(err.code(), ErrorCode::BadRequest, "{err}");
+    let err = db
+        .copy_out(&format!("COPY {t} FROM STDIN"), &mut Vec::new())
+        .expect_err("copy_out of a COPY FROM");
+    assert!(
+        matches!(err.code(), ErrorCode::BadRequest | ErrorCode::ReadOnly),
+        "{err}"
+    );
+    // The session goes on.
+    let rows = db.query("SELECT 1 AS one", &[]).expect("after");
+    assert_eq!(rows[0].get::<i64>("one"), 1);
+    let session = db.session_info().session.clone();
+    db.close().expect("close");
+    let records = broker.audit_records();
+    assert!(records.iter().any(|r| r["event"] == "statement"
+        && r["session"] == session.as_str()
+        && r["kind"] == "COPY TO STDOUT"));
+    assert!(records.iter().any(|r| r["event"] == "result"
+        && r["session"] == session.as_str()
+        && r["kind"] == "COPY TO STDOUT"
+        && r["outcome"]["rows"] == 20000));
+}
+
+#[test]
+fn copy_in_writes_as_insert_would_in_write_sessions_only() {
+    let broker = BrokerProcess::start();
+    let app = Appliance::get();
+    let t = app.scratch_table("hd_copy_in", "n int4 PRIMARY KEY, name text", "");
+    let mut db = broker
+        .client()
+        .user("czechidm")
+        .readonly(false)
+        .connect()
+        .expect("connect");
+    // Pieces split in the middle of rows and of a UTF-8 character.
+    let mut data = String::new();
+    for i in 1..=5000 {
+        data.push_str(&format!("{i}\tŘehoř č. {i}\n"));
+    }
+    struct Dribble<'a>(&'a [u8]);
+    impl std::io::Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(7777);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let rows = db
+        .copy_in(
+            &format!("COPY {t} FROM STDIN"),
+            &mut Dribble(data.as_bytes()),
+        )
+        .expect("copy in");
+    assert_eq!(rows, 5000);
+    let rows = db
+        .copy_in(
+            &format!("COPY {t} (name, n) FROM STDIN WITH (FORMAT csv)"),
+            &mut "\"a,b\",6001\nŽ,6002\n".as_bytes(),
+        )
+        .expect("csv");
+    assert_eq!(rows, 2);
+    db.commit().expect("commit");
+    assert_eq!(
+        app.psql(
+            "czechidm",
+            &format!("SELECT count(*), max(name) FILTER (WHERE n = 4999), min(name) FILTER (WHERE n = 6001) FROM {t}")
+        ),
+        "5002|Řehoř č. 4999|a,b"
+    );
+    // Bad data: PostgreSQL's error at the end, the transaction aborted,
+    // and the session usable after rollback.
+    let err = db
+        .copy_in(&format!("COPY {t} FROM STDIN"), &mut "x\ty\n".as_bytes())
+        .expect_err("bad row");
+    assert_eq!(err.sqlstate(), Some("22P02"), "{err}");
+    let err = db.execute("SELECT 1", &[]).expect_err("aborted");
+    assert_eq!(err.sqlstate(), Some("25P02"));
+    db.rollback().expect("rollback");
+    // A source that fails abandons the COPY.
+    struct Broken;
+    impl std::io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk on fire"))
+        }
+    }
+    let err = db
+        .copy_in(&format!("COPY {t} FROM STDIN"), &mut Broken)
+        .expect_err("broken source");
+    assert!(err.message().contains("disk on fire"), "{err}");
+    db.rollback().expect("rollback");
+    assert_eq!(db.execute("SELECT 1", &[]).expect("usable"), 1);
+    db.close().expect("close");
+
+    // Read sessions: refused as an INSERT would be; nothing changed.
+    let mut read = broker.client().user("czechidm").connect().expect("read");
+    let err = read
+        .copy_in(&format!("COPY {t} FROM STDIN"), &mut "9\tx\n".as_bytes())
+        .expect_err("read session");
+    assert!(err.is_read_only(), "{err}");
+    read.close().expect("close");
+    assert_eq!(
+        app.psql("czechidm", &format!("SELECT count(*) FROM {t}")),
+        "5002"
+    );
+}

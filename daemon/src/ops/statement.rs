@@ -64,6 +64,13 @@ pub async fn run(
             return Err(Reply::Error(rejected.error));
         }
     };
+    if checked.verdict.kind.starts_with("COPY") {
+        return Err(Reply::Error(RequestError::BadRequest(format!(
+            "{} runs through the copy_out and copy_in operations, not {}",
+            checked.verdict.kind,
+            kind.name()
+        ))));
+    }
     // Fail closed: a statement runs only once its record is written.
     let record = AuditRecord {
         request: Some(id),

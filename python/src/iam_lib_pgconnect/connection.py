@@ -46,6 +46,9 @@ _SAVEPOINT_SQL = [
 ]
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _savepoint_op(sql):
     """(op, name) when `sql` is a savepoint statement, else None. The name
     as PostgreSQL keeps it: folded to lower case unless quoted."""
@@ -58,7 +61,8 @@ def _savepoint_op(sql):
             if name.startswith('"'):
                 name = name[1:-1].replace('""', '"')
             else:
-                name = name.lower()
+                # PostgreSQL folds only ASCII letters of unquoted names
+                name = name.translate(_ASCII_LOWER)
             return op, name
     return None
 
