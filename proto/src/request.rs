@@ -355,6 +355,17 @@ mod tests {
                 "rollback_to_savepoint",
             ),
             (
+                r#"{"id":8,"op":"copy_out","sql":"COPY t TO STDOUT"}"#,
+                "copy_out",
+            ),
+            (
+                r#"{"id":8,"op":"copy_in","sql":"COPY t FROM STDIN"}"#,
+                "copy_in",
+            ),
+            (r#"{"id":8,"op":"copy_data","data":"1\n"}"#, "copy_data"),
+            (r#"{"id":8,"op":"copy_done"}"#, "copy_done"),
+            (r#"{"id":8,"op":"copy_fail","message":"no"}"#, "copy_fail"),
+            (
                 r#"{"id":9,"op":"request_submit","reason":"INC-1","statements":[{"sql":"UPDATE t SET x = %s","params":[1]}]}"#,
                 "request_submit",
             ),

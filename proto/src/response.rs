@@ -361,6 +361,19 @@ mod tests {
                 rows: 2,
                 command: "SELECT".into(),
             },
+            Response::Notice {
+                id: 3,
+                notice: ErrorInfo {
+                    severity: Some("NOTICE".into()),
+                    sqlstate: Some("00000".into()),
+                    ..ErrorInfo::new(ErrorCode::Database, "ahoj")
+                },
+            },
+            Response::CopyData {
+                id: 4,
+                data: "1\tDvořák\n".into(),
+            },
+            Response::CopyReady { id: 5 },
             Response::Error {
                 id: None,
                 error: ErrorInfo {
