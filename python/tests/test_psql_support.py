@@ -188,3 +188,46 @@ db.close()
 """ % (steps, table))
     assert got == expected
     assert expected[-1] == "1,4"
+
+
+def test_copy_expert_as_psycopg2(appliance, clients, scratch):
+    table = scratch("copy", "n int4 PRIMARY KEY, name text",
+                    "(1, 'Dvořák'), (2, E'tab\\there'), (3, NULL)")
+    outs = ["COPY %s TO STDOUT" % table,
+            "COPY (SELECT name, n FROM %s ORDER BY n) TO STDOUT WITH (FORMAT csv, HEADER)" % table]
+    conn = psycopg2.connect(**_direct_dsn(appliance))
+    try:
+        import io
+        expected = []
+        for sql in outs:
+            text, raw = io.StringIO(), io.BytesIO()
+            conn.cursor().copy_expert(sql, text)
+            conn.cursor().copy_expert(sql, raw)
+            expected.append((text.getvalue(), raw.getvalue()))
+    finally:
+        conn.rollback()
+        conn.close()
+    got = clients.result(WRITER, """
+import io, iam_lib_pgconnect
+db = iam_lib_pgconnect.connect(user="czechidm", readonly=False)
+result = []
+for sql in %r:
+    text, raw = io.StringIO(), io.BytesIO()
+    db.copy_expert(sql, text)
+    db.copy_expert(sql, raw)
+    result.append((text.getvalue(), raw.getvalue()))
+db.copy_expert("COPY %s FROM STDIN", io.BytesIO("4\\tŘehoř\\n5\\tŽ\\n".encode() * 1), size=3)
+db.copy_expert("COPY %s (name, n) FROM STDIN WITH (FORMAT csv)", io.StringIO("a,6\\n"))
+db.commit()
+try:
+    db.copy_expert("COPY %s FROM STDIN", io.StringIO("x\\ty\\n"))
+    result.append("copied")
+except iam_lib_pgconnect.Error as e:
+    result.append(e.pgcode)
+db.rollback()
+db.close()
+""" % (outs, table, table, table))
+    assert got[:2] == expected
+    assert got[2] == "22P02"
+    assert appliance.psql("SELECT string_agg(name, ',' ORDER BY n) FROM %s WHERE n > 3"
+                          % table) == "Řehoř,Ž,a"

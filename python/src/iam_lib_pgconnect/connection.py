@@ -3,6 +3,8 @@
 here by type OID as psycopg2 decodes it), or version 1 against an older
 broker."""
 
+import codecs
+import io
 import json
 import os
 import re
@@ -65,6 +67,9 @@ def _savepoint_op(sql):
                 name = name.translate(_ASCII_LOWER)
             return op, name
     return None
+
+
+_COPY_FROM_STDIN = re.compile(r"\bFROM\s+STDIN\b", re.I)
 
 
 def socket_path():
@@ -249,6 +254,46 @@ class IamDbConnection:
         finally:
             sock.close()
 
+    def copy_expert(self, sql, file, size=8192):
+        """psycopg2's `cursor.copy_expert()`: `COPY ... TO STDOUT` writes
+        the data to `file` (str for a text file, else UTF-8 bytes) as it
+        arrives; `COPY ... FROM STDIN` (write sessions) reads `file` in
+        pieces of `size` and sends them. Text and CSV formats."""
+        if not _COPY_FROM_STDIN.search(sql):
+            text = isinstance(file, io.TextIOBase)
+
+            def write(frame):
+                data = frame.get("data", "")
+                file.write(data if text else data.encode("utf-8"))
+            self._call("copy_out", {"sql": sql}, on_data=write)
+            return
+        with self._lock:
+            self._call("copy_in", {"sql": sql}, locked=True)
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            failure = None
+            try:
+                while True:
+                    piece = file.read(size)
+                    if not piece:
+                        rest = decoder.decode(b"", final=True)
+                        if rest:
+                            self._send("copy_data", {"data": rest})
+                        break
+                    if isinstance(piece, bytes):
+                        piece = decoder.decode(piece)
+                    if piece:
+                        self._send("copy_data", {"data": piece})
+            except Exception as e:  # the file's error, or bad UTF-8
+                failure = e
+            if failure is None:
+                self._call("copy_done", {}, locked=True)
+                return
+            try:
+                self._call("copy_fail", {"message": str(failure)}, locked=True)
+            except Error:
+                pass  # PostgreSQL's error for the abandoned COPY
+            raise failure
+
     def close(self):
         """Closes the session; an open transaction is rolled back. Closing a
         closed connection does nothing."""
@@ -309,36 +354,52 @@ class IamDbConnection:
     # The frames that end the answer to each operation.
     _FINAL = {"hello": "hello", "open": "opened", "query": "done", "execute": "done",
               "commit": "ok", "rollback": "ok", "close": "ok", "savepoint": "ok",
-              "release_savepoint": "ok", "rollback_to_savepoint": "ok"}
+              "release_savepoint": "ok", "rollback_to_savepoint": "ok", "copy_out": "done",
+              "copy_in": "copy_ready", "copy_done": "done", "copy_fail": "done"}
 
-    def _call(self, op, fields):
+    def _call(self, op, fields, on_data=None, locked=False):
         """Sends one request and returns the frames of its answer, the final
-        one last; an `error` frame is raised as its exception."""
+        one last; an `error` frame is raised as its exception. `copy_data`
+        frames go to `on_data` as they come."""
+        if locked:
+            return self._call_locked(op, fields, on_data)
         with self._lock:
-            if self._sock is None:
-                raise InterfaceError("connection already closed")
-            self._next_id += 1
-            request = dict(fields, id=self._next_id, op=op)
-            try:
-                line = json.dumps(request, allow_nan=False).encode() + b"\n"
-            except (TypeError, ValueError) as e:
-                raise ProgrammingError("can't send the parameters: %s" % e) from None
-            if self._max_line is not None and len(line) > self._max_line:
-                raise ProgrammingError(
-                    "the request is %d bytes; the broker accepts at most %d"
-                    % (len(line), self._max_line)
-                )
-            try:
-                self._sock.sendall(line)
-            except OSError as e:
-                # The broker may have said why before closing (busy right
-                # after connecting, an idle connection's limit): that frame
-                # is still in our receive buffer.
-                said = self._unasked_error()
-                if said is not None:
-                    raise said from None
-                raise self._lost(e) from e
-            return self._read_answer(self._next_id, self._FINAL[op], fields.get("sql"))
+            return self._call_locked(op, fields, on_data)
+
+    def _send(self, op, fields):
+        """Sends a request that is not answered (copy_data)."""
+        self._next_id += 1
+        line = json.dumps(dict(fields, id=self._next_id, op=op)).encode() + b"\n"
+        try:
+            self._sock.sendall(line)
+        except OSError as e:
+            raise self._lost(e) from e
+
+    def _call_locked(self, op, fields, on_data):
+        if self._sock is None:
+            raise InterfaceError("connection already closed")
+        self._next_id += 1
+        request = dict(fields, id=self._next_id, op=op)
+        try:
+            line = json.dumps(request, allow_nan=False).encode() + b"\n"
+        except (TypeError, ValueError) as e:
+            raise ProgrammingError("can't send the parameters: %s" % e) from None
+        if self._max_line is not None and len(line) > self._max_line:
+            raise ProgrammingError(
+                "the request is %d bytes; the broker accepts at most %d"
+                % (len(line), self._max_line)
+            )
+        try:
+            self._sock.sendall(line)
+        except OSError as e:
+            # The broker may have said why before closing (busy right
+            # after connecting, an idle connection's limit): that frame
+            # is still in our receive buffer.
+            said = self._unasked_error()
+            if said is not None:
+                raise said from None
+            raise self._lost(e) from e
+        return self._read_answer(self._next_id, self._FINAL[op], fields.get("sql"), on_data)
 
     def _unasked_error(self):
         """The error frame the broker sent before closing the connection,
@@ -353,7 +414,7 @@ class IamDbConnection:
             pass
         return None
 
-    def _read_answer(self, request_id, final, sql=None):
+    def _read_answer(self, request_id, final, sql=None, on_data=None):
         frames = []
         while True:
             try:
@@ -364,7 +425,7 @@ class IamDbConnection:
                 # Ctrl-C while PostgreSQL works: cancel the statement and
                 # read its answer (QueryCanceledError), as psycopg2 does with
                 # its wait_select callback; the connection stays usable.
-                if final not in ("done",):
+                if final != "done":
                     raise
                 try:
                     self.cancel()
@@ -396,6 +457,9 @@ class IamDbConnection:
                 raise InterfaceError(
                     "iam-pgbroker answered request %r while %d was expected"
                     % (frame_id, request_id))
+            if kind == "copy_data" and on_data is not None:
+                on_data(frame)
+                continue
             frames.append(frame)
             if kind == final:
                 return frames
