@@ -586,12 +586,15 @@ impl RawClient {
     }
 
     /// Sends a request and reads frames up to its last one (`done`, `ok`,
-    /// `opened`, `pong`, `hello` or `error`).
+    /// `opened`, `pong`, `hello` or `error`; `notice` frames come before it).
     pub fn call(&mut self, request: serde_json::Value) -> Vec<serde_json::Value> {
         self.send_json(request);
         let mut frames = Vec::new();
         while let Some(frame) = self.recv() {
-            let last = !matches!(frame["type"].as_str(), Some("columns") | Some("rows"));
+            let last = !matches!(
+                frame["type"].as_str(),
+                Some("columns") | Some("rows") | Some("notice")
+            );
             frames.push(frame);
             if last {
                 break;

@@ -1,7 +1,7 @@
 use crate::param::{to_values, ToParam};
 use crate::{wire, Error, Row};
 use iam_pgbroker_proto::{
-    Column, Identity, Op, OpenParams, Request, Response, DEFAULT_MAX_LINE_BYTES,
+    Column, ErrorInfo, Identity, Op, OpenParams, Request, Response, DEFAULT_MAX_LINE_BYTES,
     OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use serde_json::Value;
@@ -93,6 +93,22 @@ pub struct Connection {
     /// Why the connection can no longer be used, once it cannot.
     broken: Option<String>,
     closed: bool,
+    /// The broker's socket and the client's name and timeouts, for
+    /// [`CancelHandle`]s (each opens a socket of its own).
+    reach: Arc<Reach>,
+    /// Where `notice` frames go; dropped without one.
+    notices: Option<NoticeHandler>,
+}
+
+/// What [`Connection::set_notice_handler`] installs.
+type NoticeHandler = Box<dyn FnMut(&ErrorInfo) + Send>;
+
+/// How to reach the broker again: a [`CancelHandle`]'s own socket.
+#[derive(Debug)]
+struct Reach {
+    path: std::path::PathBuf,
+    client_name: String,
+    write_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Connection {
@@ -178,6 +194,12 @@ impl Connection {
             other => return Err(wire::unexpected(&other, "opened")),
         };
         Ok(Connection {
+            reach: Arc::new(Reach {
+                path: path.to_owned(),
+                client_name: client_name.to_owned(),
+                write_timeout,
+            }),
+            notices: None,
             reader: hs.reader,
             next_id: hs.next_id,
             max_line_bytes: if max_line_bytes == 0 {
@@ -382,8 +404,17 @@ impl Connection {
     /// `Err`; anything that leaves the socket out of step marks the
     /// connection broken.
     fn recv(&mut self, id: u64, doing: &str) -> Result<Response, Error> {
-        let frame = wire::read_frame(&mut self.reader, doing).map_err(|e| self.broke(e))?;
-        wire::answer(frame, id, doing).map_err(|e| self.broke(e))
+        loop {
+            let frame = wire::read_frame(&mut self.reader, doing).map_err(|e| self.broke(e))?;
+            if let Response::Notice { notice, .. } = &frame {
+                // Notices belong to the answer being read; they never end it.
+                if let Some(handler) = self.notices.as_mut() {
+                    handler(notice);
+                }
+                continue;
+            }
+            return wire::answer(frame, id, doing).map_err(|e| self.broke(e));
+        }
     }
 
     /// Reads and discards the rest of the pending `query` answer.
@@ -560,75 +591,236 @@ impl Drop for RowIter<'_> {
 /// broker and sends the protocol's `cancel` for the session (allowed for
 /// the session's own OS user).
 ///
-/// SKELETON: interface only; the implementation replaces this body.
+/// The statement then fails with PostgreSQL's `57014` (`canceling
+/// statement due to user request`) and the transaction is aborted, as
+/// psql's Ctrl-C does it; roll back to go on. A cancel that arrives while
+/// nothing runs does nothing.
+///
+/// ```no_run
+/// # fn main() -> Result<(), iam_pgconnect::Error> {
+/// let mut db = iam_pgconnect::connect()?;
+/// let cancel = db.cancel_handle();
+/// std::thread::spawn(move || {
+///     std::thread::sleep(std::time::Duration::from_secs(1));
+///     let _ = cancel.cancel();
+/// });
+/// let err = db.execute("SELECT pg_sleep(30)", &[]).unwrap_err();
+/// assert_eq!(err.sqlstate(), Some("57014"));
+/// db.rollback()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CancelHandle {
     session: String,
+    reach: Arc<Reach>,
 }
+
+/// How long a cancel waits for the broker's answer.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl CancelHandle {
     /// Asks the broker to cancel whatever the session is running; `Ok`
     /// when the request was delivered, whether or not a statement was
     /// running.
     pub fn cancel(&self) -> Result<(), Error> {
-        Err(Error::request(format!(
-            "cancelling session {} is not supported yet",
-            self.session
-        )))
+        let path = &self.reach.path;
+        let stream = UnixStream::connect(path).map_err(|e| Error::connect(path, e))?;
+        let timeout = Some(
+            self.reach
+                .write_timeout
+                .unwrap_or(CANCEL_TIMEOUT)
+                .min(CANCEL_TIMEOUT),
+        );
+        stream
+            .set_read_timeout(Some(CANCEL_TIMEOUT))
+            .and_then(|()| stream.set_write_timeout(timeout))
+            .map_err(|e| Error::io("setting socket timeouts", e))?;
+        let mut hs = Handshake {
+            reader: BufReader::new(stream),
+            next_id: 1,
+        };
+        let hello = Op::Hello {
+            version: PROTOCOL_VERSION,
+            client: Some(format!("{} (cancel)", self.reach.client_name)),
+        };
+        match hs.call(hello, "saying hello to iam-pgbroker")? {
+            Response::Hello { .. } => {}
+            other => return Err(wire::unexpected(&other, "hello")),
+        }
+        let cancel = Op::Cancel {
+            session: self.session.clone(),
+        };
+        match hs.call(cancel, "cancelling the statement")? {
+            Response::Ok { .. } => {}
+            other => return Err(wire::unexpected(&other, "ok")),
+        }
+        // Goodbye; the broker also copes with a plain hang-up.
+        let _ = hs.call(Op::Close, "closing the cancel connection");
+        Ok(())
+    }
+
+    /// The session this handle cancels in.
+    pub fn session(&self) -> &str {
+        &self.session
     }
 }
 
-/// SKELETON: psql-facing session features, interface only; the
-/// implementation replaces these bodies.
+/// psql-facing session features: cancel, notices, COPY, savepoints.
 impl Connection {
     /// A handle that cancels this session's running statement from
     /// another thread.
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
             session: self.info.session.clone(),
+            reach: Arc::clone(&self.reach),
         }
     }
 
     /// Calls `handler` for each NOTICE, WARNING or INFO message PostgreSQL
     /// sends (the notice's `severity`, `sqlstate`, `message`, `detail`,
-    /// `hint`, `position`, `context` are in the [`ErrorInfo`] fields).
-    /// Without a handler, notices are dropped.
+    /// `hint`, `position`, `context` are in the [`ErrorInfo`] fields),
+    /// in the order PostgreSQL sent them, before the statement's result
+    /// ends. Without a handler, notices are dropped. Needs protocol
+    /// version 2 (an older broker sends none).
     pub fn set_notice_handler<F>(&mut self, handler: F)
     where
-        F: FnMut(&iam_pgbroker_proto::ErrorInfo) + Send + 'static,
+        F: FnMut(&ErrorInfo) + Send + 'static,
     {
-        let _ = handler;
+        self.notices = Some(Box::new(handler));
     }
 
-    /// Runs `COPY … TO STDOUT` and writes the data, as PostgreSQL sends it,
-    /// to `sink`; returns the number of rows.
+    /// Runs `COPY … TO STDOUT` (text or CSV format) and writes the data,
+    /// as PostgreSQL sends it, to `sink` while it arrives (memory stays
+    /// bounded); returns the number of rows. A failing `sink` ends the
+    /// call with its error once the broker's answer is read to the end.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), iam_pgconnect::Error> {
+    /// let mut db = iam_pgconnect::connect()?;
+    /// let mut out = std::io::stdout();
+    /// let rows = db.copy_out("COPY idm_identity (username) TO STDOUT WITH (FORMAT csv)", &mut out)?;
+    /// eprintln!("{rows} rows");
+    /// # Ok(()) }
+    /// ```
     pub fn copy_out(&mut self, sql: &str, sink: &mut dyn std::io::Write) -> Result<u64, Error> {
-        let _ = (sql, sink);
-        Err(Error::request("COPY TO STDOUT is not supported yet"))
+        let id = self.send(Op::CopyOut {
+            sql: sql.to_owned(),
+        })?;
+        let mut failed: Option<std::io::Error> = None;
+        loop {
+            match self.recv(id, "reading COPY data")? {
+                Response::CopyData { data, .. } => {
+                    if failed.is_none() {
+                        if let Err(e) = sink.write_all(data.as_bytes()) {
+                            failed = Some(e);
+                        }
+                    }
+                }
+                Response::Done { rows, .. } => {
+                    return match failed.or_else(|| sink.flush().err()) {
+                        Some(e) => Err(Error::io("writing COPY data", e)),
+                        None => Ok(rows),
+                    };
+                }
+                other => return Err(self.violation(&other, "copy_data or done")),
+            }
+        }
     }
 
-    /// Runs `COPY … FROM STDIN` with the data read from `source` (write
-    /// sessions); returns the number of rows.
+    /// Runs `COPY … FROM STDIN` (write sessions) with the data read from
+    /// `source` in pieces as it is sent (memory stays bounded); returns
+    /// the number of rows. The data must be UTF-8 text (the text or CSV
+    /// format); if `source` fails or is not UTF-8, the COPY is abandoned
+    /// (PostgreSQL fails it, and the transaction with it) and the error
+    /// returned.
     pub fn copy_in(&mut self, sql: &str, source: &mut dyn std::io::Read) -> Result<u64, Error> {
-        let _ = (sql, source);
-        Err(Error::request("COPY FROM STDIN is not supported yet"))
+        let id = self.send(Op::CopyIn {
+            sql: sql.to_owned(),
+        })?;
+        match self.recv(id, "starting COPY FROM STDIN")? {
+            Response::CopyReady { .. } => {}
+            other => return Err(self.violation(&other, "copy_ready")),
+        }
+        // Pieces well under the line limit, even if every byte needs a
+        // six-byte JSON escape.
+        let piece = (self.max_line_bytes / 8).clamp(1024, 64 * 1024);
+        let mut buf = vec![0u8; piece];
+        let mut carry: Vec<u8> = Vec::new();
+        let failure = loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => {
+                    if carry.is_empty() {
+                        break None;
+                    }
+                    break Some(Error::request(
+                        "the COPY data ends in the middle of a UTF-8 character",
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(Error::io("reading COPY data", e)),
+            };
+            carry.extend_from_slice(&buf[..n]);
+            // Send what is whole UTF-8; keep an incomplete character for
+            // the next read.
+            let whole = match std::str::from_utf8(&carry) {
+                Ok(_) => carry.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => {
+                    break Some(Error::request(
+                        "the COPY data is not UTF-8 text (binary COPY is not supported)",
+                    ))
+                }
+            };
+            let rest = carry.split_off(whole);
+            let data = String::from_utf8(std::mem::replace(&mut carry, rest)).unwrap_or_default();
+            if !data.is_empty() {
+                self.send(Op::CopyData { data })?;
+            }
+        };
+        match failure {
+            None => {
+                let id = self.send(Op::CopyDone)?;
+                match self.recv(id, "finishing COPY FROM STDIN")? {
+                    Response::Done { rows, .. } => Ok(rows),
+                    other => Err(self.violation(&other, "done")),
+                }
+            }
+            Some(err) => {
+                let id = self.send(Op::CopyFail {
+                    message: err.message().to_owned(),
+                })?;
+                // PostgreSQL's error for the abandoned COPY is expected;
+                // the caller gets the reason.
+                let _ = self.recv(id, "abandoning COPY FROM STDIN");
+                Err(err)
+            }
+        }
     }
 
-    /// `SAVEPOINT name` through the broker's transaction control.
+    /// `SAVEPOINT name` through the broker's transaction control (the SQL
+    /// form is refused by the broker's guard). Begins the transaction when
+    /// none is open, as any statement does. `name` is the savepoint's name
+    /// as PostgreSQL keeps it: SQL's `SAVEPOINT Foo` is `foo`, `"Foo"` is
+    /// `Foo`.
     pub fn savepoint(&mut self, name: &str) -> Result<(), Error> {
-        let _ = name;
-        Err(Error::request("SAVEPOINT is not supported yet"))
+        self.expect_ok(Op::Savepoint {
+            name: name.to_owned(),
+        })
     }
 
     /// `RELEASE SAVEPOINT name`.
     pub fn release_savepoint(&mut self, name: &str) -> Result<(), Error> {
-        let _ = name;
-        Err(Error::request("RELEASE SAVEPOINT is not supported yet"))
+        self.expect_ok(Op::ReleaseSavepoint {
+            name: name.to_owned(),
+        })
     }
 
-    /// `ROLLBACK TO SAVEPOINT name`.
+    /// `ROLLBACK TO SAVEPOINT name`: undoes what ran since the savepoint;
+    /// after a failed statement the transaction is usable again.
     pub fn rollback_to_savepoint(&mut self, name: &str) -> Result<(), Error> {
-        let _ = name;
-        Err(Error::request("ROLLBACK TO SAVEPOINT is not supported yet"))
+        self.expect_ok(Op::RollbackToSavepoint {
+            name: name.to_owned(),
+        })
     }
 }

@@ -65,6 +65,9 @@ pub(crate) fn frame_type(frame: &Response) -> &'static str {
         Response::Instances { .. } => "instances",
         Response::Request { .. } => "request",
         Response::Requests { .. } => "requests",
+        Response::Notice { .. } => "notice",
+        Response::CopyData { .. } => "copy_data",
+        Response::CopyReady { .. } => "copy_ready",
         Response::Error { .. } => "error",
     }
 }

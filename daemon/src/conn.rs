@@ -419,7 +419,7 @@ impl ClientConnection {
             // cancels it, so the session still rolls back, closes and is
             // recorded within the grace period.
             let cancel = match request.op {
-                Op::Query { .. } | Op::Execute { .. } => {
+                Op::Query { .. } | Op::Execute { .. } | Op::CopyOut { .. } | Op::CopyDone => {
                     self.session.as_ref().and_then(|s| s.session.cancel_token())
                 }
                 _ => None,

@@ -82,6 +82,10 @@ pub enum RequestError {
     /// A broker bug.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error the broker reports in PostgreSQL's words without one from
+    /// PostgreSQL at hand (a `COPY` the client abandoned).
+    #[error("{}", .0.message)]
+    Reported(Box<ErrorInfo>),
 }
 
 impl RequestError {
@@ -161,6 +165,7 @@ impl RequestError {
                 "the audit record could not be written, so nothing was run; see the broker's journal",
             ),
             RequestError::Internal(m) => ErrorInfo::new(ErrorCode::Internal, m.clone()),
+            RequestError::Reported(info) => (**info).clone(),
         }
     }
 }
@@ -168,48 +173,53 @@ impl RequestError {
 fn postgres_error(e: &tokio_postgres::Error) -> ErrorInfo {
     match e.as_db_error() {
         Some(db) => {
-            let sqlstate = db.code().code();
-            let code = if sqlstate == "25006" {
+            let code = if db.code().code() == "25006" {
                 ErrorCode::ReadOnly
             } else {
                 ErrorCode::Database
             };
-            let (position, internal_position, internal_query) = match db.position() {
-                Some(tokio_postgres::error::ErrorPosition::Original(p)) => (Some(*p), None, None),
-                Some(tokio_postgres::error::ErrorPosition::Internal { position, query }) => {
-                    (None, Some(*position), Some(query.clone()))
-                }
-                None => (None, None, None),
-            };
-            let own = |s: Option<&str>| s.map(str::to_owned);
-            ErrorInfo {
-                sqlstate: Some(sqlstate.to_owned()),
-                detail: own(db.detail()),
-                hint: own(db.hint()),
-                position,
-                internal_position,
-                internal_query,
-                context: own(db.where_()),
-                schema: own(db.schema()),
-                table: own(db.table()),
-                column: own(db.column()),
-                datatype: own(db.datatype()),
-                constraint: own(db.constraint()),
-                severity: Some(
-                    db.parsed_severity()
-                        .map_or_else(|| db.severity().to_owned(), |s| s.to_string()),
-                ),
-                file: own(db.file()),
-                line: db.line(),
-                routine: own(db.routine()),
-                ..ErrorInfo::new(code, db.message().to_owned())
-            }
+            db_error_info(db, code)
         }
         None if e.is_closed() => ErrorInfo::new(
             ErrorCode::Unavailable,
             "the database connection was lost; open a new session",
         ),
         None => ErrorInfo::new(ErrorCode::Unavailable, display_chain(e)),
+    }
+}
+
+/// Every field of a message PostgreSQL sent (an error or a notice), under
+/// `code`.
+pub fn db_error_info(db: &tokio_postgres::error::DbError, code: ErrorCode) -> ErrorInfo {
+    let (position, internal_position, internal_query) = match db.position() {
+        Some(tokio_postgres::error::ErrorPosition::Original(p)) => (Some(*p), None, None),
+        Some(tokio_postgres::error::ErrorPosition::Internal { position, query }) => {
+            (None, Some(*position), Some(query.clone()))
+        }
+        None => (None, None, None),
+    };
+    let own = |s: Option<&str>| s.map(str::to_owned);
+    ErrorInfo {
+        sqlstate: Some(db.code().code().to_owned()),
+        detail: own(db.detail()),
+        hint: own(db.hint()),
+        position,
+        internal_position,
+        internal_query,
+        context: own(db.where_()),
+        schema: own(db.schema()),
+        table: own(db.table()),
+        column: own(db.column()),
+        datatype: own(db.datatype()),
+        constraint: own(db.constraint()),
+        severity: Some(
+            db.parsed_severity()
+                .map_or_else(|| db.severity().to_owned(), |s| s.to_string()),
+        ),
+        file: own(db.file()),
+        line: db.line(),
+        routine: own(db.routine()),
+        ..ErrorInfo::new(code, db.message().to_owned())
     }
 }
 

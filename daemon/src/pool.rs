@@ -98,6 +98,8 @@ pub struct ServerConn {
     pub rendering: crate::types::Rendering,
     /// PostgreSQL's pid of this connection.
     pub backend_pid: Option<i32>,
+    /// The notices its task received, not yet sent to a client.
+    pub notices: Arc<crate::notices::NoticeQueue>,
     /// The task driving the socket.
     pub connection: JoinHandle<()>,
     /// Its place under the server's cap ([`crate::fairness`]), given back
@@ -123,6 +125,7 @@ impl ServerConn {
             settings: String::new(),
             rendering: Default::default(),
             backend_pid: None,
+            notices: Arc::default(),
             connection,
             permit: None,
             reset: None,

@@ -26,6 +26,9 @@ use tokio::io::AsyncWrite;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use tracing::debug;
 
+#[path = "session_copy.rs"]
+mod copy;
+
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct ServerTarget {
@@ -160,10 +163,20 @@ pub struct Session {
     cancelled: bool,
     /// A connection this session has not used yet.
     first_use: Option<FirstUse>,
+    /// The session's `application_name` (the broker's tag), which a
+    /// client's own name follows ([`crate::settings`]).
+    app_name: String,
+    /// A `COPY … FROM STDIN` waiting for its data.
+    copy_in: Option<copy::CopyIn>,
+    /// The session changed `DateStyle` or `bytea_output`: PostgreSQL
+    /// prints every value whose text depends on them (the broker's own
+    /// rendering assumes the connection's start values).
+    rendering_changed: bool,
     /// The guard that checks this session's statements.
     guard: SqlGuard,
     /// Values as PostgreSQL's text form (protocol version 2), for every
-    /// type, rather than typed JSON.
+    /// type, rather than typed JSON; PostgreSQL's notices as `notice`
+    /// frames.
     text_values: bool,
     /// Dynamic credentials' lease: renewed while the session lives,
     /// revoked when it ends (declared after `conn`, so the connection is
@@ -222,6 +235,8 @@ impl Session {
             Some(conn) => conn,
             None => connect(target, password, IDLE_APPLICATION_NAME, settings).await?,
         };
+        // What the connection heard before (its reset) is no one's.
+        conn.notices.clear();
         if settings.readonly && conn.superuser {
             // The second line behind read_role: never a superuser session
             // for a read grant, whatever the broker believed of the user.
@@ -257,6 +272,9 @@ impl Session {
             chunks: settings.chunks,
             cancelled: false,
             first_use: Some(first_use),
+            app_name: application_name.to_owned(),
+            rendering_changed: false,
+            copy_in: None,
             guard: SqlGuard::new(),
             text_values: false,
             lease: None,
@@ -269,9 +287,49 @@ impl Session {
         self.guard = guard;
     }
 
-    /// Sends values as PostgreSQL's text form (protocol version 2).
+    /// Sends values as PostgreSQL's text form and notices as `notice`
+    /// frames (protocol version 2).
     pub fn set_text_values(&mut self, text: bool) {
         self.text_values = text;
+    }
+
+    /// Sends the notices PostgreSQL sent since the last call as `notice`
+    /// frames for request `id` (protocol version 2; a version 1 client
+    /// does not get them). Called before the frame that ends an answer.
+    pub async fn send_notices<W: AsyncWrite + Unpin>(
+        &mut self,
+        id: u64,
+        out: &mut FrameWriter<W>,
+    ) -> Result<(), Failure> {
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(());
+        };
+        if !self.text_values {
+            conn.notices.clear();
+            return Ok(());
+        }
+        let (notices, dropped) = conn.notices.take();
+        for notice in notices {
+            out.send(&Response::Notice { id, notice })
+                .await
+                .map_err(Failure::Client)?;
+        }
+        if dropped > 0 {
+            let notice = iam_pgbroker_proto::ErrorInfo {
+                severity: Some("WARNING".into()),
+                ..iam_pgbroker_proto::ErrorInfo::new(
+                    iam_pgbroker_proto::ErrorCode::Limit,
+                    format!(
+                        "{dropped} more notices of this statement were left out (the broker sends at most {} per request)",
+                        crate::notices::MAX_QUEUED
+                    ),
+                )
+            };
+            out.send(&Response::Notice { id, notice })
+                .await
+                .map_err(Failure::Client)?;
+        }
+        Ok(())
     }
 
     /// Holds `lease` for as long as the session lives; the connection is
@@ -442,6 +500,18 @@ impl Session {
         self.conn.as_ref().map(|c| c.client.cancel_token())
     }
 
+    /// A statement that changes `DateStyle` or `bytea_output` turns the
+    /// broker's own rendering of their types off for the rest of the
+    /// session (also when it fails or is rolled back: PostgreSQL then
+    /// prints them, which is always right).
+    fn note_setting(&mut self, checked: &Checked) {
+        if let Some(change) = &checked.verdict.setting {
+            if crate::settings::changes_rendering(change) {
+                self.rendering_changed = true;
+            }
+        }
+    }
+
     /// Records that a statement failed inside the transaction.
     fn failed(&mut self, e: tokio_postgres::Error) -> RequestError {
         if self.txn == Txn::Open {
@@ -469,11 +539,30 @@ impl Session {
             }
         };
         match &converted.verdict {
-            Ok(verdict) => Ok(Checked {
-                sql: converted.sql.clone(),
-                verdict: verdict.clone(),
-                analysis: analysis.clone(),
-            }),
+            Ok(verdict) => {
+                let mut sql = converted.sql.clone();
+                if let Some(change) = &verdict.setting {
+                    let limits = crate::settings::SettingLimits {
+                        statement_timeout_ms: self.key.statement_timeout_ms,
+                        lock_timeout_ms: self.key.lock_timeout_ms,
+                    };
+                    match crate::settings::check(change, limits, &self.app_name) {
+                        Ok(Some(own)) => sql = Arc::from(own),
+                        Ok(None) => {}
+                        Err(error) => {
+                            return Err(Rejected {
+                                error,
+                                what: Some(format!("{} {}", verdict.kind, change.name)),
+                            })
+                        }
+                    }
+                }
+                Ok(Checked {
+                    sql,
+                    verdict: verdict.clone(),
+                    analysis: analysis.clone(),
+                })
+            }
             Err(r) => Err(Rejected {
                 what: Some(r.what().to_owned()),
                 error: refusal(r.clone(), self.mode),
@@ -530,12 +619,17 @@ impl Session {
         params: &[Value],
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
+        self.note_setting(checked);
         let Prepared { statement, params } = self.prepare(checked, params).await?;
         let writers: Vec<AnyWriter> = if self.text_values {
             // Version 2: PostgreSQL's text. Where the broker can write it
             // from the binary form for every column, it does (cheaper for
             // PostgreSQL); otherwise PostgreSQL writes it (`EXECUTE`).
-            let rendering = self.conn()?.rendering;
+            let rendering = if self.rendering_changed {
+                Rendering::default()
+            } else {
+                self.conn()?.rendering
+            };
             let text: Option<Vec<AnyWriter>> = statement
                 .columns()
                 .iter()
@@ -598,13 +692,17 @@ impl Session {
             }
             match frames.end_row() {
                 Err(what) => return Err(self.over_limit(&what)),
-                Ok(true) => frames.flush(out).await?,
+                Ok(true) => {
+                    self.send_notices(id, out).await?;
+                    frames.flush(out).await?
+                }
                 Ok(false) => {}
             }
         }
         frames.flush(out).await?;
         let total = frames.total;
         let count = stream.rows_affected().unwrap_or(total);
+        self.send_notices(id, out).await?;
         send_done(out, id, count, verdict.kind).await?;
         Ok(count)
     }
@@ -687,13 +785,17 @@ impl Session {
             }
             match frames.end_row() {
                 Err(what) => return Err(self.over_limit(&what)),
-                Ok(true) => frames.flush(out).await?,
+                Ok(true) => {
+                    self.send_notices(id, out).await?;
+                    frames.flush(out).await?
+                }
                 Ok(false) => {}
             }
         }
         frames.flush(out).await?;
         let total = frames.total;
         let count = affected.unwrap_or(total);
+        self.send_notices(id, out).await?;
         send_done(out, id, count, verdict.kind).await?;
         Ok(count)
     }
@@ -706,12 +808,14 @@ impl Session {
         params: &[Value],
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
+        self.note_setting(checked);
         let Prepared { statement, params } = self.prepare(checked, params).await?;
         let (sql, verdict) = (&checked.sql, &checked.verdict);
         let count = match self.client()?.execute_raw(&statement, params.iter()).await {
             Ok(n) => n,
             Err(e) => return Err(self.statement_failed(sql, e).into()),
         };
+        self.send_notices(id, out).await?;
         send_done(out, id, count, verdict.kind).await?;
         Ok(count)
     }
@@ -733,8 +837,41 @@ impl Session {
         }
     }
 
+    /// Runs one of the broker's savepoint statements (`SAVEPOINT "x"`,
+    /// `RELEASE SAVEPOINT "x"`, `ROLLBACK TO SAVEPOINT "x"`), which it
+    /// wrote itself from a validated name, in the transaction — begun
+    /// first when none is open, as for any statement (psycopg2's
+    /// semantics). A rollback to a savepoint heals a failed transaction,
+    /// as in PostgreSQL.
+    pub async fn savepoint<W: AsyncWrite + Unpin>(
+        &mut self,
+        id: u64,
+        op: SavepointOp,
+        name: &str,
+        out: &mut FrameWriter<W>,
+    ) -> Result<(), Failure> {
+        if self.client()?.is_closed() && self.first_use.is_none() {
+            return Err(RequestError::ConnectionLost.into());
+        }
+        self.begin_if_idle().await?;
+        let sql = op.sql(name);
+        let ran = self.client()?.batch_execute(&sql).await;
+        self.send_notices(id, out).await?;
+        match ran {
+            Ok(()) => {
+                if op == SavepointOp::RollbackTo {
+                    self.txn = Txn::Open;
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e).into()),
+        }
+    }
+
     /// Rolls back the open transaction, if any.
     pub async fn rollback(&mut self) -> Result<(), RequestError> {
+        // An unfinished COPY FROM STDIN is abandoned first.
+        self.copy_in = None;
         if self.txn != Txn::Idle {
             self.txn = Txn::Idle;
             if self.client()?.is_closed() {
@@ -766,6 +903,45 @@ impl Session {
         }
         self.pool.put(self.key.clone(), conn);
         result
+    }
+}
+
+/// The savepoint operations of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavepointOp {
+    /// `SAVEPOINT`.
+    Define,
+    /// `RELEASE SAVEPOINT`.
+    Release,
+    /// `ROLLBACK TO SAVEPOINT`.
+    RollbackTo,
+}
+
+impl SavepointOp {
+    /// The statement's kind, for the audit.
+    pub fn kind(self) -> &'static str {
+        match self {
+            SavepointOp::Define => "SAVEPOINT",
+            SavepointOp::Release => "RELEASE SAVEPOINT",
+            SavepointOp::RollbackTo => "ROLLBACK TO SAVEPOINT",
+        }
+    }
+
+    /// The statement for savepoint `name` (quoted as an identifier).
+    pub fn sql(self, name: &str) -> String {
+        format!("{} \"{}\"", self.kind(), name.replace('"', "\"\""))
+    }
+
+    /// Checks a savepoint name: what PostgreSQL accepts as a quoted
+    /// identifier, without the truncation it would apply silently.
+    pub fn check_name(name: &str) -> Result<(), RequestError> {
+        if name.is_empty() || name.len() > 63 || name.contains('\0') {
+            return Err(RequestError::BadRequest(format!(
+                "a savepoint name must be 1 to 63 bytes without NUL, not {:?}",
+                name.chars().take(80).collect::<String>()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -958,11 +1134,8 @@ pub(crate) async fn connect(
     // PostgreSQL reports it at startup (and whenever the session
     // authorization changes, which the guard refuses).
     let superuser = connection.parameter("is_superuser") != Some("off");
-    let connection = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(cause = %e, "database connection ended with an error");
-        }
-    });
+    let notices = Arc::new(crate::notices::NoticeQueue::default());
+    let connection = tokio::spawn(crate::notices::drive(connection, notices.clone()));
     if let Some(role) = &settings.db_role {
         // The one guarantee PostgreSQL itself gives: a role without write
         // privileges. The guard refuses SET ROLE and RESET ROLE, and the
@@ -988,6 +1161,7 @@ pub(crate) async fn connect(
     crate::fairness::learn_cap_from(target.addr, target.port, &client).await;
     let mut conn = ServerConn::new(client, connection, superuser);
     conn.permit = Some(permit);
+    conn.notices = notices;
     conn.settings = settings;
     conn.rendering = rendering;
     conn.backend_pid = backend_pid;

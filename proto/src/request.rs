@@ -78,6 +78,55 @@ pub enum Op {
         /// The session id.
         session: String,
     },
+    /// `SAVEPOINT name` in the broker's transaction (which it begins when
+    /// none is open); answered with `ok`. Audited. The SQL form is refused
+    /// by the guard: transaction control is the broker's.
+    Savepoint {
+        /// The savepoint's name as PostgreSQL keeps it (case matters: SQL's
+        /// `SAVEPOINT Foo` is `foo`); 1–63 bytes, no NUL.
+        name: String,
+    },
+    /// `RELEASE SAVEPOINT name`; answered with `ok`. Audited.
+    ReleaseSavepoint {
+        /// The savepoint's name.
+        name: String,
+    },
+    /// `ROLLBACK TO SAVEPOINT name`: undoes what ran since, and makes a
+    /// transaction that failed after the savepoint usable again; answered
+    /// with `ok`. Audited.
+    RollbackToSavepoint {
+        /// The savepoint's name.
+        name: String,
+    },
+    /// Run `COPY … TO STDOUT` (text or CSV format); answered with
+    /// `copy_data` frames holding the data as PostgreSQL sends it, then
+    /// `done`. Audited as the statement.
+    CopyOut {
+        /// One `COPY … TO STDOUT` statement.
+        sql: String,
+    },
+    /// Start `COPY … FROM STDIN` (write sessions); answered with
+    /// `copy_ready`. Then send the data as `copy_data` requests (not
+    /// answered) and end with `copy_done` (answered with `done`) or
+    /// `copy_fail` (answered with the error PostgreSQL gives).
+    CopyIn {
+        /// One `COPY … FROM STDIN` statement.
+        sql: String,
+    },
+    /// A piece of `COPY FROM STDIN` data (any split: rows may span
+    /// pieces). Not answered; an error shows at `copy_done`.
+    CopyData {
+        /// The data, as text.
+        data: String,
+    },
+    /// The end of `COPY FROM STDIN` data; answered with `done`.
+    CopyDone,
+    /// Abandon `COPY FROM STDIN`: PostgreSQL fails the statement with
+    /// `message`; answered with that error.
+    CopyFail {
+        /// Why, for PostgreSQL's error.
+        message: String,
+    },
     /// Submit a change for approval: guard, dry run, store. Answered with
     /// `request`. Needs no session (as all `request_*` operations).
     RequestSubmit(crate::SubmitParams),
@@ -181,6 +230,14 @@ const OPS: &[&str] = &[
     "instances",
     "cancel",
     "terminate",
+    "savepoint",
+    "release_savepoint",
+    "rollback_to_savepoint",
+    "copy_out",
+    "copy_in",
+    "copy_data",
+    "copy_done",
+    "copy_fail",
 ];
 
 impl Request {
@@ -252,6 +309,14 @@ impl Op {
             Op::Instances => "instances",
             Op::Cancel { .. } => "cancel",
             Op::Terminate { .. } => "terminate",
+            Op::Savepoint { .. } => "savepoint",
+            Op::ReleaseSavepoint { .. } => "release_savepoint",
+            Op::RollbackToSavepoint { .. } => "rollback_to_savepoint",
+            Op::CopyOut { .. } => "copy_out",
+            Op::CopyIn { .. } => "copy_in",
+            Op::CopyData { .. } => "copy_data",
+            Op::CopyDone => "copy_done",
+            Op::CopyFail { .. } => "copy_fail",
             Op::RequestSubmit(_) => "request_submit",
             Op::RequestList { .. } => "request_list",
             Op::RequestShow { .. } => "request_show",
@@ -280,6 +345,26 @@ mod tests {
             (r#"{"id":6,"op":"rollback"}"#, "rollback"),
             (r#"{"id":7,"op":"close"}"#, "close"),
             (r#"{"id":8,"op":"ping"}"#, "ping"),
+            (r#"{"id":8,"op":"savepoint","name":"a"}"#, "savepoint"),
+            (
+                r#"{"id":8,"op":"release_savepoint","name":"a"}"#,
+                "release_savepoint",
+            ),
+            (
+                r#"{"id":8,"op":"rollback_to_savepoint","name":"a"}"#,
+                "rollback_to_savepoint",
+            ),
+            (
+                r#"{"id":8,"op":"copy_out","sql":"COPY t TO STDOUT"}"#,
+                "copy_out",
+            ),
+            (
+                r#"{"id":8,"op":"copy_in","sql":"COPY t FROM STDIN"}"#,
+                "copy_in",
+            ),
+            (r#"{"id":8,"op":"copy_data","data":"1\n"}"#, "copy_data"),
+            (r#"{"id":8,"op":"copy_done"}"#, "copy_done"),
+            (r#"{"id":8,"op":"copy_fail","message":"no"}"#, "copy_fail"),
             (
                 r#"{"id":9,"op":"request_submit","reason":"INC-1","statements":[{"sql":"UPDATE t SET x = %s","params":[1]}]}"#,
                 "request_submit",

@@ -97,6 +97,30 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         refused: Vec<String>,
     },
+    /// A piece of `COPY … TO STDOUT` data, as PostgreSQL sends it (whole
+    /// rows, text or CSV); the answer to `copy_out` ends with `done`.
+    CopyData {
+        /// Echo of the request id.
+        id: u64,
+        /// The data.
+        data: String,
+    },
+    /// The answer to `copy_in`: PostgreSQL waits for the data.
+    CopyReady {
+        /// Echo of the request id.
+        id: u64,
+    },
+    /// A message PostgreSQL sent while the request ran (`NOTICE`,
+    /// `WARNING`, `INFO`, … as `client_min_messages` lets through), in the
+    /// order it sent them, before the frame that ends the answer. Protocol
+    /// version 2 only.
+    Notice {
+        /// Echo of the request id.
+        id: u64,
+        /// `severity`, `sqlstate`, `message` and every other field
+        /// PostgreSQL sent (`code` is `database`).
+        notice: ErrorInfo,
+    },
     /// The request failed. For `query`, an error may also follow a
     /// `columns` frame and some `rows` (the statement failed midway).
     Error {
@@ -171,7 +195,10 @@ impl Response {
             | Response::Sessions { id, .. }
             | Response::Instances { id, .. }
             | Response::Request { id, .. }
-            | Response::Requests { id, .. } => Some(*id),
+            | Response::Requests { id, .. }
+            | Response::Notice { id, .. }
+            | Response::CopyData { id, .. }
+            | Response::CopyReady { id } => Some(*id),
             Response::Opened(o) => Some(o.id),
             Response::Error { id, .. } => *id,
         }
@@ -334,6 +361,19 @@ mod tests {
                 rows: 2,
                 command: "SELECT".into(),
             },
+            Response::Notice {
+                id: 3,
+                notice: ErrorInfo {
+                    severity: Some("NOTICE".into()),
+                    sqlstate: Some("00000".into()),
+                    ..ErrorInfo::new(ErrorCode::Database, "ahoj")
+                },
+            },
+            Response::CopyData {
+                id: 4,
+                data: "1\tDvořák\n".into(),
+            },
+            Response::CopyReady { id: 5 },
             Response::Error {
                 id: None,
                 error: ErrorInfo {

@@ -76,6 +76,9 @@ pub struct Verdict {
     pub writes: bool,
     /// It needs a write session with a DDL grant.
     pub ddl: bool,
+    /// For `SET`/`RESET` of an allowed setting: what it changes, for the
+    /// broker's checks that depend on the grant.
+    pub setting: Option<crate::settings::SettingChange>,
 }
 
 /// Why a statement was refused. Nothing of it was sent to PostgreSQL.
@@ -374,12 +377,26 @@ impl SqlGuard {
         self.functions(&facts, &mut needs);
         self.relations(&facts, top.plan_only, &mut needs);
 
+        let setting = match node {
+            NodeEnum::VariableSetStmt(s) if crate::settings::is_allowed(s) => {
+                match crate::settings::judge(s) {
+                    Ok(change) => Some(change),
+                    Err(why) => {
+                        let what = format!("{} {}", top.label, s.name);
+                        needs.refusal = Some(Refusal::new(RefusalKind::Forbidden, what, why));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         match needs.refusal {
             Some(refusal) => Err(refusal),
             None => Ok(Verdict {
                 kind: top.label,
                 writes: needs.required >= Permit::Write,
                 ddl: needs.required >= Permit::Ddl,
+                setting,
             }),
         }
     }
@@ -428,6 +445,52 @@ impl SqlGuard {
                         needs.add(&rules::UNKNOWN_STATEMENT, "EXPLAIN");
                         Top::new("EXPLAIN")
                     }
+                }
+            }
+            NodeEnum::CopyStmt(copy) => {
+                let binary = copy.options.iter().any(|o| match &o.node {
+                    Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case("format") => {
+                        matches!(
+                            d.arg.as_ref().and_then(|a| a.node.as_ref()),
+                            Some(NodeEnum::String(s)) if s.sval.eq_ignore_ascii_case("binary")
+                        )
+                    }
+                    _ => false,
+                });
+                let label = if copy.is_program || !copy.filename.is_empty() {
+                    "COPY"
+                } else if binary {
+                    "COPY (FORMAT binary)"
+                } else if copy.is_from {
+                    "COPY FROM STDIN"
+                } else {
+                    "COPY TO STDOUT"
+                };
+                needs.add(rules::statement(label), label);
+                // COPY FROM STDIN writes its table as an INSERT would.
+                if copy.is_from {
+                    if let Some(rel) = &copy.relation {
+                        let name = rel.relname.to_lowercase();
+                        let qualified = if rel.schemaname.is_empty() {
+                            name
+                        } else {
+                            format!("{}.{name}", rel.schemaname.to_lowercase())
+                        };
+                        if let Some(rule) = self.find(RuleKind::WriteTarget, &qualified) {
+                            needs.add(rule, qualified);
+                        }
+                    }
+                }
+                // COPY (query) TO STDOUT: the query is judged as if it ran
+                // on its own.
+                let own_modifying = match copy.query.as_ref().and_then(|q| q.node.as_ref()) {
+                    Some(inner) => self.statement(inner, needs).own_modifying,
+                    None => 0,
+                };
+                Top {
+                    label,
+                    plan_only: false,
+                    own_modifying,
                 }
             }
             NodeEnum::CreateFunctionStmt(create) => {
@@ -629,6 +692,40 @@ impl Top {
     }
 }
 
+/// Whether `sql` is a `COPY` with a header line (`HEADER`, CSV): the
+/// broker's row count of `COPY … TO STDOUT` leaves the header out.
+pub fn copy_header(sql: &str) -> bool {
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return false;
+    };
+    let Some(NodeEnum::CopyStmt(copy)) = parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref())
+    else {
+        return false;
+    };
+    copy.options.iter().any(|o| match &o.node {
+        Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case("header") => {
+            match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+                None => true,
+                Some(NodeEnum::Boolean(b)) => b.boolval,
+                Some(NodeEnum::String(s)) => {
+                    matches!(
+                        s.sval.to_ascii_lowercase().as_str(),
+                        "true" | "on" | "1" | "match"
+                    )
+                }
+                Some(NodeEnum::Integer(i)) => i.ival != 0,
+                _ => false,
+            }
+        }
+        _ => false,
+    })
+}
+
 /// The table label of a statement; `""` for one the guard does not know.
 fn label(node: &NodeEnum) -> &'static str {
     use NodeEnum as N;
@@ -661,10 +758,13 @@ fn label(node: &NodeEnum) -> &'static str {
             VariableSetKind::VarSetMulti if s.name == "SESSION CHARACTERISTICS" => {
                 "SET SESSION CHARACTERISTICS"
             }
-            VariableSetKind::VarReset | VariableSetKind::VarResetAll => "RESET",
+            VariableSetKind::VarResetAll => "RESET ALL",
+            VariableSetKind::VarReset if crate::settings::is_allowed(s) => "RESET",
+            VariableSetKind::VarReset => "RESET (other setting)",
             _ if s.name == "role" => "SET ROLE",
             _ if s.name == "session_authorization" => "SET SESSION AUTHORIZATION",
-            _ => "SET",
+            _ if crate::settings::is_allowed(s) => "SET",
+            _ => "SET (other setting)",
         },
         N::ConstraintsSetStmt(_) => "SET CONSTRAINTS",
         N::DiscardStmt(_) => "DISCARD",

@@ -36,14 +36,16 @@ pub mod catalog;
 mod guard;
 mod placeholders;
 mod rules;
+pub mod settings;
 mod walk;
 
-pub use guard::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
+pub use guard::{copy_header, Mode, Refusal, RefusalKind, SqlGuard, Verdict};
 pub use placeholders::{convert_placeholders, PlaceholderError};
 pub use rules::{
     function_rule, markdown_catalog, markdown_table, operator_rule, rules, type_rule, GuardRule,
     Permit, ReadAllowances, RuleKind, CATCH_ALL, REVIEWED_EXTENSIONS, RULES, UNKNOWN_STATEMENT,
 };
+pub use settings::{SettingChange, ALLOWED_SETTINGS};
 
 /// The statement with its constants replaced by `$n`, as pg_query normalizes
 /// it (`SELECT * FROM t WHERE a = 'x'` → `SELECT * FROM t WHERE a = $1`);

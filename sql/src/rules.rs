@@ -281,8 +281,33 @@ pub static RULES: &[GuardRule] = &[
     stmt("SET SESSION CHARACTERISTICS", Never, TX),
     stmt("SET CONSTRAINTS", Never, TX),
     // --- session state -------------------------------------------------------
-    stmt("SET", Never, SESSION),
-    stmt("RESET", Never, SESSION),
+    stmt(
+        "SET",
+        Read,
+        "SET and SET LOCAL of an allowed setting (TimeZone, DateStyle, IntervalStyle, \
+         extra_float_digits, bytea_output, client_min_messages, search_path, \
+         statement_timeout, lock_timeout, work_mem, application_name; see \
+         docs/security.md): undone before the connection serves another session",
+    ),
+    stmt("RESET", Read, "RESET of an allowed setting (as SET)"),
+    stmt(
+        "SET (other setting)",
+        Never,
+        "changes session state that would outlive the request; only the allowed settings \
+         may be changed (TimeZone, DateStyle, IntervalStyle, extra_float_digits, bytea_output, \
+         client_min_messages, search_path, statement_timeout, lock_timeout, work_mem, \
+         application_name)",
+    ),
+    stmt(
+        "RESET (other setting)",
+        Never,
+        "changes session state that would outlive the request; only the allowed settings may be reset",
+    ),
+    stmt(
+        "RESET ALL",
+        Never,
+        "would also reset the broker's own settings of the session; RESET each setting instead",
+    ),
     stmt("SET ROLE", Never, "changes the role the session acts as"),
     stmt(
         "SET SESSION AUTHORIZATION",
@@ -308,7 +333,23 @@ pub static RULES: &[GuardRule] = &[
     stmt(
         "COPY",
         Never,
-        "COPY … PROGRAM runs shell commands and COPY … FILE reads and writes server files",
+        "COPY … PROGRAM runs shell commands and COPY … FILE reads and writes server files \
+         (COPY … TO STDOUT and COPY … FROM STDIN travel through the broker)",
+    ),
+    stmt(
+        "COPY TO STDOUT",
+        Read,
+        "streams a table or a query's result to the client (the query is checked as a SELECT)",
+    ),
+    stmt(
+        "COPY FROM STDIN",
+        Write,
+        "writes the client's rows into a table, as INSERT does",
+    ),
+    stmt(
+        "COPY (FORMAT binary)",
+        Never,
+        "binary COPY data cannot travel in the protocol's text frames; use the text or CSV format",
     ),
     stmt("DO", Never, "runs procedural code the guard cannot see"),
     stmt(

@@ -150,14 +150,23 @@ const CORPUS: &[(Expect, &str, &str)] = &[
     // --- session state ----------------------------------------------------------
     (Never, "SET ROLE postgres", "SET ROLE"),
     (Never, "SET LOCAL ROLE postgres", "SET ROLE"),
-    (Never, "RESET ROLE", "RESET"),
+    (Never, "RESET ROLE", "RESET (other setting)"),
     (Never, "SET SESSION AUTHORIZATION postgres", "SET SESSION AUTHORIZATION"),
     (Never, "SET SESSION AUTHORIZATION DEFAULT", "SET SESSION AUTHORIZATION"),
-    (Never, "SET statement_timeout = 0", "SET"),
-    (Never, "SET LOCAL default_transaction_read_only = off", "SET"),
-    (Never, "set search_path to evil, public", "SET"),
-    (Never, "SET TIME ZONE 'UTC'", "SET"),
-    (Never, "RESET ALL", "RESET"),
+    // The allowed settings pass the guard; the broker checks the values
+    // that depend on the grant (timeouts, work_mem).
+    (Read, "SET statement_timeout = 0", "SET"),
+    (Never, "SET LOCAL default_transaction_read_only = off", "SET (other setting)"),
+    (Read, "set search_path to evil, public", "SET"),
+    (Never, "SET search_path = pg_temp, public", "SET search_path"),
+    (Never, "SET search_path = public, pg_catalog", "SET search_path"),
+    (Read, "SET TIME ZONE 'UTC'", "SET"),
+    (Read, "RESET timezone", "RESET"),
+    (Read, "SET LOCAL IntervalStyle = iso_8601", "SET"),
+    (Never, "SET client_encoding = 'LATIN2'", "SET (other setting)"),
+    (Never, "SET NAMES 'LATIN2'", "SET (other setting)"),
+    (Never, "SET standard_conforming_strings = off", "SET (other setting)"),
+    (Never, "RESET ALL", "RESET ALL"),
     (Never, "DISCARD ALL", "DISCARD"),
     (Never, "SELECT set_config('default_transaction_read_only', 'off', false)", "set_config"),
     (Never, "SELECT pg_catalog.\"set_config\"('role', 'postgres', true)", "set_config"),
@@ -180,8 +189,17 @@ const CORPUS: &[(Expect, &str, &str)] = &[
     // --- outside the database ----------------------------------------------------
     (Never, "COPY (SELECT 1) TO PROGRAM 'id > /tmp/pwned'", "COPY"),
     (Never, "COPY t FROM '/etc/passwd'", "COPY"),
-    (Never, "COPY t TO STDOUT", "COPY"),
-    (Never, "copy (delete from t returning *) to stdout", "COPY"),
+    (Read, "COPY t TO STDOUT", "COPY TO STDOUT"),
+    (Read, "COPY idm_identity (id, username) TO STDOUT WITH (FORMAT csv, HEADER)", "COPY TO STDOUT"),
+    (Read, "COPY (SELECT username FROM idm_identity WHERE disabled) TO STDOUT", "COPY TO STDOUT"),
+    (Write, "copy (delete from t returning *) to stdout", "DELETE"),
+    (Write, "COPY t (a, b) FROM STDIN", "COPY FROM STDIN"),
+    (Write, "COPY t FROM STDIN WITH (FORMAT csv)", "COPY FROM STDIN"),
+    (Never, "COPY t TO STDOUT (FORMAT binary)", "COPY (FORMAT binary)"),
+    (Never, "COPY t FROM STDIN WITH BINARY", "COPY (FORMAT binary)"),
+    (Never, "COPY (SELECT pg_read_file('/etc/passwd')) TO STDOUT", "pg_read_file"),
+    (Never, "COPY pg_authid TO STDOUT", "pg_authid"),
+    (Never, "COPY t TO '/tmp/out'", "COPY"),
     (Never, "DO $$ BEGIN PERFORM 1; END $$", "DO"),
     (Never, "CALL p()", "CALL"),
     (Never, "CHECKPOINT", "CHECKPOINT"),
@@ -753,7 +771,7 @@ fn check_permit(guard: &SqlGuard, sql: &str, rule: &GuardRule) {
 fn refusal_messages() {
     let guard = SqlGuard::new();
     let msg = |sql: &str, mode| guard.check(sql, mode).unwrap_err().to_string();
-    assert!(msg("COPY t TO STDOUT", DDL).starts_with("COPY is not allowed through the broker: "));
+    assert!(msg("COPY t TO '/tmp/x'", DDL).starts_with("COPY is not allowed through the broker: "));
     assert_eq!(
         msg("SELECT pg_read_file('x')", DDL),
         "function pg_read_file is not allowed: reads or writes files on the database server"

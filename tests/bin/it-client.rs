@@ -22,6 +22,7 @@ enum Step {
     Hang,
     Fail,
     Panic,
+    CancelAfter(u64),
 }
 
 fn main() {
@@ -41,6 +42,9 @@ fn main() {
             "hang" => steps.push(Step::Hang),
             "fail" => steps.push(Step::Fail),
             "panic" => steps.push(Step::Panic),
+            s if s.starts_with("cancel:") => {
+                steps.push(Step::CancelAfter(s[7..].parse().unwrap_or(1000)))
+            }
             s if s.starts_with("p:") => steps.push(Step::Param(Value::String(s[2..].into()))),
             s if s.starts_with("j:") => steps.push(Step::Param(
                 serde_json::from_str(&s[2..]).unwrap_or(Value::Null),
@@ -137,6 +141,19 @@ fn run(db: &mut Connection, steps: &[Step]) -> Result<(), ItError> {
                 return Err(ItError::Fail);
             }
             Step::Panic => panic!("it-client: panic step"),
+            Step::CancelAfter(ms) => {
+                let handle = db.cancel_handle();
+                let ms = *ms;
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    let outcome = match handle.cancel() {
+                        Ok(()) => json!({"cancelled": true}),
+                        Err(e) => json!({"cancel_error": e.message()}),
+                    };
+                    println!("{outcome}");
+                    let _ = std::io::stdout().flush();
+                });
+            }
         }
     }
     Ok(())

@@ -24,6 +24,7 @@ mod perf;
 mod pool;
 mod psql_output;
 mod psql_scripts;
+mod psql_support;
 mod read;
 mod reliability;
 mod restart;

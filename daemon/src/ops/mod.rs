@@ -2,7 +2,9 @@
 //! `transaction.rs`, `approval.rs`); `hello` and `ping` are one-liners here.
 
 mod approval;
+mod copy;
 mod open;
+mod savepoint;
 mod statement;
 mod transaction;
 
@@ -15,6 +17,30 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
     let id = request.id;
     let op = request.op.name();
     let records_own = records_own_refusals(&request.op);
+    // While a COPY FROM STDIN waits for its data, only its data and its
+    // end (or the end of the session) may come.
+    let copying = conn.session.as_ref().is_some_and(|s| s.session.copying());
+    if copying
+        && !matches!(
+            request.op,
+            Op::CopyData { .. } | Op::CopyDone | Op::CopyFail { .. } | Op::Close | Op::Ping
+        )
+    {
+        let e = RequestError::BadRequest(format!(
+            "a COPY FROM STDIN is in progress: send copy_data, copy_done or copy_fail, not {op}"
+        ));
+        return match conn
+            .out
+            .send(&Response::Error {
+                id: Some(id),
+                error: e.to_wire(),
+            })
+            .await
+        {
+            Ok(()) => Next::Continue,
+            Err(_) => Next::Close,
+        };
+    }
     let result = match request.op {
         Op::Hello { version, .. } if version < OLDEST_PROTOCOL_VERSION => {
             Err(Reply::Error(RequestError::BadRequest(format!(
@@ -78,6 +104,20 @@ pub async fn dispatch(conn: &mut ClientConnection, request: Request) -> Next {
         Op::Cancel { session } => cancel(conn, id, &session, false).await,
         Op::Terminate { session } => cancel(conn, id, &session, true).await,
         Op::Close => transaction::close(conn, id).await,
+        Op::CopyOut { sql } => copy::copy_out(conn, id, &sql).await,
+        Op::CopyIn { sql } => copy::copy_in(conn, id, &sql).await,
+        Op::CopyData { data } => copy::copy_data(conn, data).await,
+        Op::CopyDone => copy::copy_end(conn, id, None).await,
+        Op::CopyFail { message } => copy::copy_end(conn, id, Some(&message)).await,
+        Op::Savepoint { name } => {
+            savepoint::run(conn, id, crate::session::SavepointOp::Define, &name).await
+        }
+        Op::ReleaseSavepoint { name } => {
+            savepoint::run(conn, id, crate::session::SavepointOp::Release, &name).await
+        }
+        Op::RollbackToSavepoint { name } => {
+            savepoint::run(conn, id, crate::session::SavepointOp::RollbackTo, &name).await
+        }
         Op::RequestSubmit(params) => approval::submit(conn, id, params).await,
         Op::RequestList { all } => approval::list(conn, id, all).await,
         Op::RequestShow { request } => approval::show(conn, id, &request).await,

@@ -65,6 +65,13 @@ pub async fn run(
             return Err(Reply::Error(rejected.error));
         }
     };
+    if checked.verdict.kind.starts_with("COPY") {
+        return Err(Reply::Error(RequestError::BadRequest(format!(
+            "{} runs through the copy_out and copy_in operations, not {}",
+            checked.verdict.kind,
+            kind.name()
+        ))));
+    }
     // Fail closed: a statement runs only once its record is written.
     let record = AuditRecord {
         request: Some(id),
@@ -131,7 +138,13 @@ pub async fn run(
             info!(session = %open.id, op, kind = checked.verdict.kind, rows, micros, "statement done");
             Ok(Next::Continue)
         }
-        Err(Failure::Request(e)) => Err(Reply::Error(e)),
+        Err(Failure::Request(e)) => {
+            // What PostgreSQL said before the error comes before it.
+            if open.session.send_notices(id, out).await.is_err() {
+                return Err(Reply::ClientGone);
+            }
+            Err(Reply::Error(e))
+        }
         Err(Failure::Client(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
             warn!(session = %open.id, op, micros, "the client stopped reading the result: cancelling the statement, rolling back and closing the connection");
             crate::fairness::WRITE_TIMEOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

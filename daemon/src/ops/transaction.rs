@@ -15,6 +15,7 @@ pub async fn commit(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply>
         session,
         audit_peer,
         broker,
+        out,
         ..
     } = conn;
     let open = session_of(session)?;
@@ -40,6 +41,10 @@ pub async fn commit(conn: &mut ClientConnection, id: u64) -> Result<Next, Reply>
             ..open.record(audit_peer, AuditEvent::Result)
         };
         let _ = broker.audit().record(&record);
+        // A deferred trigger's NOTICE comes with the commit.
+        if open.session.send_notices(id, out).await.is_err() {
+            return Err(Reply::ClientGone);
+        }
         result?;
         info!(session = %open.id, "commit");
     }

@@ -3,8 +3,11 @@
 here by type OID as psycopg2 decodes it), or version 1 against an older
 broker."""
 
+import codecs
+import io
 import json
 import os
+import re
 import socket
 import threading
 
@@ -30,6 +33,43 @@ SOCKET_ENV = "IAM_PGBROKER_SOCKET"
 # require_reason (tools cannot pass one through connect()).
 REASON_ENV = "IAM_PGBROKER_REASON"
 _DEFAULT_PORT = 5432
+
+
+# Savepoint statements, which the broker runs as operations of its own (its
+# guard refuses the SQL: transaction control is the broker's). A psycopg2
+# program sends them as SQL, so the drop-in maps them.
+_NAME = r'("(?:[^"]|"")+"|[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*)'
+_SAVEPOINT_SQL = [
+    (re.compile(r"\s*SAVEPOINT\s+%s\s*;?\s*\Z" % _NAME, re.I), "savepoint"),
+    (re.compile(r"\s*RELEASE\s+(?:SAVEPOINT\s+)?%s\s*;?\s*\Z" % _NAME, re.I),
+     "release_savepoint"),
+    (re.compile(r"\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\s+(?:SAVEPOINT\s+)?%s\s*;?\s*\Z"
+                % _NAME, re.I), "rollback_to_savepoint"),
+]
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _savepoint_op(sql):
+    """(op, name) when `sql` is a savepoint statement, else None. The name
+    as PostgreSQL keeps it: folded to lower case unless quoted."""
+    if not isinstance(sql, str):
+        return None
+    for pattern, op in _SAVEPOINT_SQL:
+        m = pattern.match(sql)
+        if m:
+            name = m.group(1)
+            if name.startswith('"'):
+                name = name[1:-1].replace('""', '"')
+            else:
+                # PostgreSQL folds only ASCII letters of unquoted names
+                name = name.translate(_ASCII_LOWER)
+            return op, name
+    return None
+
+
+_COPY_FROM_STDIN = re.compile(r"\bFROM\s+STDIN\b", re.I)
 
 
 def socket_path():
@@ -97,7 +137,9 @@ def connect(db="czechidm", user="postgres", password_provider=None, host=None,
     reason = os.environ.get(REASON_ENV)
     if reason:
         fields["reason"] = reason
-    conn = IamDbConnection(_connect_socket(socket_path()))
+    path = socket_path()
+    conn = IamDbConnection(_connect_socket(path))
+    conn._socket_path = path
     try:
         conn._open(fields)
     except BaseException:
@@ -126,6 +168,11 @@ class IamDbConnection:
         #: the `opened` frame: session id, db, dbname, user, readonly, rule
         #: and the identity the broker saw
         self.info = {}
+        #: PostgreSQL's notices (NOTICE, WARNING, INFO, ...) as psycopg2
+        #: keeps them: "NOTICE:  text\n" strings, oldest first, the last 50
+        #: while it is a list (any object with append() may replace it)
+        self.notices = []
+        self._socket_path = None
 
     # ------------------------------------------------------------ API
 
@@ -133,6 +180,10 @@ class IamDbConnection:
         """Runs one statement and returns its rows as a list of dicts keyed
         by column name."""
         sql, values = adapt(sql, params)
+        savepoint = _savepoint_op(sql)
+        if savepoint is not None:
+            self._call(savepoint[0], {"name": savepoint[1]})
+            return []
         frames = self._call("query", {"sql": sql, "params": values})
         columns = frames[0]["columns"]
         names = [c["name"] for c in columns]
@@ -154,6 +205,11 @@ class IamDbConnection:
         """Runs one statement and returns the number of rows it affected (or
         returned)."""
         sql, values = adapt(sql, params)
+        savepoint = _savepoint_op(sql)
+        if savepoint is not None:
+            # psycopg2's rowcount for a statement that reports none
+            self._call(savepoint[0], {"name": savepoint[1]})
+            return -1
         frames = self._call("execute", {"sql": sql, "params": values})
         return frames[-1]["rows"]
 
@@ -164,6 +220,79 @@ class IamDbConnection:
     def rollback(self):
         """Rolls the transaction back (nothing happens when none is open)."""
         self._call("rollback", {})
+
+    def cancel(self):
+        """Cancels the statement this connection runs now, from another
+        thread (psycopg2's `connection.cancel()`): the statement fails with
+        QueryCanceledError (SQLSTATE 57014) and the transaction is aborted;
+        roll back to go on. Sent over a socket of its own, so it does not
+        wait for the running statement."""
+        session = self.info.get("session")
+        if session is None or self._socket_path is None:
+            raise InterfaceError("the connection has no open session to cancel in")
+        sock = _connect_socket(self._socket_path)
+        try:
+            sock.settimeout(5)
+            reader = sock.makefile("rb")
+            try:
+                for n, (op, fields) in enumerate(
+                        [("hello", {"version": PROTOCOL_VERSION,
+                                    "client": "iam-lib-pgconnect (python, cancel)"}),
+                         ("cancel", {"session": session})], 1):
+                    sock.sendall(json.dumps(dict(fields, id=n, op=op)).encode() + b"\n")
+                    frame = json.loads(reader.readline() or b"null")
+                    if not isinstance(frame, dict):
+                        raise ServiceUnavailable("iam-pgbroker closed the cancel connection")
+                    if frame.get("type") == "error":
+                        raise errors.from_frame(frame.get("error") or {})
+            finally:
+                reader.close()
+        except OSError as e:
+            if isinstance(e, Error):
+                raise
+            raise ServiceUnavailable("cancelling through iam-pgbroker failed: %s" % e) from e
+        finally:
+            sock.close()
+
+    def copy_expert(self, sql, file, size=8192):
+        """psycopg2's `cursor.copy_expert()`: `COPY ... TO STDOUT` writes
+        the data to `file` (str for a text file, else UTF-8 bytes) as it
+        arrives; `COPY ... FROM STDIN` (write sessions) reads `file` in
+        pieces of `size` and sends them. Text and CSV formats."""
+        if not _COPY_FROM_STDIN.search(sql):
+            text = isinstance(file, io.TextIOBase)
+
+            def write(frame):
+                data = frame.get("data", "")
+                file.write(data if text else data.encode("utf-8"))
+            self._call("copy_out", {"sql": sql}, on_data=write)
+            return
+        with self._lock:
+            self._call("copy_in", {"sql": sql}, locked=True)
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            failure = None
+            try:
+                while True:
+                    piece = file.read(size)
+                    if not piece:
+                        rest = decoder.decode(b"", final=True)
+                        if rest:
+                            self._send("copy_data", {"data": rest})
+                        break
+                    if isinstance(piece, bytes):
+                        piece = decoder.decode(piece)
+                    if piece:
+                        self._send("copy_data", {"data": piece})
+            except Exception as e:  # the file's error, or bad UTF-8
+                failure = e
+            if failure is None:
+                self._call("copy_done", {}, locked=True)
+                return
+            try:
+                self._call("copy_fail", {"message": str(failure)}, locked=True)
+            except Error:
+                pass  # PostgreSQL's error for the abandoned COPY
+            raise failure
 
     def close(self):
         """Closes the session; an open transaction is rolled back. Closing a
@@ -224,36 +353,53 @@ class IamDbConnection:
 
     # The frames that end the answer to each operation.
     _FINAL = {"hello": "hello", "open": "opened", "query": "done", "execute": "done",
-              "commit": "ok", "rollback": "ok", "close": "ok"}
+              "commit": "ok", "rollback": "ok", "close": "ok", "savepoint": "ok",
+              "release_savepoint": "ok", "rollback_to_savepoint": "ok", "copy_out": "done",
+              "copy_in": "copy_ready", "copy_done": "done", "copy_fail": "done"}
 
-    def _call(self, op, fields):
+    def _call(self, op, fields, on_data=None, locked=False):
         """Sends one request and returns the frames of its answer, the final
-        one last; an `error` frame is raised as its exception."""
+        one last; an `error` frame is raised as its exception. `copy_data`
+        frames go to `on_data` as they come."""
+        if locked:
+            return self._call_locked(op, fields, on_data)
         with self._lock:
-            if self._sock is None:
-                raise InterfaceError("connection already closed")
-            self._next_id += 1
-            request = dict(fields, id=self._next_id, op=op)
-            try:
-                line = json.dumps(request, allow_nan=False).encode() + b"\n"
-            except (TypeError, ValueError) as e:
-                raise ProgrammingError("can't send the parameters: %s" % e) from None
-            if self._max_line is not None and len(line) > self._max_line:
-                raise ProgrammingError(
-                    "the request is %d bytes; the broker accepts at most %d"
-                    % (len(line), self._max_line)
-                )
-            try:
-                self._sock.sendall(line)
-            except OSError as e:
-                # The broker may have said why before closing (busy right
-                # after connecting, an idle connection's limit): that frame
-                # is still in our receive buffer.
-                said = self._unasked_error()
-                if said is not None:
-                    raise said from None
-                raise self._lost(e) from e
-            return self._read_answer(self._next_id, self._FINAL[op], fields.get("sql"))
+            return self._call_locked(op, fields, on_data)
+
+    def _send(self, op, fields):
+        """Sends a request that is not answered (copy_data)."""
+        self._next_id += 1
+        line = json.dumps(dict(fields, id=self._next_id, op=op)).encode() + b"\n"
+        try:
+            self._sock.sendall(line)
+        except OSError as e:
+            raise self._lost(e) from e
+
+    def _call_locked(self, op, fields, on_data):
+        if self._sock is None:
+            raise InterfaceError("connection already closed")
+        self._next_id += 1
+        request = dict(fields, id=self._next_id, op=op)
+        try:
+            line = json.dumps(request, allow_nan=False).encode() + b"\n"
+        except (TypeError, ValueError) as e:
+            raise ProgrammingError("can't send the parameters: %s" % e) from None
+        if self._max_line is not None and len(line) > self._max_line:
+            raise ProgrammingError(
+                "the request is %d bytes; the broker accepts at most %d"
+                % (len(line), self._max_line)
+            )
+        try:
+            self._sock.sendall(line)
+        except OSError as e:
+            # The broker may have said why before closing (busy right
+            # after connecting, an idle connection's limit): that frame
+            # is still in our receive buffer.
+            said = self._unasked_error()
+            if said is not None:
+                raise said from None
+            raise self._lost(e) from e
+        return self._read_answer(self._next_id, self._FINAL[op], fields.get("sql"), on_data)
 
     def _unasked_error(self):
         """The error frame the broker sent before closing the connection,
@@ -268,13 +414,25 @@ class IamDbConnection:
             pass
         return None
 
-    def _read_answer(self, request_id, final, sql=None):
+    def _read_answer(self, request_id, final, sql=None, on_data=None):
         frames = []
         while True:
             try:
                 raw = self._reader.readline()
             except OSError as e:
                 raise self._lost(e) from e
+            except KeyboardInterrupt:
+                # Ctrl-C while PostgreSQL works: cancel the statement and
+                # read its answer (QueryCanceledError), as psycopg2 does with
+                # its wait_select callback; the connection stays usable.
+                if final != "done":
+                    raise
+                try:
+                    self.cancel()
+                except Error:
+                    self._drop()
+                    raise
+                continue
             if not raw:
                 raise self._lost("it closed the connection")
             try:
@@ -291,14 +449,35 @@ class IamDbConnection:
                     # connection after it
                     self._drop()
                 raise errors.from_frame(frame.get("error") or {}, sql)
+            if kind == "notice":
+                self._notice(frame.get("notice") or {})
+                continue
             if frame_id != request_id:
                 self._drop()
                 raise InterfaceError(
                     "iam-pgbroker answered request %r while %d was expected"
                     % (frame_id, request_id))
+            if kind == "copy_data" and on_data is not None:
+                on_data(frame)
+                continue
             frames.append(frame)
             if kind == final:
                 return frames
+
+    _NOTICES_KEPT = 50
+
+    def _notice(self, notice):
+        """Keeps a notice as psycopg2 does: libpq's text of it (severity,
+        message, then DETAIL and HINT lines), appended to `notices`, a list
+        trimmed to its last 50."""
+        text = "%s:  %s\n" % (notice.get("severity") or "NOTICE", notice.get("message", ""))
+        if notice.get("detail") is not None:
+            text += "DETAIL:  %s\n" % notice["detail"]
+        if notice.get("hint") is not None:
+            text += "HINT:  %s\n" % notice["hint"]
+        self.notices.append(text)
+        if isinstance(self.notices, list) and len(self.notices) > self._NOTICES_KEPT:
+            del self.notices[:-self._NOTICES_KEPT]
 
     def _lost(self, cause):
         # Only socket errors land here: PolicyDenied is an OSError too, so
