@@ -33,21 +33,9 @@ type Row = Vec<Option<String>>;
 ///
 /// What psql reports as an error of the command ("Did not find any
 /// relation named …", an improper pattern) is written to standard error
-/// and is `Ok`; [`run_status`] tells it apart. `Err` is an error of the
-/// session or of PostgreSQL.
-pub fn run(
-    conn: &mut Connection,
-    cmd: &str,
-    args: &[String],
-    opt: &PrintOpt,
-    out: &mut Output,
-) -> Option<Result<(), Error>> {
-    run_status(conn, cmd, args, opt, out).map(|r| r.map(|_| ()))
-}
-
-/// Like [`run`], with psql's verdict on the command: `Ok(false)` when it
-/// printed an error of its own ("Did not find any relation named …"),
-/// after which psql's `-c` exits 1 and `ON_ERROR_STOP` stops.
+/// and is `Ok(false)`, after which psql's `-c` exits 1 and `ON_ERROR_STOP`
+/// stops; `Ok(true)` is success. `Err` is an error of the session or of
+/// PostgreSQL.
 pub fn run_status(
     conn: &mut Connection,
     cmd: &str,

@@ -676,9 +676,7 @@ fn the_guard_refuses_in_a_request_what_it_refuses_in_a_write_session() {
         "COPY (SELECT 1) TO PROGRAM 'touch /tmp/iam-approval-pwned'".to_owned(),
         "SET ROLE postgres".to_owned(),
         format!("DROP TABLE {t}"),
-        "COMMIT".to_owned(),
         "SELECT pg_read_file('/etc/passwd')".to_owned(),
-        format!("UPDATE {t} SET n = 1; COMMIT"),
     ] {
         let write = pg(
             "iam-demo-writer",
@@ -688,11 +686,14 @@ fn the_guard_refuses_in_a_request_what_it_refuses_in_a_write_session() {
         assert_eq!(write.code, 1, "write session: {sql}: {write:?}");
         // The guard's own words, the same in both (a request names the
         // statement when it has several).
+        // iam-pg prints the refusal as psql prints an error, with the
+        // broker's code after it: `ERROR:  why [forbidden_statement]`.
         let why = write
             .stderr
             .lines()
             .next()
-            .and_then(|l| l.strip_prefix("iam-pg: error: "))
+            .and_then(|l| l.strip_prefix("ERROR:  "))
+            .map(|l| l.rsplit_once(" [").map_or(l, |(why, _)| why))
             .unwrap_or_else(|| panic!("{sql}: {write:?}"))
             .to_owned();
         let ran = pg(
@@ -702,6 +703,18 @@ fn the_guard_refuses_in_a_request_what_it_refuses_in_a_write_session() {
         );
         assert_eq!(ran.code, 1, "request: {sql}: {ran:?}");
         assert!(ran.stderr.contains(&why), "{sql}: {why}: {ran:?}");
+    }
+    // Transaction control: iam-pg maps a typed COMMIT onto the broker's
+    // own (psql's behaviour, issue 16), but a change request carries only
+    // its statements, and one that tries to end its transaction is refused.
+    for sql in ["COMMIT".to_owned(), format!("UPDATE {t} SET n = 1; COMMIT")] {
+        let ran = pg(
+            REQUESTER,
+            &broker,
+            &["request", "-U", "czechidm", "--reason", "x", "-c", &sql],
+        );
+        assert_eq!(ran.code, 1, "request: {sql}: {ran:?}");
+        assert!(ran.stderr.contains("COMMIT"), "request: {sql}: {ran:?}");
     }
     // A dry run that fails is not stored either.
     let ran = pg(

@@ -152,8 +152,13 @@ fn ctrl_c_cancels_the_running_statement_and_the_session_goes_on() {
     term.expect("czechidm=> ");
 
     // Ctrl-C at the prompt drops the line being typed, as in psql.
+    // As a person types: the line shows, then Ctrl-C, then a new prompt
+    // (keys sent before the editor reads them may be dropped with the
+    // interrupted line, as readline drops typeahead).
     term.keys("SELECT 'dropped");
+    term.expect("SELECT 'dropped");
     term.keys("\x03");
+    term.expect("czechidm=> ");
     term.line("SELECT 'typed anew' AS fresh;");
     let fresh = term.expect("(1 row)");
     // Had the line stayed, its open quote would have swallowed this one.

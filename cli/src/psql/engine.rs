@@ -1323,8 +1323,24 @@ impl Engine {
             }
             _ => {
                 let args = sc.args(Some(&self.vars));
-                match crate::describe::run(&mut self.conn, cmd, &args, &self.opt, &mut self.out) {
-                    Some(Ok(())) => Slash::Ok,
+                let result = crate::describe::run_status(
+                    &mut self.conn,
+                    cmd,
+                    &args,
+                    &self.opt,
+                    &mut self.out,
+                );
+                // A describe command outside the user's transaction ends
+                // the one its catalog reads opened: no snapshot or lock
+                // is held after `\d` at an idle prompt.
+                if result.is_some() && self.txn == TxStatus::Idle {
+                    let _ = self.conn.rollback();
+                }
+                match result {
+                    Some(Ok(true)) => Slash::Ok,
+                    // psql printed its own error ("Did not find any
+                    // relation named …"): the command failed.
+                    Some(Ok(false)) => Slash::Error,
                     Some(Err(err)) => {
                         self.report(&err, None, None);
                         Slash::Error
