@@ -53,6 +53,10 @@ pub fn run_status(
             eprintln!("{message}");
             Ok(false)
         }
+        Err(Failed::Noted(message)) => {
+            eprintln!("{message}");
+            Ok(true)
+        }
         Err(Failed::Output(e)) => {
             eprintln!("iam-pg: error: cannot write the output: {e}");
             Ok(false)
@@ -152,8 +156,11 @@ impl Command {
 /// Why a describe command stopped.
 enum Failed {
     Db(Error),
-    /// A message psql prints as an error and goes on.
+    /// A message psql prints as an error and goes on; the command failed.
     Said(String),
+    /// A message psql prints as an error, yet the command succeeded (a
+    /// list that found nothing: psql 15's listTables returns true).
+    Noted(String),
     Output(std::io::Error),
 }
 
@@ -499,7 +506,7 @@ impl Ctx<'_> {
         sql.push_str("ORDER BY 1,2;");
         let table = self.query_table(&sql, "List of relations")?;
         if table.rows.is_empty() {
-            return Err(Failed::Said(match pattern {
+            return Err(Failed::Noted(match pattern {
                 // psql 15 says "relation" whatever the letters.
                 Some(p) => format!("Did not find any relation named \"{p}\"."),
                 None => "Did not find any relations.".to_owned(),
