@@ -21,7 +21,9 @@ pub enum RequestError {
     /// PostgreSQL's grammar rejects the statement (found by the guard,
     /// which parses with it; nothing was sent).
     #[error("{0}")]
-    Syntax(String),
+    /// PostgreSQL's grammar rejects the statement: the message, and where
+    /// the parser stopped (1-based characters), for psql's caret.
+    Syntax(String, Option<u32>),
     /// A write in a read-only session, caught before PostgreSQL saw it.
     #[error("{0}")]
     ReadOnly(String),
@@ -106,8 +108,10 @@ impl RequestError {
             RequestError::Denied(m) => ErrorInfo::new(ErrorCode::Denied, m.clone()),
             RequestError::BadRequest(m) => ErrorInfo::new(ErrorCode::BadRequest, m.clone()),
             RequestError::Forbidden(m) => ErrorInfo::new(ErrorCode::ForbiddenStatement, m.clone()),
-            RequestError::Syntax(m) => ErrorInfo {
+            RequestError::Syntax(m, position) => ErrorInfo {
                 sqlstate: Some("42601".into()),
+                position: *position,
+                severity: Some("ERROR".into()),
                 ..ErrorInfo::new(ErrorCode::Database, m.clone())
             },
             RequestError::ReadOnly(m) => ErrorInfo {

@@ -1292,7 +1292,7 @@ fn refusal(r: Refusal, mode: Mode) -> RequestError {
         RefusalKind::NeedsWrite | RefusalKind::NeedsDdl if mode == Mode::Read => {
             RequestError::ReadOnly(read_only_message(r.what()))
         }
-        RefusalKind::Syntax => RequestError::Syntax(r.to_string()),
+        RefusalKind::Syntax => RequestError::Syntax(r.to_string(), r.position()),
         _ => RequestError::Forbidden(r.to_string()),
     }
 }

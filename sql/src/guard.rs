@@ -93,6 +93,8 @@ pub struct Refusal {
     what: String,
     reason: String,
     rule: Option<&'static GuardRule>,
+    /// For a syntax error: where the parser stopped (1-based characters).
+    position: Option<u32>,
 }
 
 /// The broad reason of a [`Refusal`].
@@ -123,6 +125,7 @@ impl Refusal {
             what: what.into(),
             reason: reason.into(),
             rule: None,
+            position: None,
         }
     }
 
@@ -137,10 +140,11 @@ impl Refusal {
             what,
             reason: rule.reason.to_owned(),
             rule: Some(rule),
+            position: None,
         }
     }
 
-    fn from_parse_error(err: pg_query::Error) -> Self {
+    fn from_parse_error(err: pg_query::Error, sql: &str) -> Self {
         const TOO_DEEP: &str = "the statement is nested too deeply for the guard to check \
              (about 45 chained operators or 15 nested sub-queries); simplify or split it";
         match err {
@@ -150,9 +154,10 @@ impl Refusal {
             {
                 Refusal::new(RefusalKind::Unparsable, "statement", TOO_DEEP)
             }
-            pg_query::Error::Parse(message) => {
-                Refusal::new(RefusalKind::Syntax, "statement", message)
-            }
+            pg_query::Error::Parse(message) => Refusal {
+                position: crate::cursor::syntax_error_position(sql),
+                ..Refusal::new(RefusalKind::Syntax, "statement", message)
+            },
             // prost's recursion limit while decoding pg_query's protobuf
             // output: the tree is deeper than 100 nested messages.
             pg_query::Error::Decode(_) => {
@@ -165,6 +170,13 @@ impl Refusal {
             ),
             other => Refusal::new(RefusalKind::Unparsable, "statement", other.to_string()),
         }
+    }
+
+    /// For a syntax error, where in the statement PostgreSQL's parser
+    /// stopped: a 1-based character position, as PostgreSQL's own
+    /// position field (psql's `LINE n:` and caret).
+    pub fn position(&self) -> Option<u32> {
+        self.position
     }
 
     /// The broad reason.
@@ -336,7 +348,7 @@ impl SqlGuard {
     /// Parses `sql` once with PostgreSQL's grammar and walks the whole tree.
     /// Text that does not parse is always refused.
     pub fn check(&self, sql: &str, mode: Mode) -> Result<Verdict, Refusal> {
-        let parsed = pg_query::parse(sql, 0).map_err(Refusal::from_parse_error)?;
+        let parsed = pg_query::parse(sql, 0).map_err(|e| Refusal::from_parse_error(e, sql))?;
         let stmts = &parsed.protobuf.stmts;
         let raw = match stmts.as_slice() {
             [] => {

@@ -33,6 +33,7 @@
 
 pub mod capture;
 pub mod catalog;
+mod cursor;
 mod guard;
 mod placeholders;
 mod rules;

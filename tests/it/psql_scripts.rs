@@ -229,8 +229,7 @@ fn an_error_mid_script_with_and_without_on_error_stop() {
     );
     assert_eq!(stopped.code, 3);
     assert_eq!(stopped.stdout, "before\n");
-    // -c: exit 1, no locus. (Syntax errors are the broker guard's: no
-    // LINE/caret, so not compared here.)
+    // -c: exit 1, no locus.
     let ran = same(
         &scripts,
         &broker,
@@ -261,6 +260,21 @@ fn an_error_mid_script_with_and_without_on_error_stop() {
         &broker,
         &["-c", "SELECT nope", "-c", "\\echo reached"],
         "",
+    );
+    // Syntax errors are found by the broker's guard (PostgreSQL's own
+    // grammar, through pg_query) before PostgreSQL sees the text; the
+    // guard gives the parser's position, so the caret is psql's too.
+    let ran = same(&scripts, &broker, &["-c", "SELECT * FORM pg_class"], "");
+    assert!(
+        ran.stderr
+            .contains("LINE 1: SELECT * FORM pg_class\n                 ^"),
+        "{ran:?}"
+    );
+    same(
+        &scripts,
+        &broker,
+        &[],
+        "SELECT 1;\nSELECT 'ž',\n  2 FORM x;\nSELECT (;\n",
     );
     // A missing file: exit 1.
     let ours = scripts.iam_pg(&broker, &["-f", "missing.sql"], "");

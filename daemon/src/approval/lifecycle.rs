@@ -1386,7 +1386,7 @@ fn guard_check(
         Err(r) => {
             let what = Some(r.what().to_owned());
             let error = match r.kind() {
-                RefusalKind::Syntax => RequestError::Syntax(r.to_string()),
+                RefusalKind::Syntax => RequestError::Syntax(r.to_string(), r.position()),
                 _ => RequestError::Forbidden(r.to_string()),
             };
             Err((error, what))
@@ -1405,7 +1405,8 @@ fn numbered(error: RequestError, i: usize, n: usize) -> RequestError {
     match error {
         RequestError::BadRequest(m) => RequestError::BadRequest(at(m)),
         RequestError::Forbidden(m) => RequestError::Forbidden(at(m)),
-        RequestError::Syntax(m) => RequestError::Syntax(at(m)),
+        // The position is within one statement of several: left out.
+        RequestError::Syntax(m, _) => RequestError::Syntax(at(m), None),
         RequestError::ReadOnly(m) => RequestError::ReadOnly(at(m)),
         other => other,
     }
@@ -1546,7 +1547,7 @@ mod tests {
         ));
         assert!(matches!(
             guard_check(&guard, "UPDAT t", 0, false),
-            Err((RequestError::Syntax(_), _))
+            Err((RequestError::Syntax(..), _))
         ));
     }
 
