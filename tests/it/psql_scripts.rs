@@ -569,3 +569,58 @@ fn exit_statuses_for_scripts() {
     assert!(ran.stderr.starts_with("ERROR:  "), "{ran:?}");
     assert_eq!(ran.stdout, "");
 }
+
+#[test]
+fn copy_to_and_from_client_files_like_psql() {
+    let t = table("copy");
+    let scripts = Scripts::new(&[("in.csv", "2,two\n3,\"th,ree\"\n4,\n")]);
+    let broker = BrokerProcess::start();
+
+    // Out (a read session may): a query and a table, to a client file and
+    // to standard output, through COPY … TO STDOUT.
+    let out = format!(
+        "\\copy (SELECT id, note, NULL AS n FROM {t} ORDER BY id) to 'out.csv' csv header\n\
+         \\copy {t} to stdout\n\
+         \\copy {t} (note) to pstdout with (format csv, force_quote *)\n"
+    );
+    let ran = same(&scripts, &broker, &[], &out);
+    // psql prints `COPY n` only when the data went to a file.
+    assert_eq!(ran.stdout, "COPY 1\n1\toriginal\n\"original\"\n", "{ran:?}");
+    assert_eq!(scripts.file("out.csv"), "id,note,n\n1,original,\n");
+    // (docker exec's output loses the last newline.)
+    assert_eq!(
+        scripts.file("out.csv").trim_end(),
+        scripts.psql_file("out.csv")
+    );
+
+    // A read session may not copy in: PostgreSQL's own refusal, as psql
+    // connected read-only would get it (the broker's guard says it first).
+    let refused = scripts.iam_pg(&broker, &[], &format!("\\copy {t} from 'in.csv' csv\n"));
+    assert!(refused.stderr.contains("ERROR:  "), "{refused:?}");
+    assert_eq!(
+        Appliance::get().psql("czechidm", &format!("SELECT count(*) FROM {t}")),
+        "1"
+    );
+
+    // In, in a write session, inside the script's transaction: what psql
+    // copies, iam-pg copies (each into its own copy of the table).
+    let script = |table: &str| {
+        format!("BEGIN;\n\\copy {table} from 'in.csv' csv\nCOMMIT;\nSELECT count(*), count(note) FROM {table};\n")
+    };
+    let theirs = scripts.psql(&[], &script(&t));
+    let mine = table("copy_in");
+    let ours = scripts.iam_pg(&broker, &["--write"], &script(&mine));
+    assert_eq!(
+        (ours.code, ours.stdout.as_str(), ours.stderr.as_str()),
+        (theirs.code, theirs.stdout.as_str(), theirs.stderr.as_str()),
+        "--- psql:\n{theirs:?}\n--- iam-pg:\n{ours:?}"
+    );
+    let rows = |table: &str| {
+        Appliance::get().psql(
+            "czechidm",
+            &format!("SELECT string_agg(id || ':' || coalesce(note, 'NULL'), ' ' ORDER BY id) FROM {table}"),
+        )
+    };
+    assert_eq!(rows(&mine), "1:original 2:two 3:th,ree 4:NULL");
+    assert_eq!(rows(&mine), rows(&t));
+}

@@ -611,7 +611,6 @@ impl Output {
     }
 
     /// Whether this is standard output (not `\o` elsewhere).
-    #[cfg(test)]
     pub fn is_stdout(&self) -> bool {
         self.is_stdout
     }

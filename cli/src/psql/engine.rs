@@ -1625,22 +1625,38 @@ impl Engine {
                 let sql = format!("COPY {} TO STDOUT {}", parsed.target, parsed.options)
                     .trim_end()
                     .to_owned();
-                let mut file;
-                let mut stdout;
-                let sink: &mut dyn Write = match &parsed.place {
+                // psql: `stdout` is the query output (`\o` moves it),
+                // `pstdout` psql's own standard output; a COPY whose data
+                // went where the results go prints no `COPY n` after it.
+                let to_results = match &parsed.place {
+                    CopyPlace::Std => true,
+                    CopyPlace::Pstd => self.out.is_stdout(),
+                    CopyPlace::File(_) => false,
+                };
+                let result = match &parsed.place {
                     CopyPlace::Std => {
+                        let result = self.conn.copy_out(&sql, &mut self.out);
                         let _ = self.out.flush();
-                        stdout = io::stdout();
-                        &mut stdout
+                        result
                     }
                     CopyPlace::Pstd => {
-                        stdout = io::stdout();
-                        &mut stdout
+                        let _ = self.out.flush();
+                        let mut stdout = io::stdout();
+                        let result = self.conn.copy_out(&sql, &mut stdout);
+                        let _ = stdout.flush();
+                        result
                     }
                     CopyPlace::File(path) => match std::fs::File::create(path) {
                         Ok(f) => {
-                            file = io::BufWriter::new(f);
-                            &mut file
+                            let mut file = io::BufWriter::new(f);
+                            let result = self.conn.copy_out(&sql, &mut file);
+                            match file.flush() {
+                                Ok(()) => result,
+                                Err(e) => {
+                                    self.client_error(&format!("{path}: {}", io_message(&e)));
+                                    return false;
+                                }
+                            }
                         }
                         Err(e) => {
                             self.client_error(&format!("{path}: {}", io_message(&e)));
@@ -1648,8 +1664,18 @@ impl Engine {
                         }
                     },
                 };
-                let result = self.conn.copy_out(&sql, sink);
-                let _ = sink.flush();
+                if to_results {
+                    return match result {
+                        Ok(n) => {
+                            self.succeeded(n);
+                            true
+                        }
+                        Err(err) => {
+                            self.report(&err, None, Some(&sql));
+                            false
+                        }
+                    };
+                }
                 self.copy_done(result, &sql)
             }
         }
