@@ -6,16 +6,24 @@ use crate::policy::{Policy, Rule, RuleMode};
 
 /// The first rule that lets `peer` submit change requests for `db` as
 /// `db_user`: `mode = "request"` (or `"write"`, which may write directly
-/// and so may also ask first). `Err` says why not, safe to show.
+/// and so may also ask first). `dbname` is a database of the instance
+/// other than its own, which the rule's `dbnames` must name, as for a
+/// session. `Err` says why not, safe to show.
 pub fn submit_rule(
     policy: &Policy,
     peer: &PeerIdentity,
     db: &str,
     db_user: &str,
+    dbname: Option<&str>,
 ) -> Result<Rule, String> {
     let mut read_only: Option<&Rule> = None;
+    let mut other_dbname: Option<&Rule> = None;
     for rule in policy.rules().iter().filter(|r| r.matches(peer)) {
         if !rule.grants(db, db_user) {
+            continue;
+        }
+        if !rule.covers_dbname(dbname) {
+            other_dbname.get_or_insert(rule);
             continue;
         }
         match rule.mode {
@@ -26,6 +34,17 @@ pub fn submit_rule(
         }
     }
     let who = peer.describe();
+    if let (None, Some(rule), Some(dbname)) = (read_only, other_dbname, dbname) {
+        return Err(format!(
+            "{who} may not submit changes to database {dbname:?} of {db} as {db_user}: rule {:?} covers only the instance's own database{} (dbnames)",
+            rule.name,
+            if rule.dbnames.is_empty() {
+                String::new()
+            } else {
+                format!(" and {}", rule.dbnames.join(", "))
+            }
+        ));
+    }
     Err(match read_only {
         Some(rule) => format!(
             "{who} may not submit changes to {db} as {db_user}: rule {:?} grants read only",
@@ -101,24 +120,49 @@ mod tests {
         ]);
         let alice = peer(1001, "alice", &["helpdesk", "ops"]);
         assert_eq!(
-            submit_rule(&policy, &alice, "czechidm", "czechidm")
+            submit_rule(&policy, &alice, "czechidm", "czechidm", None)
                 .unwrap()
                 .name,
             "ask"
         );
-        let err = submit_rule(&policy, &alice, "bridge", "bridge").unwrap_err();
+        let err = submit_rule(&policy, &alice, "bridge", "bridge", None).unwrap_err();
         assert!(err.contains("grants read only"), "{err}");
         let bob = peer(1002, "bob", &["dba"]);
         assert_eq!(
-            submit_rule(&policy, &bob, "bridge", "postgres")
+            submit_rule(&policy, &bob, "bridge", "postgres", None)
                 .unwrap()
                 .name,
             "dba"
         );
         let nobody = peer(1003, "eve", &[]);
-        assert!(submit_rule(&policy, &nobody, "czechidm", "czechidm")
+        assert!(submit_rule(&policy, &nobody, "czechidm", "czechidm", None)
             .unwrap_err()
             .contains("no rule"));
+    }
+
+    #[test]
+    fn another_database_of_the_instance_needs_dbnames() {
+        let mut wide = rule("wide", &["dba"], &["*"], RuleMode::Request, false);
+        wide.dbnames = vec!["postgres".into()];
+        let policy = Policy::new(vec![
+            rule("ask", &["ops"], &["czechidm"], RuleMode::Request, false),
+            wide,
+        ]);
+        let alice = peer(1001, "alice", &["ops"]);
+        let err =
+            submit_rule(&policy, &alice, "czechidm", "czechidm", Some("template1")).unwrap_err();
+        assert!(
+            err.contains("covers only the instance's own database"),
+            "{err}"
+        );
+        let dan = peer(1005, "dan", &["dba"]);
+        assert_eq!(
+            submit_rule(&policy, &dan, "czechidm", "czechidm", Some("postgres"))
+                .unwrap()
+                .name,
+            "wide"
+        );
+        assert!(submit_rule(&policy, &dan, "czechidm", "czechidm", Some("template1")).is_err());
     }
 
     #[test]

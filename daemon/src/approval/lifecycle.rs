@@ -145,7 +145,16 @@ pub async fn submit(
     };
     let mut target = target_of(&stored);
 
-    let rule = match grant::submit_rule(&config.policy, actor.peer, &params.db, &params.user) {
+    // The instance's own database needs no `dbnames` grant.
+    let own_dbname = config.target(&params.db, None).dbname;
+    let other_dbname = Some(instance.dbname.as_str()).filter(|d| *d != own_dbname);
+    let rule = match grant::submit_rule(
+        &config.policy,
+        actor.peer,
+        &params.db,
+        &params.user,
+        other_dbname,
+    ) {
         Ok(rule) => rule,
         Err(why) => {
             return Err(refuse(
@@ -333,11 +342,13 @@ pub async fn approve(
     let rule = check_decision(actor, &config, &stored, &target, "approve")?;
     // The requester's own grant may have been withdrawn since: a change
     // its author may no longer ask for is not run.
+    let own_dbname = config.target(&stored.request.db, None).dbname;
     if let Err(why) = grant::submit_rule(
         &config.policy,
         &stored.requester_identity(),
         &stored.request.db,
         &stored.request.db_user,
+        Some(stored.request.dbname.as_str()).filter(|d| *d != own_dbname),
     ) {
         let error = RequestError::Denied(format!(
             "the requester may no longer submit this change: {why}"
