@@ -281,12 +281,6 @@ def test_parameters_as_psycopg2(both):
     assert _differences(direct["params"], dropin["params"], labels) == []
 
 
-# Fields the broker cannot give as psycopg2 did, by case (see the report in
-# python/README.md): errors its SQL guard finds before PostgreSQL sees the
-# statement have no position.
-_GUARD_SYNTAX = ("SELEC 1", "SELECT repeat('x', 10) FROM")
-
-
 def test_errors_as_psycopg2(both):
     direct, dropin, labels = both
     assert len(direct["writes"]) == len(dropin["writes"]) == len(labels)
@@ -297,13 +291,13 @@ def test_errors_as_psycopg2(both):
         if (want[1], want[2]) != (got[1], got[2]):
             type_diffs.append((label, want[1:3], got[1:3]))
             continue
+        # Syntax errors found by the broker's guard too: it passes on the
+        # parser's position, so diag and the LINE/caret are psycopg2's.
         expected, actual = dict(want[3]), dict(got[3])
-        if label in _GUARD_SYNTAX:
-            expected["statement_position"] = None
         if expected != actual:
             diag_diffs.append((label, {k: (expected[k], actual[k]) for k in expected
                                        if expected[k] != actual[k]}))
-        elif label not in _GUARD_SYNTAX:
+        else:
             assert want[4] == got[4], label  # pgerror, LINE/caret included
     assert type_diffs == []
     assert diag_diffs == []
