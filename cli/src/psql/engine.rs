@@ -1633,50 +1633,27 @@ impl Engine {
                     CopyPlace::Pstd => self.out.is_stdout(),
                     CopyPlace::File(_) => false,
                 };
-                let result = match &parsed.place {
-                    CopyPlace::Std => {
-                        let result = self.conn.copy_out(&sql, &mut self.out);
-                        let _ = self.out.flush();
-                        result
-                    }
+                let (result, written) = match &parsed.place {
+                    CopyPlace::Std => copy_into(&mut self.conn, &sql, &mut self.out),
                     CopyPlace::Pstd => {
                         let _ = self.out.flush();
-                        let mut stdout = io::stdout();
-                        let result = self.conn.copy_out(&sql, &mut stdout);
-                        let _ = stdout.flush();
-                        result
+                        copy_into(&mut self.conn, &sql, &mut io::stdout())
                     }
                     CopyPlace::File(path) => match std::fs::File::create(path) {
-                        Ok(f) => {
-                            let mut file = io::BufWriter::new(f);
-                            let result = self.conn.copy_out(&sql, &mut file);
-                            match file.flush() {
-                                Ok(()) => result,
-                                Err(e) => {
-                                    self.client_error(&format!("{path}: {}", io_message(&e)));
-                                    return false;
-                                }
-                            }
-                        }
+                        Ok(f) => copy_into(&mut self.conn, &sql, &mut io::BufWriter::new(f)),
                         Err(e) => {
                             self.client_error(&format!("{path}: {}", io_message(&e)));
                             return false;
                         }
                     },
                 };
-                if to_results {
-                    return match result {
-                        Ok(n) => {
-                            self.succeeded(n);
-                            true
-                        }
-                        Err(err) => {
-                            self.report(&err, None, Some(&sql));
-                            false
-                        }
-                    };
+                // A file that could not be completed is the error to tell,
+                // unless the COPY itself failed first.
+                if let (Ok(_), Err(e), CopyPlace::File(path)) = (&result, &written, &parsed.place) {
+                    self.client_error(&format!("{path}: {}", io_message(e)));
+                    return false;
                 }
-                self.copy_done(result, &sql)
+                self.copy_done(result, &sql, !to_results)
             }
         }
     }
@@ -1684,7 +1661,7 @@ impl Engine {
     fn copy_in_from(&mut self, sql: &str, source: &mut dyn io::Read) -> bool {
         let autocommit = self.txn == TxStatus::Idle && self.settings().autocommit && !self.implicit;
         let result = self.conn.copy_in(sql, source);
-        let ok = self.copy_done(result, sql);
+        let ok = self.copy_done(result, sql, true);
         if autocommit {
             let end = if ok {
                 self.conn.commit()
@@ -1703,11 +1680,15 @@ impl Engine {
         ok
     }
 
-    fn copy_done(&mut self, result: Result<u64, Error>, sql: &str) -> bool {
+    /// The end of a COPY: its row count, and psql's `COPY n` tag unless
+    /// the data went where the results go.
+    fn copy_done(&mut self, result: Result<u64, Error>, sql: &str, tag: bool) -> bool {
         match result {
             Ok(n) => {
                 self.succeeded(n);
-                self.tag(&format!("COPY {n}"));
+                if tag {
+                    self.tag(&format!("COPY {n}"));
+                }
                 true
             }
             Err(err) => {
@@ -1749,6 +1730,17 @@ fn io_message(e: &io::Error) -> String {
         io::ErrorKind::PermissionDenied => "Permission denied".to_owned(),
         _ => e.to_string(),
     }
+}
+
+/// `COPY … TO STDOUT` into `sink`, then flushed: the COPY's outcome and
+/// the flush's, kept apart so neither hides the other.
+fn copy_into(
+    conn: &mut Connection,
+    sql: &str,
+    sink: &mut dyn Write,
+) -> (Result<u64, Error>, io::Result<()>) {
+    let result = conn.copy_out(sql, sink);
+    (result, sink.flush())
 }
 
 /// `\o` / `\g` targets: a file, or `|command`.
