@@ -246,6 +246,24 @@ struct PatternVars<'a> {
     visible: Option<&'a str>,
 }
 
+impl<'a> PatternVars<'a> {
+    /// A pattern on one name column alone (databases, extensions, …).
+    fn named(name: &'a str) -> Self {
+        PatternVars {
+            schema: None,
+            name,
+            alt_name: None,
+            visible: None,
+        }
+    }
+}
+
+/// [`pattern_conditions`], with psql's complaint about a bad pattern as
+/// the command's error.
+fn pattern_sql(pattern: Option<&str>, where_started: bool, vars: &PatternVars<'_>) -> Res<String> {
+    pattern_conditions(pattern, where_started, vars).map_err(Failed::Said)
+}
+
 /// psql's `processSQLNamePattern`: the conditions for `pattern`, each
 /// starting with ` AND ` (or `WHERE ` when `where_started` is false).
 fn pattern_conditions(
@@ -490,19 +508,16 @@ impl Ctx<'_> {
                 "      AND n.nspname <> 'pg_catalog'\n      AND n.nspname !~ '^pg_toast'\n      AND n.nspname <> 'information_schema'\n",
             );
         }
-        sql.push_str(
-            &pattern_conditions(
-                pattern,
-                true,
-                &PatternVars {
-                    schema: Some("n.nspname"),
-                    name: "c.relname",
-                    alt_name: None,
-                    visible: Some("pg_catalog.pg_table_is_visible(c.oid)"),
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            pattern,
+            true,
+            &PatternVars {
+                schema: Some("n.nspname"),
+                name: "c.relname",
+                alt_name: None,
+                visible: Some("pg_catalog.pg_table_is_visible(c.oid)"),
+            },
+        )?);
         sql.push_str("ORDER BY 1,2;");
         let table = self.query_table(&sql, "List of relations")?;
         if table.rows.is_empty() {
@@ -532,19 +547,11 @@ impl Ctx<'_> {
             sql.push_str("WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'\n");
             where_started = true;
         }
-        sql.push_str(
-            &pattern_conditions(
-                pattern,
-                where_started,
-                &PatternVars {
-                    schema: None,
-                    name: "n.nspname",
-                    alt_name: None,
-                    visible: None,
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            pattern,
+            where_started,
+            &PatternVars::named("n.nspname"),
+        )?);
         sql.push_str("ORDER BY 1;");
         let table = self.query_table(&sql, "List of schemas")?;
         self.print_or_headers(
@@ -597,19 +604,16 @@ impl Ctx<'_> {
         if verbose {
             sql.push_str("     LEFT JOIN pg_catalog.pg_language l ON l.oid = p.prolang\n");
         }
-        sql.push_str(
-            &pattern_conditions(
-                pattern,
-                false,
-                &PatternVars {
-                    schema: Some("n.nspname"),
-                    name: "p.proname",
-                    alt_name: None,
-                    visible: Some("pg_catalog.pg_function_is_visible(p.oid)"),
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            pattern,
+            false,
+            &PatternVars {
+                schema: Some("n.nspname"),
+                name: "p.proname",
+                alt_name: None,
+                visible: Some("pg_catalog.pg_function_is_visible(p.oid)"),
+            },
+        )?);
         if !system && pattern.is_none() {
             sql.push_str(if sql.contains("\nWHERE ") {
                 "      AND n.nspname <> 'pg_catalog'\n      AND n.nspname <> 'information_schema'\n"
@@ -666,19 +670,16 @@ impl Ctx<'_> {
                 "      AND n.nspname <> 'pg_catalog'\n      AND n.nspname <> 'information_schema'\n",
             );
         }
-        sql.push_str(
-            &pattern_conditions(
-                pattern,
-                true,
-                &PatternVars {
-                    schema: Some("n.nspname"),
-                    name: "t.typname",
-                    alt_name: Some("pg_catalog.format_type(t.oid, NULL)"),
-                    visible: Some("pg_catalog.pg_type_is_visible(t.oid)"),
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            pattern,
+            true,
+            &PatternVars {
+                schema: Some("n.nspname"),
+                name: "t.typname",
+                alt_name: Some("pg_catalog.format_type(t.oid, NULL)"),
+                visible: Some("pg_catalog.pg_type_is_visible(t.oid)"),
+            },
+        )?);
         sql.push_str("ORDER BY 1, 2;");
         let table = self.query_table(&sql, "List of data types")?;
         if table.headers.is_empty() {
@@ -722,19 +723,11 @@ impl Ctx<'_> {
             sql.push_str("WHERE r.rolname !~ '^pg_'\n");
             where_started = true;
         }
-        sql.push_str(
-            &pattern_conditions(
-                pattern,
-                where_started,
-                &PatternVars {
-                    schema: None,
-                    name: "r.rolname",
-                    alt_name: None,
-                    visible: None,
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            pattern,
+            where_started,
+            &PatternVars::named("r.rolname"),
+        )?);
         sql.push_str("ORDER BY 1;");
         let rows = self.query(&sql)?;
         let tail = if verbose { 1 } else { 0 };
@@ -819,19 +812,16 @@ impl Ctx<'_> {
         if pattern.is_none() {
             sql.push_str("  AND n.nspname !~ '^pg_'\n");
         }
-        sql.push_str(
-            &pattern_conditions(
-                pattern,
-                true,
-                &PatternVars {
-                    schema: Some("n.nspname"),
-                    name: "c.relname",
-                    alt_name: None,
-                    visible: Some("pg_catalog.pg_table_is_visible(c.oid)"),
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            pattern,
+            true,
+            &PatternVars {
+                schema: Some("n.nspname"),
+                name: "c.relname",
+                alt_name: None,
+                visible: Some("pg_catalog.pg_table_is_visible(c.oid)"),
+            },
+        )?);
         sql.push_str("ORDER BY 1, 2;");
         let table = self.query_table(&sql, "Access privileges")?;
         self.print_or_headers(
@@ -871,19 +861,11 @@ impl Ctx<'_> {
         if verbose {
             sql.push_str("  JOIN pg_catalog.pg_tablespace t on d.dattablespace = t.oid\n");
         }
-        sql.push_str(
-            &pattern_conditions(
-                pattern,
-                false,
-                &PatternVars {
-                    schema: None,
-                    name: "d.datname",
-                    alt_name: None,
-                    visible: None,
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            pattern,
+            false,
+            &PatternVars::named("d.datname"),
+        )?);
         sql.push_str("ORDER BY 1;");
         let table = self.query_table(&sql, "List of databases")?;
         self.print_or_headers(
@@ -913,19 +895,11 @@ impl Ctx<'_> {
              FROM pg_catalog.pg_extension e LEFT JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
              LEFT JOIN pg_catalog.pg_description c ON c.objoid = e.oid AND c.classoid = 'pg_catalog.pg_extension'::pg_catalog.regclass\n",
         );
-        sql.push_str(
-            &pattern_conditions(
-                pattern,
-                false,
-                &PatternVars {
-                    schema: None,
-                    name: "e.extname",
-                    alt_name: None,
-                    visible: None,
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            pattern,
+            false,
+            &PatternVars::named("e.extname"),
+        )?);
         sql.push_str("ORDER BY 1;");
         let table = self.query_table(&sql, "List of installed extensions")?;
         self.print_or_headers(

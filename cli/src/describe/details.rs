@@ -2,7 +2,7 @@
 //! `describeTableDetails` and `describeOneTableDetails`): the columns, then
 //! the footers a table, view, index or sequence has.
 
-use super::{col, is_true, left, literal, pattern_conditions, Ctx, Failed, PatternVars, Res, Row};
+use super::{col, is_true, left, literal, pattern_sql, Ctx, Failed, PatternVars, Res, Row};
 use crate::print::{Align, Table};
 
 /// What psql reads about the relation before its columns.
@@ -39,19 +39,16 @@ impl Ctx<'_> {
              LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace\n",
         );
         let _ = system;
-        sql.push_str(
-            &pattern_conditions(
-                Some(pattern),
-                false,
-                &PatternVars {
-                    schema: Some("n.nspname"),
-                    name: "c.relname",
-                    alt_name: None,
-                    visible: Some("pg_catalog.pg_table_is_visible(c.oid)"),
-                },
-            )
-            .map_err(Failed::Said)?,
-        );
+        sql.push_str(&pattern_sql(
+            Some(pattern),
+            false,
+            &PatternVars {
+                schema: Some("n.nspname"),
+                name: "c.relname",
+                alt_name: None,
+                visible: Some("pg_catalog.pg_table_is_visible(c.oid)"),
+            },
+        )?);
         sql.push_str("ORDER BY 2, 3;");
         let found = self.query(&sql)?;
         if found.is_empty() {
