@@ -22,7 +22,7 @@ use std::time::Instant;
 use target::{read_pwfile, Target};
 
 /// The measurements, in the order they run.
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "open",
     "small_query",
     "audit",
@@ -30,6 +30,7 @@ const ALL: [&str; 7] = [
     "concurrent",
     "cli",
     "instructions",
+    "syscalls",
 ];
 
 /// Measures iam-pgbroker against direct PostgreSQL connections (run through
@@ -110,7 +111,7 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Only these measurements (comma-separated: open, small_query, audit,
-    /// big_result, concurrent, cli, instructions).
+    /// big_result, concurrent, cli, instructions, syscalls).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -219,6 +220,7 @@ fn main() -> ExitCode {
             "big_result" => measure::big_result(&target, &plan, &mut report),
             "concurrent" => measure::concurrent(&target, &plan, &mut report),
             "instructions" => measure::instructions(&target, &plan, &mut report),
+            "syscalls" => measure::syscalls(&target, &plan, &mut report),
             _ => measure::cli(&target, &plan, &mut report),
         };
         match result {

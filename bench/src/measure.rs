@@ -862,16 +862,25 @@ pub fn instructions(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> 
         .as_ref()
         .ok_or("no processes under callgrind (scripts/bench starts them)")?;
     let n = plan.counted_lookups;
-    let on = count_broker(t, &cg.audit_on, n, &cg.out_dir)?;
-    let off = count_broker(t, &cg.audit_off, n, &cg.out_dir)?;
+    let on = count_broker(t, &cg.audit_on, n, &cg.out_dir, "broker-audit-on")?;
+    let off = count_broker(t, &cg.audit_off, n, &cg.out_dir, "broker-audit-off")?;
     let bouncer = match &cg.pgbouncer {
         Some(proxy) => count_pgbouncer(t, proxy, n, &cg.out_dir)?,
         None => f64::NAN,
     };
+    let ((on, on_sha), (off, off_sha)) = (on, off);
     report.add(Line {
         name: "instructions per lookup, audit on (vs PgBouncer)".into(),
         key: "instructions_per_lookup",
         broker: on,
+        direct: bouncer,
+        unit: Unit::Count,
+        goal: Goal::AtMost(20_000.0),
+    });
+    report.add(Line {
+        name: "  the same without SHA-256's blocks".into(),
+        key: "instructions_per_lookup_without_sha256",
+        broker: on - on_sha,
         direct: bouncer,
         unit: Unit::Count,
         goal: Goal::AtMost(20_000.0),
@@ -884,8 +893,18 @@ pub fn instructions(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> 
         unit: Unit::Count,
         goal: Goal::AtMost(6_000.0),
     });
+    report.add(Line {
+        name: "  the same without SHA-256's blocks".into(),
+        key: "instructions_audit_per_lookup_without_sha256",
+        broker: (on - on_sha) - (off - off_sha),
+        direct: f64::NAN,
+        unit: Unit::Count,
+        goal: Goal::AtMost(6_000.0),
+    });
     report.note(format!(
         "instructions: {n} lookups per process under callgrind; broker audit off {off:.0} per lookup; \
+         SHA-256's block function {on_sha:.0} per lookup with the audit on (the chain's two hashes \
+         and the parameter's HMAC, in software: no SHA extensions here or under valgrind); \
          broker audit on ÷ PgBouncer = {:.1}",
         crate::stats::ratio(on, bouncer)
     ));
@@ -897,7 +916,8 @@ fn count_broker(
     (socket, pid): &(std::path::PathBuf, u32),
     n: usize,
     dir: &std::path::Path,
-) -> Result<f64> {
+    label: &str,
+) -> Result<(f64, f64)> {
     let mut conn = t.broker_at(socket).connect()?;
     let mut names = Usernames::new(7);
     for _ in 0..50 {
@@ -907,15 +927,15 @@ fn count_broker(
     let poke = || {
         let _ = std::os::unix::net::UnixStream::connect(socket);
     };
-    callgrind_dump(*pid, dir, &poke)?;
+    callgrind_dump(*pid, dir, &poke, None)?;
     for _ in 0..n {
         let name = names.next().unwrap_or_default();
         let rows = conn.query(LOOKUP_BROKER, &[&name])?;
         check_one(rows.len(), &name)?;
     }
-    let total = callgrind_dump(*pid, dir, &poke)?;
+    let dump = callgrind_dump(*pid, dir, &poke, Some(label))?;
     conn.close()?;
-    Ok(total as f64 / n as f64)
+    Ok((dump.total as f64 / n as f64, dump.sha as f64 / n as f64))
 }
 
 fn count_pgbouncer(
@@ -937,20 +957,62 @@ fn count_pgbouncer(
         let poke = || {
             let _ = std::net::TcpStream::connect((proxy.host.as_str(), proxy.port));
         };
-        callgrind_dump(pid, dir, &poke)?;
+        callgrind_dump(pid, dir, &poke, None)?;
         for _ in 0..n {
             let name = names.next().unwrap_or_default();
             let rows = client.query(&stmt, &[&name]).await?;
             check_one(rows.len(), &name)?;
         }
-        let total = callgrind_dump(pid, dir, &poke)?;
-        Ok(total as f64 / n as f64)
+        let dump = callgrind_dump(pid, dir, &poke, Some("pgbouncer"))?;
+        Ok(dump.total as f64 / n as f64)
     })
+}
+
+/// The instructions of one callgrind dump.
+#[derive(Debug, Clone, Copy)]
+struct Dump {
+    /// All of them.
+    total: u64,
+    /// Those in SHA-256's block function (the chain's hashes and the
+    /// parameters' HMACs; without SHA extensions, as here and under
+    /// valgrind, they are computed in software).
+    sha: u64,
+}
+
+/// The self cost (`Ir`) of the functions whose name contains `name` in a
+/// callgrind dump written with `--compress-strings=no`: the cost lines of
+/// each `fn=` block, without the inclusive costs of the calls it makes
+/// (the line after each `calls=`).
+fn self_cost_of(dump: &str, name: &str) -> u64 {
+    let mut inside = false;
+    let mut after_call = false;
+    let mut sum = 0;
+    for line in dump.lines() {
+        if let Some(f) = line.strip_prefix("fn=") {
+            inside = f.contains(name);
+            after_call = false;
+        } else if line.starts_with("calls=") {
+            after_call = true;
+        } else if line.starts_with(|c: char| c.is_ascii_digit() || "+-*".contains(c)) {
+            if after_call {
+                after_call = false;
+            } else if inside {
+                sum += line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    sum
 }
 
 /// Asks callgrind in `pid` to dump (which zeroes its counters) and returns
 /// the instructions (`Ir`) of that dump: the `totals:` line of the newest
-/// `callgrind.out.<pid>.<k>` in `dir`.
+/// `callgrind.out.<pid>.<k>` in `dir`. With `IAM_BENCH_PROFILE=DIR` in
+/// the environment, a dump with a `keep` label is moved there as
+/// `LABEL.callgrind` (for `callgrind_annotate`) instead of deleted.
 ///
 /// Valgrind takes the request only while the process runs, and vgdb
 /// cannot force it here (no ptrace into another process in this
@@ -959,7 +1021,12 @@ fn count_pgbouncer(
 /// opened and closed. Its cost lands in one of the two windows around the
 /// dump: one accept-and-close among the counted lookups at most, well
 /// under a percent of 1,000 lookups.
-fn callgrind_dump(pid: u32, dir: &std::path::Path, poke: &dyn Fn()) -> Result<u64> {
+fn callgrind_dump(
+    pid: u32,
+    dir: &std::path::Path,
+    poke: &dyn Fn(),
+    keep: Option<&str>,
+) -> Result<Dump> {
     let newest = |dir: &std::path::Path| -> Option<(u64, std::path::PathBuf)> {
         let prefix = format!("callgrind.out.{pid}.");
         std::fs::read_dir(dir)
@@ -995,8 +1062,20 @@ fn callgrind_dump(pid: u32, dir: &std::path::Path, poke: &dyn Fn()) -> Result<u6
                         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
                 });
                 if let Some(total) = total {
-                    let _ = std::fs::remove_file(&path);
-                    result = Ok(total);
+                    let sha = self_cost_of(&text, "sha2::sha256::");
+                    match (keep, std::env::var_os("IAM_BENCH_PROFILE")) {
+                        (Some(label), Some(to)) => {
+                            let to = std::path::Path::new(&to).join(format!("{label}.callgrind"));
+                            if std::fs::rename(&path, &to).is_err() {
+                                let _ = std::fs::copy(&path, &to);
+                                let _ = std::fs::remove_file(&path);
+                            }
+                        }
+                        _ => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                    result = Ok(Dump { total, sha });
                     break;
                 }
             }
@@ -1009,4 +1088,122 @@ fn callgrind_dump(pid: u32, dir: &std::path::Path, poke: &dyn Fn()) -> Result<u6
     let _ = control.kill();
     let _ = control.wait();
     result
+}
+
+/// `syscalls`: system calls per point lookup in the main broker (audit on,
+/// `fsync = "interval"`) and in PgBouncer, one client each, counted by the
+/// kernel's `raw_syscalls:sys_enter` tracepoint (`perf stat -p`, every
+/// thread of the process) over a fixed number of lookups. Like the
+/// instruction count, the figure does not move with the machine's load;
+/// the few calls of idle threads (timers, the audit's flush) over the
+/// window are included, as they are part of the cost.
+pub fn syscalls(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
+    let n = plan.counted_lookups * 2;
+    let pid = t.broker_pid.ok_or("no broker pid")?;
+    let mut conn = t.broker().connect()?;
+    let mut names = Usernames::new(11);
+    for _ in 0..50 {
+        let name = names.next().unwrap_or_default();
+        conn.query(LOOKUP_BROKER, &[&name])?;
+    }
+    let broker = count_syscalls(pid, || {
+        for _ in 0..n {
+            let name = names.next().unwrap_or_default();
+            let rows = conn.query(LOOKUP_BROKER, &[&name])?;
+            check_one(rows.len(), &name)?;
+        }
+        Ok(())
+    })?;
+    conn.close()?;
+    let bouncer = match &t.pgbouncer {
+        Some(proxy @ crate::target::Proxy { pid: Some(pgb), .. }) => {
+            let rt = single_thread()?;
+            rt.block_on(async {
+                let client = t.connect_via(Some(proxy)).await?;
+                let stmt = client.prepare(LOOKUP_DIRECT).await?;
+                for _ in 0..50 {
+                    let name = names.next().unwrap_or_default();
+                    client.query(&stmt, &[&name]).await?;
+                }
+                let counting = Perf::start(*pgb)?;
+                for _ in 0..n {
+                    let name = names.next().unwrap_or_default();
+                    let (_, rows) = prepared_lookup(&client, &stmt, &name).await?;
+                    check_one(rows, &name)?;
+                }
+                counting.stop()
+            })?
+        }
+        _ => u64::MAX,
+    };
+    let per = |count: u64| {
+        if count == u64::MAX {
+            f64::NAN
+        } else {
+            count as f64 / n as f64
+        }
+    };
+    report.add(Line {
+        name: "syscalls per lookup, audit on (vs PgBouncer)".into(),
+        key: "syscalls_per_lookup",
+        broker: per(broker),
+        direct: per(bouncer),
+        unit: Unit::Count,
+        goal: Goal::AtMost(7.0),
+    });
+    report.note(format!(
+        "syscalls: {n} lookups per process, every thread, by perf's raw_syscalls:sys_enter"
+    ));
+    Ok(())
+}
+
+/// Counts the system calls of `pid` while `work` runs.
+fn count_syscalls(pid: u32, work: impl FnOnce() -> Result<()>) -> Result<u64> {
+    let counting = Perf::start(pid)?;
+    let worked = work();
+    let count = counting.stop();
+    worked?;
+    count
+}
+
+/// `perf stat -e raw_syscalls:sys_enter -p PID`, running.
+struct Perf {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Perf {
+    fn start(pid: u32) -> Result<Perf> {
+        let out =
+            std::env::temp_dir().join(format!("iam-bench-perf-{}-{pid}.csv", std::process::id()));
+        let _ = std::fs::remove_file(&out);
+        let child = Command::new("perf")
+            .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run perf (Debian's linux-perf): {e}"))?;
+        // perf opens its counters on every thread before it counts; give it
+        // the time (idle threads make few calls meanwhile).
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Perf { child, out })
+    }
+
+    /// Stops perf (SIGINT, as at a terminal) and reads its count.
+    fn stop(mut self) -> Result<u64> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.out);
+        text.lines()
+            .find(|l| l.contains("raw_syscalls:sys_enter"))
+            .and_then(|l| l.split(',').next()?.trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("perf counted no system calls: {}", text.trim()).into())
+    }
 }

@@ -88,6 +88,8 @@ impl Line {
             Unit::Seconds => fmt_secs(v),
             Unit::PerSecond => format!("{v:.0}/s"),
             Unit::MiB => format!("{v:.1} MiB"),
+            // Small counts (system calls) with their fraction.
+            Unit::Count if v < 100.0 => format!("{v:.2}"),
             Unit::Count => thousands(v.round() as u64),
         }
     }
@@ -120,15 +122,22 @@ impl Report {
             let v = line.value();
             let digits = match line.unit {
                 Unit::MiB => 1,
+                Unit::Count if v < 100.0 => 2,
                 Unit::Count => 0,
                 _ => 3,
             };
-            let v = if v.is_finite() {
-                Value::from(round(v, digits))
-            } else {
-                Value::Null
+            let json = |v: f64| {
+                if v.is_finite() {
+                    Value::from(round(v, digits))
+                } else {
+                    Value::Null
+                }
             };
-            map.insert(line.key.to_owned(), v);
+            map.insert(line.key.to_owned(), json(v));
+            // A count's reference (PgBouncer's) is a figure of its own.
+            if matches!(line.unit, Unit::Count) && line.direct.is_finite() {
+                map.insert(format!("{}_pgbouncer", line.key), json(line.direct));
+            }
         }
         Value::Object(map)
     }
