@@ -54,6 +54,10 @@ pub struct Shape {
     pub normalized: Option<String>,
     /// 16 hex digits, equal for texts that differ only in constants.
     pub fingerprint: Option<String>,
+    /// The text mentions `PASSWORD` (the audit keeps only `normalized`).
+    /// Placeholders (`%s`, `$n`) neither make nor break the word, so the
+    /// client's text and PostgreSQL's give the same answer.
+    pub redacted: bool,
 }
 
 impl Shape {
@@ -63,6 +67,7 @@ impl Shape {
         Shape {
             normalized: iam_pgbroker_sql::normalize(sql),
             fingerprint: iam_pgbroker_sql::fingerprint(sql),
+            redacted: crate::audit::mentions_password(sql),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! One client connection: its identity, its session, and the loop that
 //! reads requests and answers them in order.
 
-use crate::audit::{AuditEvent, AuditPeer, AuditRecord, AuditTarget, ProcessInfo, SessionMode};
+use crate::audit::{
+    AuditEvent, AuditPeer, AuditRecord, AuditTarget, ProcessInfo, SessionMode, SessionParts,
+};
 use crate::broker::Broker;
 use crate::frame::{FrameWriter, LineError, LineReader, ReadTimeouts};
 use crate::ops;
@@ -38,12 +40,18 @@ pub struct OpenSession {
     pub reason: Option<String>,
     /// Its place under `[fair_share] max_sessions_per_uid`.
     pub slot: Option<crate::fairness::SessionSlot>,
+    /// The connection's peer and `target` as the audit writes them,
+    /// serialized once ([`OpenSession::record`] hands them to every
+    /// record).
+    pub parts: SessionParts,
 }
 
 impl OpenSession {
-    /// A record of `event` in this session by `peer`.
+    /// A record of `event` in this session by `peer`, the connection's
+    /// peer (the one `parts` was made of).
     pub fn record<'a>(&'a self, peer: &'a AuditPeer, event: AuditEvent) -> AuditRecord<'a> {
         AuditRecord {
+            parts: Some(&self.parts),
             session: Some(&self.id),
             peer: Some(peer),
             target: Some(&self.target),

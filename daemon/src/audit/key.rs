@@ -100,9 +100,20 @@ impl AuditKey {
 
     /// HMAC-SHA256 of `value`, as 64 hex digits.
     pub fn hash(&self, value: &[u8]) -> String {
+        let mut hex = Vec::with_capacity(64);
+        self.hash_hex_into(value, &mut hex);
+        String::from_utf8(hex).unwrap_or_default()
+    }
+
+    /// [`AuditKey::hash`], appended to `out` (64 lowercase hex digits).
+    pub fn hash_hex_into(&self, value: &[u8], out: &mut Vec<u8>) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut mac = self.mac.clone();
         mac.update(value);
-        hex::encode(mac.finalize().into_bytes())
+        for b in mac.finalize().into_bytes() {
+            out.push(DIGITS[usize::from(b >> 4)]);
+            out.push(DIGITS[usize::from(b & 0x0f)]);
+        }
     }
 }
 

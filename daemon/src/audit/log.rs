@@ -15,6 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
+/// How often starting a watch of the audit file's folder is tried again
+/// after it could not be started (meanwhile every record checks the path).
+const WATCH_RETRY: Duration = Duration::from_secs(60);
+/// How long the watch thread waits for events before it checks whether its
+/// log still exists.
+const WATCH_POLL_MS: u16 = 1000;
 /// How often an ongoing outage is logged again.
 const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Buffers larger than this are not kept for reuse after a huge record.
@@ -97,11 +103,18 @@ struct State {
     last_anchor: Instant,
     /// A `rotated` record owed to the current file.
     pending: Option<Pending>,
-    /// The line being written, reused.
+    /// Lines chained but not yet written ([`AuditLog::record_deferred`]),
+    /// then the line being written: one buffer, reused, so that both go
+    /// out in one `write(2)`.
     line: Vec<u8>,
     outage: Option<Outage>,
     /// Last time a failed size rotation was logged.
     rotate_warned: Option<Instant>,
+    /// Tells when the path may name another file; `None` (not started,
+    /// or blind): every record checks the path.
+    watch: Option<Arc<PathWatch>>,
+    /// When starting `watch` was last tried.
+    watch_tried: Option<Instant>,
 }
 
 struct Pending {
@@ -158,6 +171,8 @@ impl AuditLog {
                 line: Vec::new(),
                 outage: None,
                 rotate_warned: None,
+                watch: None,
+                watch_tried: None,
             }),
             sync_lock: Mutex::new(()),
             synced: AtomicU64::new(0),
@@ -207,7 +222,11 @@ impl AuditLog {
     /// attacker who rewrites the file would also have to forge.
     pub fn head(&self) -> ChainHash {
         match &self.inner {
-            Some(inner) => inner.lock().head,
+            Some(inner) => {
+                let mut st = inner.lock();
+                inner.write_deferred(&mut st);
+                st.head
+            }
             None => ChainHash::ZERO,
         }
     }
@@ -219,9 +238,26 @@ impl AuditLog {
     /// (once, then once a minute) and recovers by itself: every record
     /// retries, reopening the path when it has vanished or been replaced.
     pub fn record(&self, rec: &AuditRecord<'_>) -> Result<ChainHash, AuditError> {
+        self.record_as(rec, false)
+    }
+
+    /// Records what ran, best effort: with `fsync = "interval"` the line is
+    /// chained now and written with the next record's `write(2)`, or by
+    /// the flush thread within `fsync_interval_ms`, whichever comes first
+    /// (before any anchor, rotation or reopen, and at shutdown); with
+    /// `fsync = "always"` it is written at once, as [`AuditLog::record`]
+    /// does. For `result` records of statements that have run, which
+    /// nothing waits for: a crash before the write loses the line, never
+    /// the chain (nothing after it was written either).
+    pub fn record_deferred(&self, rec: &AuditRecord<'_>) {
+        let _ = self.record_as(rec, true);
+    }
+
+    fn record_as(&self, rec: &AuditRecord<'_>, deferred: bool) -> Result<ChainHash, AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(ChainHash::ZERO);
         };
+        let deferred = deferred && inner.fsync == FsyncMode::Interval;
         BODY.with(|cell| {
             // A record never re-enters the log, but a panic elsewhere could
             // leave the cell borrowed: use a fresh buffer then.
@@ -233,6 +269,12 @@ impl AuditLog {
             };
             body.clear();
             write_body(rec, &inner.render(), None, body);
+            if deferred {
+                let mut st = inner.lock();
+                inner.defer_line(&mut st, body);
+                crate::stats::AUDIT_BYTES.fetch_add(body.len() as u64, Ordering::Relaxed);
+                return Ok(st.head);
+            }
             let result = inner.append(body);
             if result.is_ok() {
                 crate::stats::AUDIT_BYTES.fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -253,6 +295,20 @@ impl AuditLog {
             }
             result
         })
+    }
+
+    /// Whether the next record checks the path: the watch has seen the
+    /// file's name change (or there is no working watch). Tests wait for
+    /// it after renaming the file under the log.
+    #[cfg(test)]
+    pub(crate) fn path_check_due(&self) -> bool {
+        let Some(inner) = &self.inner else {
+            return false;
+        };
+        let st = inner.lock();
+        st.watch
+            .as_ref()
+            .is_none_or(|w| w.blind.load(Ordering::Acquire) || w.changed.load(Ordering::Acquire))
     }
 
     /// Anchors the head in the journal (see the audit's anchors in
@@ -299,7 +355,11 @@ impl AuditLog {
     pub fn flush(&self) -> Result<(), AuditError> {
         match &self.inner {
             Some(inner) => {
-                let seq = inner.lock().seq;
+                let seq = {
+                    let mut st = inner.lock();
+                    inner.write_deferred(&mut st);
+                    st.seq
+                };
                 inner.sync_through(seq)
             }
             None => Ok(()),
@@ -345,7 +405,7 @@ impl Inner {
         // behind must not keep every record refused.
         if st.file.is_none() {
             self.first_open(st)?;
-        } else {
+        } else if self.path_check_due(st) {
             self.check_path(st, false)?;
         }
         if self.sync_failed.load(Ordering::Acquire) {
@@ -409,6 +469,30 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether the path must be checked before this record: when the
+    /// folder's watch saw the file's name come or go (renamed, deleted,
+    /// replaced), or when there is no watch. The check is a `stat` of the
+    /// path; without the watch every record would pay for it.
+    ///
+    /// A watch is started here when there is none, before the `stat` that
+    /// follows, so that nothing between the two is missed.
+    fn path_check_due(&self, st: &mut State) -> bool {
+        if let Some(w) = &st.watch {
+            if !w.blind.load(Ordering::Acquire) {
+                return w.changed.swap(false, Ordering::AcqRel);
+            }
+            st.watch = None;
+        }
+        if st.watch_tried.is_none_or(|t| t.elapsed() >= WATCH_RETRY) {
+            st.watch_tried = Some(Instant::now());
+            st.watch = PathWatch::start(&self.path);
+            if st.watch.is_none() {
+                warn!(path = %self.path.display(), "cannot watch the audit file's folder (inotify); every record checks the path instead");
+            }
+        }
+        true
+    }
+
     /// Reopens the path when it no longer names the open file (renamed by
     /// logrotate, deleted, replaced); the new file owes a `rotated` record.
     /// `sighup`: asked for by [`AuditLog::reopen`], else noticed while
@@ -433,6 +517,7 @@ impl Inner {
             }
         };
         let (file, meta) = open_append(&self.path)?;
+        self.write_deferred(st);
         self.switch_to(st, file, &meta);
         // The newest reason wins; a file named by an unwritten size
         // rotation is still the one the chain continues from.
@@ -446,6 +531,7 @@ impl Inner {
     /// A failure here is not an outage: the file grows past the limit, and
     /// that is logged.
     fn rotate_by_size(&self, st: &mut State) {
+        self.write_deferred(st);
         let target = rotated_name(&self.path);
         let result = std::fs::rename(&self.path, &target).and_then(|()| {
             open_append(&self.path).map_err(|e| match e {
@@ -497,6 +583,10 @@ impl Inner {
         if st.file.is_none() {
             return;
         }
+        // An anchor names a line that is in the file.
+        if !self.write_deferred(st) {
+            return;
+        }
         info!(
             audit_anchor = 1u8,
             audit_file = %self.path.display(),
@@ -535,6 +625,10 @@ impl Inner {
 
     /// `{"time":…,<body>,"prev":…}\n` in one `write(2)`. The chain advances
     /// only when the whole line was written.
+    ///
+    /// Lines deferred before it ([`AuditLog::record_deferred`]) go out in
+    /// the same `write(2)`, ahead of it. When the write fails they stay
+    /// pending; the new line is not chained.
     fn write_line(&self, st: &mut State, body: &[u8]) -> Result<u64, AuditError> {
         let Some(file) = st.file.clone() else {
             return Err(AuditError::Write {
@@ -542,36 +636,69 @@ impl Inner {
                 source: std::io::Error::other("the audit file is not open"),
             });
         };
-        // `body` is a JSON object with at least "event": drop its braces.
-        let inner = &body[1..body.len() - 1];
-        let line = &mut st.line;
-        line.clear();
-        line.extend_from_slice(b"{\"time\":\"");
-        timefmt::write_utc(time::OffsetDateTime::now_utc(), line);
-        line.extend_from_slice(b"\",");
-        line.extend_from_slice(inner);
-        line.extend_from_slice(b",\"prev\":\"");
-        line.extend_from_slice(&st.head_hex);
-        line.extend_from_slice(b"\"}\n");
-        let result = write_once(&file, line);
-        if let Err(source) = result {
+        let start = st.line.len();
+        push_line(&mut st.line, body, &st.head_hex);
+        if let Err(source) = write_once(&file, &st.line) {
             self.undo_partial(&file, st.len);
+            st.line.truncate(start);
             return Err(AuditError::Write {
                 path: self.path.clone(),
                 source,
             });
         }
-        let n = line.len();
-        st.head = ChainHash::of(&line[..n - 1]);
+        let end = st.line.len();
+        st.head = ChainHash::of(&st.line[start..end - 1]);
         st.head_hex = hex_of(&st.head);
-        st.len += n as u64;
+        st.len += end as u64;
         st.seq += 1;
         st.lines += 1;
         st.since_anchor += 1;
-        if line.capacity() > KEEP_BUFFER_BYTES {
-            *line = Vec::new();
+        st.line.clear();
+        if st.line.capacity() > KEEP_BUFFER_BYTES {
+            st.line = Vec::new();
         }
         Ok(st.seq)
+    }
+
+    /// Chains a line without writing it: it waits in `st.line` for the
+    /// next write. With no file open it is dropped (the record is best
+    /// effort), and the chain stays as it was.
+    fn defer_line(&self, st: &mut State, body: &[u8]) {
+        if st.file.is_none() {
+            return;
+        }
+        let start = st.line.len();
+        push_line(&mut st.line, body, &st.head_hex);
+        let end = st.line.len();
+        st.head = ChainHash::of(&st.line[start..end - 1]);
+        st.head_hex = hex_of(&st.head);
+        st.seq += 1;
+        st.lines += 1;
+        st.since_anchor += 1;
+    }
+
+    /// Writes the deferred lines, if any. `false` when they could not be
+    /// written (they stay pending; the outage is the next record's to
+    /// report).
+    fn write_deferred(&self, st: &mut State) -> bool {
+        if st.line.is_empty() {
+            return true;
+        }
+        let Some(file) = st.file.clone() else {
+            return false;
+        };
+        match write_once(&file, &st.line) {
+            Ok(()) => {
+                st.len += st.line.len() as u64;
+                st.line.clear();
+                true
+            }
+            Err(e) => {
+                self.undo_partial(&file, st.len);
+                warn!(path = %self.path.display(), cause = %e, "cannot write deferred audit records yet");
+                false
+            }
+        }
     }
 
     /// After a short write, cut the file back to where the line began, so
@@ -613,7 +740,11 @@ impl Inner {
 
     /// The background flush of `fsync = "interval"`.
     fn flush_now(&self) {
-        let seq = self.lock().seq;
+        let seq = {
+            let mut st = self.lock();
+            self.write_deferred(&mut st);
+            st.seq
+        };
         if self.synced.load(Ordering::Acquire) >= seq {
             return;
         }
@@ -674,6 +805,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(file) = &st.file {
+            if !st.line.is_empty() {
+                let _ = write_once(file, &st.line);
+            }
             let _ = file.sync_data();
         }
     }
@@ -702,8 +836,115 @@ fn flush_every(weak: Weak<Inner>, every: Duration) {
     }
 }
 
-/// Opens `path` for appending (0600, created with its folder, 0750, when
-/// missing).
+/// Appends `{"time":…,<body>,"prev":…}\n` to `out`.
+fn push_line(out: &mut Vec<u8>, body: &[u8], prev_hex: &[u8; 64]) {
+    // `body` is a JSON object with at least "event": drop its braces.
+    let inner = &body[1..body.len() - 1];
+    out.extend_from_slice(b"{\"time\":\"");
+    timefmt::write_utc(time::OffsetDateTime::now_utc(), out);
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(inner);
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(prev_hex);
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// A watch (inotify) of the audit file's folder: set when an entry of the
+/// file's name is created, deleted or renamed (logrotate's rename, a
+/// deleted or replaced file), so that records check the path only then.
+/// Its thread ends within a second of the last reference going away.
+///
+/// The kernel queues the event at the rename or unlink itself; the thread
+/// sets `changed` as soon as it runs. A record written in between goes to
+/// the file the broker has open: after a rename that is the renamed file,
+/// and the chain continues in the new one; after a deletion it is the
+/// deleted file — as it was between a `stat` and its `write` when every
+/// record checked the path.
+struct PathWatch {
+    /// The file's name in the folder changed since the last check.
+    changed: AtomicBool,
+    /// The watch stopped (the folder itself went away or was renamed, the
+    /// event queue overflowed, a read failed): check every record.
+    blind: AtomicBool,
+}
+
+impl PathWatch {
+    fn start(path: &Path) -> Option<Arc<PathWatch>> {
+        use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify};
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path.file_name()?.to_os_string();
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+        inotify
+            .add_watch(
+                dir,
+                F::IN_CREATE
+                    | F::IN_DELETE
+                    | F::IN_MOVED_FROM
+                    | F::IN_MOVED_TO
+                    | F::IN_DELETE_SELF
+                    | F::IN_MOVE_SELF
+                    | F::IN_ONLYDIR,
+            )
+            .ok()?;
+        let watch = Arc::new(PathWatch {
+            changed: AtomicBool::new(false),
+            blind: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&watch);
+        std::thread::Builder::new()
+            .name("audit-watch".into())
+            .spawn(move || watch_folder(&inotify, &name, &weak))
+            .ok()?;
+        Some(watch)
+    }
+}
+
+fn watch_folder(
+    inotify: &nix::sys::inotify::Inotify,
+    name: &std::ffi::OsStr,
+    weak: &Weak<PathWatch>,
+) {
+    use nix::errno::Errno;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::inotify::AddWatchFlags as F;
+    use std::os::fd::AsFd;
+    loop {
+        let ready = {
+            let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+            poll(&mut fds, PollTimeout::from(WATCH_POLL_MS))
+        };
+        let Some(watch) = weak.upgrade() else { return };
+        let events = match ready {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => inotify.read_events(),
+            Err(e) => Err(e),
+        };
+        match events {
+            Ok(events) => {
+                for e in events {
+                    if e.mask.intersects(
+                        F::IN_Q_OVERFLOW | F::IN_IGNORED | F::IN_DELETE_SELF | F::IN_MOVE_SELF,
+                    ) {
+                        watch.blind.store(true, Ordering::Release);
+                        return;
+                    }
+                    if e.name.as_deref() == Some(name) {
+                        watch.changed.store(true, Ordering::Release);
+                    }
+                }
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(_) => {
+                watch.blind.store(true, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
 /// Records in an audit file: its line feeds (read once, when the broker
 /// opens a file; an unreadable file counts 0 and the anchors say so).
 fn count_lines(file: &File, meta: &std::fs::Metadata) -> u64 {
@@ -735,6 +976,8 @@ fn count_lines(file: &File, meta: &std::fs::Metadata) -> u64 {
     lines
 }
 
+/// Opens `path` for appending (0600, created with its folder, 0750, when
+/// missing).
 fn open_append(path: &Path) -> Result<(File, std::fs::Metadata), AuditError> {
     let open_error = |source| AuditError::Open {
         path: path.to_owned(),

@@ -45,7 +45,7 @@ pub use key::AuditKey;
 pub use log::AuditLog;
 pub use peer::{AuditPeer, AuditTarget, ProcessInfo};
 pub(crate) use record::mentions_password;
-pub use record::{AuditEvent, AuditRecord, CloseWhy, Outcome, SessionMode};
+pub use record::{AuditEvent, AuditRecord, CloseWhy, Outcome, SessionMode, SessionParts};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -5,8 +5,10 @@ use super::config::ParamsMode;
 use super::key::AuditKey;
 use super::peer::{AuditPeer, AuditTarget};
 use crate::analysis::Shape;
+use crate::types::write_json_str;
 use iam_pgbroker_proto::ErrorInfo;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -141,6 +143,14 @@ pub enum SessionMode {
 }
 
 impl SessionMode {
+    /// The name in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionMode::Read => "read",
+            SessionMode::Write => "write",
+        }
+    }
+
     /// `Read` for a read-only session, else `Write`.
     pub fn of_readonly(readonly: bool) -> SessionMode {
         if readonly {
@@ -317,6 +327,34 @@ pub struct AuditRecord<'a> {
     /// A change request's details (`request_*` events): its id, requester,
     /// approver, comment, counts. Never parameter values.
     pub approval: Option<&'a Value>,
+    /// `peer` (as statement records show it) and `target` serialized once
+    /// for the session ([`SessionParts`]); used in place of serializing
+    /// `peer` and `target` again. Set together with them, by
+    /// `OpenSession::record`.
+    pub parts: Option<&'a SessionParts>,
+}
+
+/// A session's `peer` (the short form statement records carry) and
+/// `target` as JSON, serialized when the session opens: the larger part of
+/// every statement and result record, escaped once instead of twice per
+/// statement. The bytes are exactly what serializing them per record
+/// gives.
+#[derive(Debug, Default)]
+pub struct SessionParts {
+    peer: Option<Box<RawValue>>,
+    target: Option<Box<RawValue>>,
+}
+
+impl SessionParts {
+    /// The parts of records by `peer` on `target`.
+    pub fn of(peer: &AuditPeer, target: &AuditTarget) -> SessionParts {
+        // Serializing plain strings and numbers does not fail; if it ever
+        // did, records would serialize them themselves.
+        SessionParts {
+            peer: serde_json::value::to_raw_value(&PeerView::of(peer, false)).ok(),
+            target: serde_json::value::to_raw_value(target).ok(),
+        }
+    }
 }
 
 impl<'a> AuditRecord<'a> {
@@ -340,6 +378,7 @@ impl<'a> AuditRecord<'a> {
             rolled_back: None,
             outcome: None,
             approval: None,
+            parts: None,
         }
     }
 }
@@ -357,8 +396,196 @@ pub(super) struct RotatedInfo<'a> {
 }
 
 /// Writes the record's body — a JSON object without `time` and `prev` —
-/// into `out`.
+/// into `out`: every field written by hand, in the order and the form
+/// serde gives them (the tests check it byte for byte against the derived
+/// serializer), with the session's peer and target from the bytes made at
+/// open ([`SessionParts`]). Two of these per statement: cheap matters.
 pub(crate) fn write_body(
+    rec: &AuditRecord<'_>,
+    render: &ParamsRender<'_>,
+    rotated: Option<&RotatedInfo<'_>>,
+    out: &mut Vec<u8>,
+) {
+    let statement = rec.sql.map(|sql| match rec.shape {
+        Some(shape) => StatementShape::known(sql, shape),
+        None => StatementShape::of(sql, rec.params.map_or(0, <[Value]>::len)),
+    });
+    let mut o = Obj::new(out);
+    o.str("event", rec.event.as_str());
+    o.opt_str(
+        "why",
+        rotated
+            .map(|r| r.why)
+            .or_else(|| rec.why.map(CloseWhy::as_str)),
+    );
+    o.opt_str("previous_file", rotated.and_then(|r| r.previous_file));
+    if matches!(rec.event, AuditEvent::BrokerStart | AuditEvent::BrokerStop) {
+        o.key("broker");
+        o.out.extend_from_slice(b"{\"version\":");
+        write_json_str(o.out, env!("CARGO_PKG_VERSION"));
+        o.out.extend_from_slice(b",\"pid\":");
+        o.int(u64::from(std::process::id()));
+        o.out.push(b'}');
+    }
+    o.opt_str("session", rec.session);
+    o.opt_u64("request", rec.request);
+    if let Some(p) = rec.peer {
+        let full = rec.event.full_peer();
+        o.key("peer");
+        match rec.parts.and_then(|parts| parts.peer.as_deref()) {
+            Some(raw) if !full => o.out.extend_from_slice(raw.get().as_bytes()),
+            _ => o.serde(&PeerView::of(p, full)),
+        }
+    }
+    if let Some(t) = rec.target {
+        o.key("target");
+        match rec.parts.and_then(|parts| parts.target.as_deref()) {
+            Some(raw) => o.out.extend_from_slice(raw.get().as_bytes()),
+            None => o.serde(t),
+        }
+    }
+    o.opt_str("mode", rec.mode.map(SessionMode::as_str));
+    o.opt_str("reason", rec.reason);
+    o.opt_str("rule", rec.rule);
+    if let Some(st) = &statement {
+        if st.redacted {
+            o.key("sql_redacted");
+            o.out.extend_from_slice(b"true");
+        } else {
+            o.str("sql", st.sql);
+        }
+        o.opt_str("normalized", st.normalized.as_deref());
+        o.opt_str("fingerprint", st.fingerprint.as_deref());
+    }
+    o.opt_str("kind", rec.kind);
+    if let Some(w) = rec.writes {
+        o.bool("writes", w);
+    }
+    if let Some(values) = rec.params {
+        o.key("param_count");
+        o.int(values.len() as u64);
+        match render.mode {
+            ParamsMode::Omit => {}
+            ParamsMode::Plain => {
+                o.key("params");
+                o.serde(values);
+            }
+            ParamsMode::Hmac => {
+                o.key("params");
+                o.out.push(b'[');
+                let mut text_buf = bytes::BytesMut::new();
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        o.out.push(b',');
+                    }
+                    match (param_text(v, &mut text_buf), render.key) {
+                        (Some(text), Some(key)) => {
+                            o.out.extend_from_slice(b"{\"hmac\":\"");
+                            key.hash_hex_into(text, o.out);
+                            o.out.extend_from_slice(b"\"}");
+                        }
+                        // SQL NULL; and no key (a log opened without one)
+                        // never records the value itself.
+                        _ => o.out.extend_from_slice(b"null"),
+                    }
+                }
+                o.out.push(b']');
+            }
+        }
+    }
+    if let Some(r) = rec.rolled_back {
+        o.bool("rolled_back", r);
+    }
+    if let Some(outcome) = &rec.outcome {
+        o.key("outcome");
+        let mut inner = Obj::new(o.out);
+        inner.bool("ok", outcome.ok);
+        inner.opt_str("code", outcome.code);
+        inner.opt_str("sqlstate", outcome.sqlstate);
+        inner.opt_str("message", outcome.message);
+        inner.opt_u64("rows", outcome.rows);
+        inner.opt_u64("duration_us", outcome.duration_us);
+        inner.end();
+    }
+    if let Some(a) = rec.approval {
+        o.key("approval");
+        o.serde(a);
+    }
+    o.end();
+}
+
+/// A JSON object being written: keys are the record's own field names,
+/// which need no escaping.
+struct Obj<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Obj<'o> {
+    fn new(out: &'o mut Vec<u8>) -> Obj<'o> {
+        out.push(b'{');
+        Obj { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        write_json_str(self.out, value);
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+    }
+
+    fn int(&mut self, value: u64) {
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn opt_u64(&mut self, key: &str, value: Option<u64>) {
+        if let Some(v) = value {
+            self.key(key);
+            self.int(v);
+        }
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    /// A value through serde (the peer's full form, a target without
+    /// parts, plain parameters, a change request's details).
+    fn serde<T: Serialize + ?Sized>(&mut self, value: &T) {
+        // These types serialize without failing (no maps with non-string
+        // keys, no failing Serialize impls); `null` keeps the line JSON if
+        // one ever did.
+        if serde_json::to_writer(&mut *self.out, value).is_err() {
+            self.out.extend_from_slice(b"null");
+        }
+    }
+
+    fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// [`write_body`] through serde: the reference the hand-written writer is
+/// checked against byte for byte.
+#[cfg(test)]
+fn write_body_serde(
     rec: &AuditRecord<'_>,
     render: &ParamsRender<'_>,
     rotated: Option<&RotatedInfo<'_>>,
@@ -401,8 +628,19 @@ pub(crate) fn write_body(
         }),
         session: rec.session,
         request: rec.request,
-        peer: rec.peer.map(|p| PeerView::of(p, rec.event.full_peer())),
-        target: rec.target,
+        peer: rec.peer.map(|p| {
+            let full = rec.event.full_peer();
+            match rec.parts.and_then(|parts| parts.peer.as_deref()) {
+                Some(raw) if !full => Either::Raw(raw),
+                _ => Either::Value(PeerView::of(p, full)),
+            }
+        }),
+        target: rec.target.map(
+            |t| match rec.parts.and_then(|parts| parts.target.as_deref()) {
+                Some(raw) => Either::Raw(raw),
+                None => Either::Value(t),
+            },
+        ),
         mode: rec.mode,
         reason: rec.reason,
         rule: rec.rule,
@@ -472,7 +710,7 @@ impl<'a> StatementShape<'a> {
             sql,
             normalized: shape.normalized.as_deref().map(Cow::Borrowed),
             fingerprint: shape.fingerprint.as_deref().map(Cow::Borrowed),
-            redacted: mentions_password(sql),
+            redacted: shape.redacted,
         }
     }
 }
@@ -483,13 +721,18 @@ pub(crate) fn mentions_password(sql: &str) -> bool {
     const WORD: &[u8] = b"password";
     let bytes = sql.as_bytes();
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
-    bytes.windows(WORD.len()).enumerate().any(|(i, w)| {
-        w.eq_ignore_ascii_case(WORD)
+    // Every statement passes here: look closer only where a `p` is.
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b | 0x20 == b'p'
+            && bytes
+                .get(i..i + WORD.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
             && (i == 0 || !is_word(bytes[i - 1]))
             && bytes.get(i + WORD.len()).is_none_or(|b| !is_word(*b))
     })
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct Body<'a> {
     event: &'a str,
@@ -504,9 +747,9 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     request: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    peer: Option<PeerView<'a>>,
+    peer: Option<Either<'a, PeerView<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<&'a AuditTarget>,
+    target: Option<Either<'a, &'a AuditTarget>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<SessionMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -537,12 +780,23 @@ struct Body<'a> {
     approval: Option<&'a Value>,
 }
 
+#[cfg(test)]
+/// A value to serialize, or its JSON serialized before.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Either<'a, T> {
+    Value(T),
+    Raw(&'a RawValue),
+}
+
+#[cfg(test)]
 #[derive(Serialize)]
 struct BrokerInfo {
     version: &'static str,
     pid: u32,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 #[serde(untagged)]
 enum ParamOut<'a> {
@@ -663,6 +917,142 @@ mod tests {
         let v = body(&rec, ParamsMode::Omit, None);
         assert!(v.get("params").is_none());
         assert_eq!(v["param_count"], 4);
+    }
+
+    #[test]
+    fn the_hand_written_body_is_the_serde_body() {
+        let key = AuditKey::from_bytes(&[7; 32]);
+        let mut p = peer();
+        let mut redacted_peer = peer();
+        redacted_peer.process.cmdline = Some("iam-pg -c \"ALTER ROLE x PASSWORD 'y'\"".into());
+        let target = AuditTarget {
+            db: "czechidm".into(),
+            dbname: Some("czech\"idm\u{1}".into()),
+            db_user: "czechidm".into(),
+            container: Some("czechidm-db".into()),
+            address: Some("172.18.0.2:5432".into()),
+            ..AuditTarget::default()
+        };
+        let params = [
+            json!("jan.novák\n\t\u{7f}"),
+            json!(42),
+            Value::Null,
+            json!(["a", "b c"]),
+            json!({"k": [1.5, null]}),
+        ];
+        let approval = json!({"id": "ab", "requester": {"uid": 1, "user": "x"}});
+        let db_error = ErrorInfo {
+            sqlstate: Some("22P02".into()),
+            ..ErrorInfo::new(iam_pgbroker_proto::ErrorCode::Database, "secret \"quoted\"")
+        };
+        let denied = ErrorInfo::new(
+            iam_pgbroker_proto::ErrorCode::Denied,
+            "no rule\u{0}grants it",
+        );
+        let shape = Shape::of("SELECT * FROM t WHERE a = $1");
+        for who in [&p, &redacted_peer] {
+            let parts = SessionParts::of(who, &target);
+            let base = |event| AuditRecord {
+                session: Some("0123456789abcdef"),
+                request: Some(u64::MAX),
+                peer: Some(who),
+                target: Some(&target),
+                mode: Some(SessionMode::Write),
+                rule: Some("rule \"r\""),
+                reason: Some("INC-1 é \\ /"),
+                ..AuditRecord::new(event)
+            };
+            let records = [
+                AuditRecord {
+                    sql: Some("SELECT * FROM t WHERE a = %s AND b = '\"\\\r'"),
+                    params: Some(&params),
+                    kind: Some("SELECT"),
+                    writes: Some(false),
+                    ..base(AuditEvent::Statement)
+                },
+                AuditRecord {
+                    sql: Some("SELECT * FROM t WHERE a = $1"),
+                    shape: Some(&shape),
+                    params: Some(&params[..1]),
+                    parts: Some(&parts),
+                    ..base(AuditEvent::Statement)
+                },
+                AuditRecord {
+                    sql: Some("ALTER ROLE x PASSWORD 'geheim'"),
+                    outcome: Some(Outcome::error(&denied, None)),
+                    parts: Some(&parts),
+                    ..base(AuditEvent::StatementRefused)
+                },
+                AuditRecord {
+                    outcome: Some(Outcome::ok(Some(3), Some(Duration::from_micros(1234)))),
+                    kind: Some("UPDATE"),
+                    writes: Some(true),
+                    parts: Some(&parts),
+                    ..base(AuditEvent::Result)
+                },
+                AuditRecord {
+                    outcome: Some(Outcome::error(&db_error, Some(Duration::from_secs(2)))),
+                    ..base(AuditEvent::Result)
+                },
+                AuditRecord {
+                    why: Some(CloseWhy::WriteTimeout),
+                    rolled_back: Some(false),
+                    parts: Some(&parts),
+                    ..base(AuditEvent::SessionClose)
+                },
+                AuditRecord {
+                    parts: Some(&parts),
+                    outcome: Some(Outcome::ok(None, None)),
+                    ..base(AuditEvent::SessionOpen)
+                },
+                AuditRecord {
+                    approval: Some(&approval),
+                    ..base(AuditEvent::RequestSubmit)
+                },
+                AuditRecord::new(AuditEvent::BrokerStart),
+                AuditRecord {
+                    params: Some(&[]),
+                    ..AuditRecord::new(AuditEvent::Refused)
+                },
+            ];
+            let rotated = RotatedInfo {
+                why: "size",
+                previous_file: Some("/var/log/a\"b"),
+            };
+            for rec in &records {
+                for mode in [ParamsMode::Hmac, ParamsMode::Plain, ParamsMode::Omit] {
+                    for key in [Some(&key), None] {
+                        for rot in [None, Some(&rotated)] {
+                            let render = ParamsRender { mode, key };
+                            let (mut fast, mut reference) = (Vec::new(), Vec::new());
+                            write_body(rec, &render, rot, &mut fast);
+                            write_body_serde(rec, &render, rot, &mut reference);
+                            assert_eq!(
+                                String::from_utf8(fast).unwrap(),
+                                String::from_utf8(reference).unwrap(),
+                                "{:?} {mode:?}",
+                                rec.event
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        p.user = None;
+        let parts = SessionParts::of(&p, &target);
+        let rec = AuditRecord {
+            peer: Some(&p),
+            parts: Some(&parts),
+            ..AuditRecord::new(AuditEvent::Statement)
+        };
+        let render = ParamsRender {
+            mode: ParamsMode::Hmac,
+            key: None,
+        };
+        let (mut fast, mut reference) = (Vec::new(), Vec::new());
+        write_body(&rec, &render, None, &mut fast);
+        write_body_serde(&rec, &render, None, &mut reference);
+        assert_eq!(fast, reference);
     }
 
     #[test]

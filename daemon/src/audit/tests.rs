@@ -35,6 +35,17 @@ fn lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until the log's watch has seen the file renamed or removed under
+/// it (the kernel's event reaches the watch thread a moment later), so
+/// that the next record checks the path.
+fn noticed(log: &AuditLog) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !log.path_check_due() {
+        assert!(std::time::Instant::now() < until, "the watch saw nothing");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn statement(log: &AuditLog, request: u64, sql: &str) -> Result<ChainHash, AuditError> {
     log.record(&AuditRecord {
         session: Some("0123456789abcdef"),
@@ -156,6 +167,7 @@ fn an_unwritable_file_fails_closed_and_recovers() {
     let link = dir.join("log/full");
     std::os::unix::fs::symlink("/dev/full", &link).unwrap();
     std::fs::rename(&link, &cfg.file).unwrap();
+    noticed(&log);
     for i in 3..6 {
         assert!(statement(&log, i, "SELECT 3").unwrap_err().is_unavailable());
     }
@@ -164,6 +176,7 @@ fn an_unwritable_file_fails_closed_and_recovers() {
     // Writable again: the next record goes to a new file that names the
     // last hash of the old one.
     std::fs::remove_file(&cfg.file).unwrap();
+    noticed(&log);
     statement(&log, 6, "SELECT 6").unwrap();
     let new = lines(&cfg.file);
     assert_eq!(new[0]["event"], "rotated");
@@ -223,6 +236,7 @@ fn reopen_after_logrotate_keeps_the_chain() {
     let older = dir.join("log/audit.jsonl.2");
     std::fs::rename(&cfg.file, &older).unwrap();
     std::fs::write(&cfg.file, "").unwrap();
+    noticed(&log);
     statement(&log, 10, "SELECT 1").unwrap();
     assert_eq!(lines(&cfg.file)[0]["why"], "replaced");
     let all = verify_files(&[old, older, cfg.file.clone()]).unwrap();
@@ -404,4 +418,92 @@ fn anchors_reach_the_journal_every_n_records_and_verify_finds_a_cut_tail() {
         &mut err,
     );
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+}
+
+fn result(log: &AuditLog, request: u64) {
+    log.record_deferred(&AuditRecord {
+        session: Some("0123456789abcdef"),
+        request: Some(request),
+        kind: Some("SELECT"),
+        outcome: Some(Outcome::ok(Some(1), None)),
+        ..AuditRecord::new(AuditEvent::Result)
+    });
+}
+
+fn events(path: &Path) -> Vec<String> {
+    lines(path)
+        .iter()
+        .map(|l| l["event"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[test]
+fn deferred_records_ride_with_the_next_write_and_keep_the_chain() {
+    let dir = tempdir("deferred");
+    let cfg = AuditConfig {
+        fsync_interval_ms: 200,
+        ..config(&dir)
+    };
+    let log = AuditLog::open(&cfg).unwrap();
+    statement(&log, 1, "SELECT 1").unwrap();
+    result(&log, 1);
+    // Chained, not yet written: the next record takes it along.
+    assert_eq!(events(&cfg.file), ["statement"]);
+    statement(&log, 2, "SELECT 2").unwrap();
+    assert_eq!(events(&cfg.file), ["statement", "result", "statement"]);
+    let report = verify_files(std::slice::from_ref(&cfg.file)).unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.records, 3);
+    // Alone, it reaches the file with the next flush.
+    result(&log, 2);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while events(&cfg.file).len() < 4 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the deferred record was not written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Before a rotation too: it stays in the file it was chained in.
+    result(&log, 3);
+    let old = dir.join("log/audit.jsonl.1");
+    std::fs::rename(&cfg.file, &old).unwrap();
+    log.reopen().unwrap();
+    statement(&log, 4, "SELECT 4").unwrap();
+    assert_eq!(
+        events(&old),
+        ["statement", "result", "statement", "result", "result"]
+    );
+    assert_eq!(events(&cfg.file), ["rotated", "statement"]);
+    let both = verify_files(&[old, cfg.file.clone()]).unwrap();
+    assert!(both.intact(), "{:?}", both.problems);
+    assert_eq!(both.last_hash, Some(log.head()));
+    // The path replaced under it (here by a full disk): the deferred line
+    // goes to the file it was chained in, before the log moves on.
+    let kept = dir.join("kept.jsonl");
+    std::fs::hard_link(&cfg.file, &kept).unwrap();
+    result(&log, 4);
+    let link = dir.join("log/full");
+    std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+    std::fs::rename(&link, &cfg.file).unwrap();
+    noticed(&log);
+    assert!(statement(&log, 5, "SELECT 5").unwrap_err().is_unavailable());
+    std::fs::remove_file(&cfg.file).unwrap();
+    noticed(&log);
+    statement(&log, 6, "SELECT 6").unwrap();
+    let all = verify_files(&[kept.clone(), cfg.file.clone()]).unwrap();
+    assert!(all.intact(), "{:?}", all.problems);
+    assert_eq!(events(&kept), ["rotated", "statement", "result"]);
+    assert_eq!(events(&cfg.file), ["rotated", "statement"]);
+
+    // With fsync = "always" nothing waits.
+    let dir = tempdir("deferred-always");
+    let cfg = AuditConfig {
+        fsync: FsyncMode::Always,
+        ..config(&dir)
+    };
+    let log = AuditLog::open(&cfg).unwrap();
+    statement(&log, 1, "SELECT 1").unwrap();
+    result(&log, 1);
+    assert_eq!(events(&cfg.file), ["statement", "result"]);
 }

@@ -82,7 +82,9 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
             return Err(error.into());
         }
     };
+    let parts = crate::audit::SessionParts::of(&conn.audit_peer, &audit_target);
     let open = OpenSession {
+        parts,
         id: session_id,
         db: params.db,
         user: params.user,

@@ -128,8 +128,9 @@ pub async fn run(
         outcome: Some(outcome),
         ..open.record(audit_peer, AuditEvent::Result)
     };
-    // The statement has run; its outcome is recorded best effort.
-    let _ = audit.record(&record);
+    // The statement has run; its outcome is recorded best effort, written
+    // with the next record (or the flush within the interval).
+    audit.record_deferred(&record);
 
     let micros = elapsed.as_micros() as u64;
     let op = kind.name();
