@@ -187,6 +187,9 @@ pub struct FrameWriter<W: AsyncWrite + Unpin> {
     timeout: Option<std::time::Duration>,
 }
 
+/// Bytes queued for the client before they are written to the socket.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// The error of a write that timed out.
 fn write_timed_out(limit: std::time::Duration) -> io::Error {
     io::Error::new(
@@ -199,9 +202,15 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// A writer over `inner`.
     pub fn new(inner: W) -> Self {
         FrameWriter {
-            inner: BufWriter::with_capacity(64 * 1024, inner),
+            inner: BufWriter::with_capacity(WRITE_BUFFER, inner),
             timeout: None,
         }
+    }
+
+    /// The underlying writer (what was flushed to it).
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.inner.into_inner()
     }
 
     /// Bounds every write by `limit` (`None` or zero: unbounded).
@@ -224,12 +233,15 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Queues one frame.
     pub async fn send(&mut self, frame: &Response) -> io::Result<()> {
-        let limit = self.timeout;
-        Self::bounded(limit, self.inner.write_all(frame.encode().as_bytes())).await
+        self.send_raw(frame.encode().as_bytes()).await
     }
 
     /// Queues bytes that already form complete frames.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.inner.buffer().len() + bytes.len() <= WRITE_BUFFER {
+            // Only copied into the buffer: nothing can wait, so no timer.
+            return self.inner.write_all(bytes).await;
+        }
         let limit = self.timeout;
         Self::bounded(limit, self.inner.write_all(bytes)).await
     }

@@ -51,6 +51,9 @@ pub struct LiveSession {
 struct State {
     txn_since: Option<Instant>,
     statement: Option<(String, Instant)>,
+    /// Whether `statement` runs now (else it is a spent buffer, kept for
+    /// the next one).
+    running: bool,
 }
 
 impl LiveSession {
@@ -87,20 +90,34 @@ impl LiveSession {
     /// A statement starts (its text, as sent; left out, as the audit
     /// leaves it out, when it mentions `PASSWORD`).
     pub fn statement_started(&self, sql: &str) {
-        let text: String = if crate::audit::mentions_password(sql) {
-            "(left out: it mentions PASSWORD)".to_owned()
-        } else {
-            sql.chars().take(STATEMENT_CHARS).collect()
-        };
+        const LEFT_OUT: &str = "(left out: it mentions PASSWORD)";
+        let now = Instant::now();
         let mut s = lock(&self.state);
-        s.txn_since.get_or_insert_with(Instant::now);
-        s.statement = Some((text, Instant::now()));
+        s.txn_since.get_or_insert(now);
+        // The text's buffer is reused from statement to statement.
+        let (text, at) = s.statement.get_or_insert_with(|| (String::new(), now));
+        text.clear();
+        if crate::audit::mentions_password(sql) {
+            text.push_str(LEFT_OUT);
+        } else {
+            // No more characters than bytes: short texts are kept whole.
+            let cut = if sql.len() <= STATEMENT_CHARS {
+                sql.len()
+            } else {
+                sql.char_indices()
+                    .nth(STATEMENT_CHARS)
+                    .map_or(sql.len(), |(i, _)| i)
+            };
+            text.push_str(&sql[..cut]);
+        }
+        *at = now;
+        s.running = true;
     }
 
     /// The statement ended; `in_transaction` says whether one stays open.
     pub fn statement_ended(&self, in_transaction: bool) {
         let mut s = lock(&self.state);
-        s.statement = None;
+        s.running = false;
         if !in_transaction {
             s.txn_since = None;
         }
@@ -151,14 +168,18 @@ impl LiveSession {
             "mode": self.mode,
             "rule": self.rule,
             "opened": crate::audit::timefmt::format_utc(opened),
-            "state": match (&s.statement, s.txn_since) {
+            "state": match (s.statement.as_ref().filter(|_| s.running), s.txn_since) {
                 (Some(_), _) => "active",
                 (None, Some(_)) => "idle in transaction",
                 (None, None) => "idle",
             },
             "transaction_age_ms": s.txn_since.map(|t| t.elapsed().as_millis() as u64),
-            "statement": s.statement.as_ref().map(|(text, _)| text),
-            "statement_ms": s.statement.as_ref().map(|(_, at)| at.elapsed().as_millis() as u64),
+            "statement": s.statement.as_ref().filter(|_| s.running).map(|(text, _)| text),
+            "statement_ms": s
+                .statement
+                .as_ref()
+                .filter(|_| s.running)
+                .map(|(_, at)| at.elapsed().as_millis() as u64),
             "backend_pid": self.backend_pid,
         })
     }

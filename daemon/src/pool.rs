@@ -108,9 +108,19 @@ pub struct ServerConn {
     /// The reset sent when the last session ended: whether it worked.
     reset: Option<JoinHandle<bool>>,
     /// Prepared statements by SQL text (least recently used dropped first).
-    statements: HashMap<String, (Statement, u64)>,
+    statements: HashMap<String, (CachedStatement, u64)>,
     uses: u64,
     created: Instant,
+}
+
+/// A prepared statement and its result columns as the `columns` frame
+/// lists them, serialized once when it was prepared.
+#[derive(Clone)]
+pub struct CachedStatement {
+    /// The statement.
+    pub statement: Statement,
+    /// `[{"name":…,"type":…,"oid":…},…]`.
+    pub columns: Arc<str>,
 }
 
 /// Prepared statements kept per connection.
@@ -138,12 +148,24 @@ impl ServerConn {
     /// The prepared statement for `sql`, preparing it on a miss. A repeated
     /// statement skips PostgreSQL's parse round trip.
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        Ok(self.prepare_cached(sql).await?.statement)
+    }
+
+    /// [`ServerConn::prepare`], with the statement's `columns` list.
+    pub async fn prepare_cached(
+        &mut self,
+        sql: &str,
+    ) -> Result<CachedStatement, tokio_postgres::Error> {
         self.uses += 1;
-        if let Some((statement, used)) = self.statements.get_mut(sql) {
+        if let Some((cached, used)) = self.statements.get_mut(sql) {
             *used = self.uses;
-            return Ok(statement.clone());
+            return Ok(cached.clone());
         }
         let statement = self.client.prepare(sql).await?;
+        let statement = CachedStatement {
+            columns: crate::session::columns_json(&statement),
+            statement,
+        };
         if self.statements.len() >= STATEMENT_CACHE {
             if let Some(oldest) = self
                 .statements

@@ -134,6 +134,8 @@ pub struct Rejected {
 struct Prepared {
     statement: tokio_postgres::Statement,
     params: Vec<TextParam>,
+    /// The `columns` frame's list, serialized when it was prepared.
+    columns: Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -583,10 +585,11 @@ impl Session {
             return Err(RequestError::ConnectionLost);
         }
         self.begin_if_idle().await?;
-        let statement = match self.conn()?.prepare(sql).await {
+        let cached = match self.conn()?.prepare_cached(sql).await {
             Ok(s) => s,
             Err(e) => return Err(self.failed(e)),
         };
+        let statement = cached.statement;
         if statement.params().len() != params.len() {
             return Err(RequestError::BadRequest(format!(
                 "statement has {} parameters but {} values were given",
@@ -597,6 +600,7 @@ impl Session {
         Ok(Prepared {
             statement,
             params: params.iter().map(TextParam::from_json).collect(),
+            columns: cached.columns,
         })
     }
 
@@ -620,7 +624,11 @@ impl Session {
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
         self.note_setting(checked);
-        let Prepared { statement, params } = self.prepare(checked, params).await?;
+        let Prepared {
+            statement,
+            params,
+            columns,
+        } = self.prepare(checked, params).await?;
         let writers: Vec<AnyWriter> = if self.text_values {
             // Version 2: PostgreSQL's text. Where the broker can write it
             // from the binary form for every column, it does (cheaper for
@@ -660,12 +668,11 @@ impl Session {
             ))
             .into());
         }
-        let columns = columns_of(&statement);
         let stream = match self.client()?.query_raw(&statement, params.iter()).await {
             Ok(s) => s,
             Err(e) => return Err(self.statement_failed(sql, e).into()),
         };
-        out.send(&Response::Columns { id, columns })
+        send_columns(out, id, &columns)
             .await
             .map_err(Failure::Client)?;
 
@@ -809,7 +816,9 @@ impl Session {
         out: &mut FrameWriter<W>,
     ) -> Result<u64, Failure> {
         self.note_setting(checked);
-        let Prepared { statement, params } = self.prepare(checked, params).await?;
+        let Prepared {
+            statement, params, ..
+        } = self.prepare(checked, params).await?;
         let (sql, verdict) = (&checked.sql, &checked.verdict);
         let count = match self.client()?.execute_raw(&statement, params.iter()).await {
             Ok(n) => n,
@@ -1028,6 +1037,31 @@ fn settings_of(rows: &[SimpleQueryMessage]) -> String {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// The `columns` frame's list of a prepared statement's result, as JSON.
+pub(crate) fn columns_json(statement: &tokio_postgres::Statement) -> Arc<str> {
+    // Names and type names are strings, the oid a number: this does not
+    // fail.
+    serde_json::to_string(&columns_of(statement))
+        .unwrap_or_else(|_| "[]".to_owned())
+        .into()
+}
+
+/// A `columns` frame from its list serialized before ([`columns_json`]):
+/// the bytes `Response::Columns` encodes to.
+async fn send_columns<W: AsyncWrite + Unpin>(
+    out: &mut FrameWriter<W>,
+    id: u64,
+    columns: &str,
+) -> std::io::Result<()> {
+    let mut line = Vec::with_capacity(columns.len() + 48);
+    line.extend_from_slice(b"{\"type\":\"columns\",\"id\":");
+    line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    line.extend_from_slice(b",\"columns\":");
+    line.extend_from_slice(columns.as_bytes());
+    line.extend_from_slice(b"}\n");
+    out.send_raw(&line).await
 }
 
 /// A prepared statement's result columns as the protocol describes them.
@@ -1365,10 +1399,45 @@ impl Session {
         checked: &Checked,
         params: &[Value],
     ) -> Result<u64, RequestError> {
-        let Prepared { statement, params } = self.prepare(checked, params).await?;
+        let Prepared {
+            statement, params, ..
+        } = self.prepare(checked, params).await?;
         match self.client()?.execute_raw(&statement, params.iter()).await {
             Ok(n) => Ok(n),
             Err(e) => Err(self.statement_failed(&checked.sql, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cached_columns_list_makes_the_frame_serde_makes() {
+        let columns = vec![
+            Column {
+                name: "username".into(),
+                type_name: "varchar".into(),
+                oid: Some(1043),
+            },
+            Column {
+                name: "ünïcode \"quoted\"\n".into(),
+                type_name: "_text".into(),
+                oid: Some(1009),
+            },
+        ];
+        let json = serde_json::to_string(&columns).unwrap();
+        let mut out = FrameWriter::new(Vec::new());
+        send_columns(&mut out, 18_446_744_073_709_551_615, &json)
+            .await
+            .unwrap();
+        out.flush().await.unwrap();
+        let expected = Response::Columns {
+            id: u64::MAX,
+            columns,
+        }
+        .encode();
+        assert_eq!(String::from_utf8(out.into_inner()).unwrap(), expected);
     }
 }
