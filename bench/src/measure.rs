@@ -1056,9 +1056,10 @@ fn callgrind_dump(
         if let Some((k, path)) = newest(dir) {
             if Some(k) != before {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let total = text.lines().find_map(|l| {
+                // `totals:` ends the file: only then is the dump whole
+                // (`summary:` at its top is there from the start).
+                let total = text.lines().rev().find_map(|l| {
                     l.strip_prefix("totals:")
-                        .or_else(|| l.strip_prefix("summary:"))
                         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
                 });
                 if let Some(total) = total {

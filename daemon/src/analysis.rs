@@ -35,6 +35,9 @@ pub struct Analysis {
     /// Normalized text and fingerprint for the audit, computed the first
     /// time a record needs them (never when the audit is off).
     shape: OnceLock<Shape>,
+    /// The record's `sql`…`fingerprint` fields as written, made the first
+    /// time a record needs them.
+    audit_fields: OnceLock<Box<[u8]>>,
 }
 
 /// A statement text whose placeholders were converted.
@@ -84,7 +87,16 @@ impl Analysis {
         Analysis {
             result,
             shape: OnceLock::new(),
+            audit_fields: OnceLock::new(),
         }
+    }
+
+    /// The audit record's fields for this text, `original` being the text
+    /// the client sent (the text the cache knows this analysis by):
+    /// escaped once, not for every record.
+    pub fn audit_fields(&self, original: &str) -> &[u8] {
+        self.audit_fields
+            .get_or_init(|| crate::audit::statement_fields(original, self.shape(original)).into())
     }
 
     /// The normalized text and fingerprint of what PostgreSQL receives

@@ -306,6 +306,10 @@ impl ClientConnection {
         shutdown: &mut broadcast::Receiver<()>,
     ) {
         let mut stopping = false;
+        // One wait for the shutdown for the whole connection: a wait made
+        // anew for every request registers and unregisters each time.
+        let stop = shutdown.recv();
+        tokio::pin!(stop);
         loop {
             if stopping {
                 self.shut_down().await;
@@ -327,7 +331,7 @@ impl ClientConnection {
             };
             let line = tokio::select! {
                 line = lines.next_line_timed(timeouts) => line,
-                _ = shutdown.recv() => {
+                _ = &mut stop => {
                     self.shut_down().await;
                     return;
                 }
@@ -438,7 +442,7 @@ impl ClientConnection {
                 tokio::pin!(dispatch);
                 tokio::select! {
                     next = &mut dispatch => next,
-                    _ = shutdown.recv() => {
+                    _ = &mut stop => {
                         stopping = true;
                         // A client that reads nothing keeps the answer from
                         // being written: give up on it after half the grace

@@ -7,6 +7,7 @@
 use bytes::BufMut;
 use iam_pgbroker_proto::Response;
 use std::io;
+use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
 /// Why no line could be read.
@@ -50,6 +51,11 @@ pub struct LineReader<R> {
     max: usize,
     /// When the first byte of the line now being read arrived.
     partial_since: Option<tokio::time::Instant>,
+    /// The timer of [`LineReader::next_line_timed`], kept from request to
+    /// request and armed for `armed`: a request moves the deadline on
+    /// without touching the timer, which, when it fires early, is set
+    /// again for the deadline it finds (at most once per idle period).
+    timer: Option<(Pin<Box<tokio::time::Sleep>>, tokio::time::Instant)>,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
@@ -61,6 +67,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             scanned: 0,
             max,
             partial_since: None,
+            timer: None,
         }
     }
 
@@ -71,6 +78,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         &mut self,
         timeouts: ReadTimeouts,
     ) -> Result<Option<Vec<u8>>, LineError> {
+        // The common case: the whole request came with an earlier read.
+        if let Some(line) = self.take_line() {
+            self.partial_since = None;
+            return Ok(Some(line));
+        }
+        let waiting_since = tokio::time::Instant::now();
         loop {
             if self.buf.is_empty() {
                 self.partial_since = None;
@@ -79,27 +92,42 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             }
             let deadline = match self.partial_since {
                 Some(since) => Some(since + timeouts.request),
-                None => timeouts.idle.map(|idle| tokio::time::Instant::now() + idle),
+                None => timeouts.idle.map(|idle| waiting_since + idle),
             };
             let partial = self.partial_since.is_some();
             let before = self.buf.len();
-            let step = async {
-                // One read at most: afterwards the deadline is re-evaluated
-                // (a first byte switches from the idle to the request clock).
-                if let Some(line) = self.take_line() {
-                    return Ok(Some(Some(line)));
-                }
-                self.fill()
-                    .await
-                    .map(|more| if more { None } else { Some(None) })
-            };
             let result = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, step).await {
-                    Ok(r) => r,
-                    Err(_) if partial => return Err(LineError::Incomplete(timeouts.request)),
-                    Err(_) => return Err(LineError::Idle(timeouts.idle.unwrap_or_default())),
-                },
-                None => step.await,
+                Some(deadline) => {
+                    let mut timer = match self.timer.take() {
+                        // Armed for no later than the deadline: it fires in
+                        // time (perhaps early, then it is set again).
+                        Some((timer, armed)) if armed <= deadline => (timer, armed),
+                        Some((mut timer, _)) => {
+                            timer.as_mut().reset(deadline);
+                            (timer, deadline)
+                        }
+                        None => (Box::pin(tokio::time::sleep_until(deadline)), deadline),
+                    };
+                    let step = tokio::select! {
+                        biased;
+                        step = self.step() => Some(step),
+                        () = timer.0.as_mut() => None,
+                    };
+                    let fired = step.is_none();
+                    if fired && tokio::time::Instant::now() < deadline {
+                        // Fired for an earlier deadline: wait on.
+                        timer.0.as_mut().reset(deadline);
+                        timer.1 = deadline;
+                    }
+                    self.timer = Some(timer);
+                    match step {
+                        Some(step) => step,
+                        None if tokio::time::Instant::now() < deadline => continue,
+                        None if partial => return Err(LineError::Incomplete(timeouts.request)),
+                        None => return Err(LineError::Idle(timeouts.idle.unwrap_or_default())),
+                    }
+                }
+                None => self.step().await,
             };
             match result? {
                 Some(Some(line)) => {
@@ -114,6 +142,19 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 }
             }
         }
+    }
+
+    /// One read at most (afterwards the caller re-evaluates its deadline:
+    /// a first byte switches from the idle to the request clock): a line
+    /// (`Some(Some)`), the end of the stream (`Some(None)`), or more bytes
+    /// (`None`).
+    async fn step(&mut self) -> Result<Option<Option<Vec<u8>>>, LineError> {
+        if let Some(line) = self.take_line() {
+            return Ok(Some(Some(line)));
+        }
+        self.fill()
+            .await
+            .map(|more| if more { None } else { Some(None) })
     }
 
     /// A complete line from the buffer, if there is one.

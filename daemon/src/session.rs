@@ -18,7 +18,6 @@ use futures_util::{pin_mut, TryStreamExt};
 use iam_pgbroker_proto::{Column, Response};
 use iam_pgbroker_sql::{Mode, Refusal, RefusalKind, SqlGuard, Verdict};
 use serde_json::Value;
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +158,9 @@ pub struct Session {
     mode: Mode,
     txn: Txn,
     chunks: ChunkLimits,
+    /// The `rows` frames' buffer, kept from result to result (a fresh
+    /// 65 KiB buffer per query made the allocator grow and trim its heap).
+    rows_buffer: Vec<u8>,
     /// A cancel request was sent on this connection. It reaches the server
     /// some time later and cancels whatever runs then, so the connection
     /// is never pooled: it could cancel the next session's statement.
@@ -272,6 +274,7 @@ impl Session {
             mode,
             txn: Txn::Idle,
             chunks: settings.chunks,
+            rows_buffer: Vec::new(),
             cancelled: false,
             first_use: Some(first_use),
             app_name: application_name.to_owned(),
@@ -677,7 +680,7 @@ impl Session {
             .map_err(Failure::Client)?;
 
         pin_mut!(stream);
-        let mut frames = RowsFrames::new(id, self.chunks);
+        let mut frames = RowsFrames::new(id, self.chunks, std::mem::take(&mut self.rows_buffer));
         loop {
             let row = match stream.try_next().await {
                 Ok(Some(row)) => row,
@@ -708,6 +711,7 @@ impl Session {
         }
         frames.flush(out).await?;
         let total = frames.total;
+        self.rows_buffer = frames.into_buffer();
         let count = stream.rows_affected().unwrap_or(total);
         self.send_notices(id, out).await?;
         send_done(out, id, count, verdict.kind).await?;
@@ -766,7 +770,7 @@ impl Session {
             .await
             .map_err(Failure::Client)?;
         pin_mut!(stream);
-        let mut frames = RowsFrames::new(id, self.chunks);
+        let mut frames = RowsFrames::new(id, self.chunks, std::mem::take(&mut self.rows_buffer));
         let mut affected = None;
         loop {
             let row = match stream.try_next().await {
@@ -801,6 +805,7 @@ impl Session {
         }
         frames.flush(out).await?;
         let total = frames.total;
+        self.rows_buffer = frames.into_buffer();
         let count = affected.unwrap_or(total);
         self.send_notices(id, out).await?;
         send_done(out, id, count, verdict.kind).await?;
@@ -1236,10 +1241,21 @@ struct RowsFrames {
 }
 
 impl RowsFrames {
-    fn new(id: u64, limits: ChunkLimits) -> RowsFrames {
+    /// Frames of the result of `id`, written into `buffer` (its contents
+    /// are dropped, its capacity used).
+    fn new(id: u64, limits: ChunkLimits, buffer: Vec<u8>) -> RowsFrames {
+        let mut chunk = buffer;
+        chunk.clear();
+        chunk.reserve(limits.bytes + 1024);
         RowsFrames {
-            prefix: format!("{{\"type\":\"rows\",\"id\":{id},\"rows\":["),
-            chunk: Vec::with_capacity(limits.bytes + 1024),
+            prefix: {
+                let mut p = String::with_capacity(40);
+                p.push_str("{\"type\":\"rows\",\"id\":");
+                p.push_str(itoa::Buffer::new().format(id));
+                p.push_str(",\"rows\":[");
+                p
+            },
+            chunk,
             in_chunk: 0,
             total: 0,
             sent_bytes: 0,
@@ -1278,6 +1294,15 @@ impl RowsFrames {
         Ok(self.in_chunk >= l.rows || self.chunk.len() >= l.bytes)
     }
 
+    /// The buffer, for the next result (unless a huge row grew it).
+    fn into_buffer(self) -> Vec<u8> {
+        if self.chunk.capacity() <= 1 << 20 {
+            self.chunk
+        } else {
+            Vec::new()
+        }
+    }
+
     async fn flush<W: AsyncWrite + Unpin>(
         &mut self,
         out: &mut FrameWriter<W>,
@@ -1309,10 +1334,11 @@ async fn send_done<W: AsyncWrite + Unpin>(
     command: &str,
 ) -> Result<(), Failure> {
     let mut line = Vec::with_capacity(64);
-    let _ = write!(
-        line,
-        "{{\"type\":\"done\",\"id\":{id},\"rows\":{rows},\"command\":"
-    );
+    line.extend_from_slice(b"{\"type\":\"done\",\"id\":");
+    line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    line.extend_from_slice(b",\"rows\":");
+    line.extend_from_slice(itoa::Buffer::new().format(rows).as_bytes());
+    line.extend_from_slice(b",\"command\":");
     write_json_str(&mut line, command);
     line.extend_from_slice(b"}\n");
     out.send_raw(&line).await.map_err(Failure::Client)

@@ -325,6 +325,32 @@ impl Request {
 
     /// Encodes the request as one line, newline included.
     pub fn encode(&self) -> String {
+        // The statement lines by hand, in the form serde gives them (its
+        // flattened enum goes through a map of its own).
+        let statement = match &self.op {
+            Op::Query { sql, params } => Some(("query", sql, params)),
+            Op::Execute { sql, params } => Some(("execute", sql, params)),
+            _ => None,
+        };
+        if let Some((op, sql, params)) = statement {
+            let mut line = Vec::with_capacity(sql.len() + 64);
+            line.extend_from_slice(b"{\"id\":");
+            line.extend_from_slice(self.id.to_string().as_bytes());
+            line.extend_from_slice(b",\"op\":\"");
+            line.extend_from_slice(op.as_bytes());
+            line.extend_from_slice(b"\",\"sql\":");
+            // Strings and JSON values serialize without failing.
+            let written = serde_json::to_writer(&mut line, sql).and_then(|()| {
+                line.extend_from_slice(b",\"params\":");
+                serde_json::to_writer(&mut line, params)
+            });
+            if written.is_ok() {
+                line.extend_from_slice(b"}\n");
+                if let Ok(text) = String::from_utf8(line) {
+                    return text;
+                }
+            }
+        }
         // Serializing plain data into a String cannot fail.
         let mut line = serde_json::to_string(self).unwrap_or_default();
         line.push('\n');
@@ -465,6 +491,35 @@ mod tests {
         }
         assert!(Request::decode_statement(lines[0]).is_some());
         assert!(Request::decode_statement(lines[1]).is_some());
+    }
+
+    #[test]
+    fn statement_lines_encode_as_serde_does() {
+        let requests = [
+            Request {
+                id: 1,
+                op: Op::Query {
+                    sql: "SELECT \"é\"\n %s".into(),
+                    params: vec![
+                        Value::from("a\u{1}"),
+                        Value::Null,
+                        serde_json::json!({"k": [1.5]}),
+                    ],
+                },
+            },
+            Request {
+                id: u64::MAX,
+                op: Op::Execute {
+                    sql: String::new(),
+                    params: vec![],
+                },
+            },
+        ];
+        for r in requests {
+            let mut serde = serde_json::to_string(&r).unwrap();
+            serde.push('\n');
+            assert_eq!(r.encode(), serde);
+        }
     }
 
     #[test]

@@ -234,8 +234,49 @@ impl Response {
                 rows: frame.rows.0,
             });
         }
+        // The other two frames of every query, straight into their variant
+        // (serde buffers an internally tagged enum's fields first). Any
+        // line this pass does not take as it is goes the generic way,
+        // which decides what it is.
+        const COLUMNS: &[u8] = br#"{"type":"columns","#;
+        const DONE: &[u8] = br#"{"type":"done","#;
+        if line.starts_with(COLUMNS) {
+            if let Ok(f) = serde_json::from_slice::<ColumnsFrame>(line) {
+                return Ok(Response::Columns {
+                    id: f.id,
+                    columns: f.columns,
+                });
+            }
+        } else if line.starts_with(DONE) {
+            if let Ok(f) = serde_json::from_slice::<DoneFrame>(line) {
+                return Ok(Response::Done {
+                    id: f.id,
+                    rows: f.rows,
+                    command: f.command,
+                });
+            }
+        }
         serde_json::from_slice(line)
     }
+}
+
+/// A `columns` frame without the tag (see [`Response::decode`]).
+#[derive(Deserialize)]
+struct ColumnsFrame {
+    #[serde(rename = "type")]
+    _type: serde::de::IgnoredAny,
+    id: u64,
+    columns: Vec<Column>,
+}
+
+/// A `done` frame without the tag (see [`Response::decode`]).
+#[derive(Deserialize)]
+struct DoneFrame {
+    #[serde(rename = "type")]
+    _type: serde::de::IgnoredAny,
+    id: u64,
+    rows: u64,
+    command: String,
 }
 
 /// A `rows` frame without the tag (see [`Response::decode`]).
@@ -339,6 +380,29 @@ mod tests {
         // Broken frames fail either way.
         assert!(Response::decode(br#"{"type":"rows","id":7}"#).is_err());
         assert!(Response::decode(br#"{"type":"rows","id":7,"rows":[[1]"#).is_err());
+    }
+
+    #[test]
+    fn the_quick_passes_decode_as_the_generic_one() {
+        let lines = [
+            r#"{"type":"columns","id":3,"columns":[{"name":"n","type":"int8","oid":20},{"name":"é\"","type":"_text"}]}"#,
+            r#"{"type":"columns","id":3,"columns":[],"extra":[1,2]}"#,
+            r#"{"type":"columns","id":3,"id":4,"columns":[]}"#,
+            r#"{"type":"columns","id":-3,"columns":[]}"#,
+            r#"{"type":"columns","id":3}"#,
+            r#"{"type":"columns","id":3,"columns":[{"name":"n"}]}"#,
+            r#"{"type":"done","id":4,"rows":2,"command":"SELECT"}"#,
+            r#"{"type":"done","id":4,"rows":2,"command":"SELECT","type":"ok"}"#,
+            r#"{"type":"done","id":4,"rows":2}"#,
+            r#"{"type":"done","id":4,"rows":2.5,"command":"x"}"#,
+            r#"{"type":"done","id":4,"rows":2,"command":"\u00e9"}  "#,
+        ];
+        for line in lines {
+            let quick = Response::decode(line.as_bytes()).map_err(|e| e.to_string());
+            let generic =
+                serde_json::from_slice::<Response>(line.as_bytes()).map_err(|e| e.to_string());
+            assert_eq!(quick, generic, "{line}");
+        }
     }
 
     #[test]

@@ -107,13 +107,12 @@ impl AuditKey {
 
     /// [`AuditKey::hash`], appended to `out` (64 lowercase hex digits).
     pub fn hash_hex_into(&self, value: &[u8], out: &mut Vec<u8>) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut mac = self.mac.clone();
         mac.update(value);
-        for b in mac.finalize().into_bytes() {
-            out.push(DIGITS[usize::from(b >> 4)]);
-            out.push(DIGITS[usize::from(b & 0x0f)]);
-        }
+        let mut hex = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex);
+        out.extend_from_slice(&hex);
     }
 }
 

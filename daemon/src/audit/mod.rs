@@ -44,7 +44,7 @@ pub use config::{AuditConfig, FsyncMode, ParamsMode, DEFAULT_AUDIT_FILE, DEFAULT
 pub use key::AuditKey;
 pub use log::AuditLog;
 pub use peer::{AuditPeer, AuditTarget, ProcessInfo};
-pub(crate) use record::mentions_password;
+pub(crate) use record::{mentions_password, statement_fields};
 pub use record::{AuditEvent, AuditRecord, CloseWhy, Outcome, SessionMode, SessionParts};
 
 use std::fmt;

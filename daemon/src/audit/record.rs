@@ -327,6 +327,10 @@ pub struct AuditRecord<'a> {
     /// A change request's details (`request_*` events): its id, requester,
     /// approver, comment, counts. Never parameter values.
     pub approval: Option<&'a Value>,
+    /// The `sql`, `normalized` and `fingerprint` fields as written before
+    /// for the same text ([`statement_fields`], cached with the statement's
+    /// analysis); used in place of `sql` and `shape`, which are set too.
+    pub statement_fields: Option<&'a [u8]>,
     /// `peer` (as statement records show it) and `target` serialized once
     /// for the session ([`SessionParts`]); used in place of serializing
     /// `peer` and `target` again. Set together with them, by
@@ -379,6 +383,7 @@ impl<'a> AuditRecord<'a> {
             outcome: None,
             approval: None,
             parts: None,
+            statement_fields: None,
         }
     }
 }
@@ -406,10 +411,6 @@ pub(crate) fn write_body(
     rotated: Option<&RotatedInfo<'_>>,
     out: &mut Vec<u8>,
 ) {
-    let statement = rec.sql.map(|sql| match rec.shape {
-        Some(shape) => StatementShape::known(sql, shape),
-        None => StatementShape::of(sql, rec.params.map_or(0, <[Value]>::len)),
-    });
     let mut o = Obj::new(out);
     o.str("event", rec.event.as_str());
     o.opt_str(
@@ -447,15 +448,14 @@ pub(crate) fn write_body(
     o.opt_str("mode", rec.mode.map(SessionMode::as_str));
     o.opt_str("reason", rec.reason);
     o.opt_str("rule", rec.rule);
-    if let Some(st) = &statement {
-        if st.redacted {
-            o.key("sql_redacted");
-            o.out.extend_from_slice(b"true");
-        } else {
-            o.str("sql", st.sql);
+    match (rec.statement_fields, rec.sql) {
+        (Some(fields), Some(_)) => o.fields(fields),
+        (_, Some(sql)) => match rec.shape {
+            Some(shape) => StatementShape::known(sql, shape),
+            None => StatementShape::of(sql, rec.params.map_or(0, <[Value]>::len)),
         }
-        o.opt_str("normalized", st.normalized.as_deref());
-        o.opt_str("fingerprint", st.fingerprint.as_deref());
+        .write(&mut o),
+        (_, None) => {}
     }
     o.opt_str("kind", rec.kind);
     if let Some(w) = rec.writes {
@@ -514,6 +514,32 @@ pub(crate) fn write_body(
     o.end();
 }
 
+/// A statement's `sql` (or `sql_redacted`), `normalized` and `fingerprint`
+/// fields as [`write_body`] writes them, without braces: made once per
+/// statement text and handed back in [`AuditRecord::statement_fields`].
+pub(crate) fn statement_fields(sql: &str, shape: &Shape) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 * sql.len() + 64);
+    let mut o = Obj {
+        out: &mut out,
+        first: true,
+    };
+    StatementShape::known(sql, shape).write(&mut o);
+    out
+}
+
+impl StatementShape<'_> {
+    fn write(&self, o: &mut Obj<'_>) {
+        if self.redacted {
+            o.key("sql_redacted");
+            o.out.extend_from_slice(b"true");
+        } else {
+            o.str("sql", self.sql);
+        }
+        o.opt_str("normalized", self.normalized.as_deref());
+        o.opt_str("fingerprint", self.fingerprint.as_deref());
+    }
+}
+
 /// A JSON object being written: keys are the record's own field names,
 /// which need no escaping.
 struct Obj<'o> {
@@ -535,6 +561,18 @@ impl<'o> Obj<'o> {
         self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
+    }
+
+    /// Fields written before (`"k":v,"k2":v2`), as they are.
+    fn fields(&mut self, fields: &[u8]) {
+        if fields.is_empty() {
+            return;
+        }
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.extend_from_slice(fields);
     }
 
     fn str(&mut self, key: &str, value: &str) {
@@ -721,15 +759,30 @@ pub(crate) fn mentions_password(sql: &str) -> bool {
     const WORD: &[u8] = b"password";
     let bytes = sql.as_bytes();
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
-    // Every statement passes here: look closer only where a `p` is.
-    bytes.iter().enumerate().any(|(i, &b)| {
-        b | 0x20 == b'p'
-            && bytes
-                .get(i..i + WORD.len())
-                .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
+    let at = |i: usize| {
+        bytes
+            .get(i..i + WORD.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
             && (i == 0 || !is_word(bytes[i - 1]))
             && bytes.get(i + WORD.len()).is_none_or(|b| !is_word(*b))
-    })
+    };
+    // Every statement passes here: eight bytes at a time, looking closer
+    // only at words that hold a `p` or `P`.
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let mut i = 0;
+    while i + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[i..i + 8]);
+        // Setting 0x20 folds `P` onto `p` (and nothing else onto it).
+        let w = u64::from_ne_bytes(word) | (ONES * 0x20);
+        if has_zero(w ^ (ONES * u64::from(b'p'))) && (i..i + 8).any(at) {
+            return true;
+        }
+        i += 8;
+    }
+    (i..bytes.len()).any(at)
 }
 
 #[cfg(test)]
@@ -950,6 +1003,9 @@ mod tests {
             "no rule\u{0}grants it",
         );
         let shape = Shape::of("SELECT * FROM t WHERE a = $1");
+        let fields = statement_fields("SELECT * FROM t WHERE a = $1", &shape);
+        let secret_shape = Shape::of("ALTER ROLE x PASSWORD $1");
+        let secret_fields = statement_fields("ALTER ROLE x PASSWORD $1", &secret_shape);
         for who in [&p, &redacted_peer] {
             let parts = SessionParts::of(who, &target);
             let base = |event| AuditRecord {
@@ -976,6 +1032,20 @@ mod tests {
                     params: Some(&params[..1]),
                     parts: Some(&parts),
                     ..base(AuditEvent::Statement)
+                },
+                AuditRecord {
+                    sql: Some("SELECT * FROM t WHERE a = $1"),
+                    shape: Some(&shape),
+                    statement_fields: Some(&fields),
+                    params: Some(&params[..1]),
+                    parts: Some(&parts),
+                    ..base(AuditEvent::Statement)
+                },
+                AuditRecord {
+                    sql: Some("ALTER ROLE x PASSWORD $1"),
+                    shape: Some(&secret_shape),
+                    statement_fields: Some(&secret_fields),
+                    ..base(AuditEvent::StatementRefused)
                 },
                 AuditRecord {
                     sql: Some("ALTER ROLE x PASSWORD 'geheim'"),
@@ -1085,6 +1155,18 @@ mod tests {
         assert!(!mentions_password("SELECT * FROM idm_password"));
         assert!(!mentions_password("SELECT password_hash FROM t"));
         assert!(mentions_password("SELECT password FROM idm_password"));
+        // Wherever the word falls in the eight-byte steps.
+        for pad in 0..20 {
+            let spaces = " ".repeat(pad);
+            assert!(mentions_password(&format!("{spaces}PassWord")), "{pad}");
+            assert!(
+                mentions_password(&format!("{spaces}password 'x' ;")),
+                "{pad}"
+            );
+            assert!(!mentions_password(&format!("{spaces}xpassword")), "{pad}");
+            assert!(!mentions_password(&format!("{spaces}passwords")), "{pad}");
+            assert!(!mentions_password(&format!("{spaces}passwor")), "{pad}");
+        }
 
         // Nor through the command line of the client that sent it.
         let mut p = peer();

@@ -77,6 +77,9 @@ pub async fn run(
         request: Some(id),
         sql: Some(sql),
         shape: audit.is_enabled().then(|| checked.analysis.shape(sql)),
+        statement_fields: audit
+            .is_enabled()
+            .then(|| checked.analysis.audit_fields(sql)),
         params: Some(params),
         kind: Some(checked.verdict.kind),
         writes: Some(checked.verdict.writes || checked.verdict.ddl),
