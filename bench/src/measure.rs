@@ -181,6 +181,10 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
     let precise = |pid: Option<u32>| pid.and_then(process_cpu_precise);
     let bouncer_pid = bouncer.as_ref().and_then(|(_, _, pid)| *pid);
     let (mut broker_cpu0, mut bouncer_cpu0) = (precise(t.broker_pid), precise(bouncer_pid));
+    // The client's own CPU: everything each variant's client does runs on
+    // this thread (the broker's blocking client; tokio-postgres with its
+    // connection driven by this thread's runtime).
+    let (mut client_broker, mut client_prepared) = (0.0, 0.0);
     for i in 0..plan.lookup_warmup + plan.lookups {
         let record = i >= plan.lookup_warmup;
         if i == plan.lookup_warmup {
@@ -193,13 +197,16 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
             let name = names.next().unwrap_or_default();
             match (i + k) % variants {
                 0 => {
+                    let cpu0 = thread_cpu();
                     let started = Instant::now();
                     let rows = conn.query(LOOKUP_BROKER, &[&name])?;
                     black_box(rows.iter().map(touch_broker_row).sum::<usize>());
                     let took = started.elapsed();
+                    let cpu = thread_cpu() - cpu0;
                     check_one(rows.len(), &name)?;
                     if record {
                         b.push(took);
+                        client_broker += cpu;
                     }
                 }
                 1 => {
@@ -217,10 +224,13 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
                     }
                 }
                 2 => {
+                    let cpu0 = thread_cpu();
                     let (took, n) = rt.block_on(prepared_lookup(&client, &stmt, &name))?;
+                    let cpu = thread_cpu() - cpu0;
                     check_one(n, &name)?;
                     if record {
                         p.push(took);
+                        client_prepared += cpu;
                     }
                 }
                 _ => {
@@ -262,6 +272,14 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
             crate::stats::ratio(g.median(), p.median())
         ));
     }
+    report.add(Line {
+        name: "client CPU per lookup (vs tokio-postgres, prepared)".into(),
+        key: "client_cpu_ratio_prepared",
+        broker: client_broker / plan.lookups as f64,
+        direct: client_prepared / plan.lookups as f64,
+        unit: Unit::Seconds,
+        goal: Goal::AtMost(1.0),
+    });
     let broker_cpu = cpu_of_broker(&cpu, t);
     // The floor for any broker process: a `ping` is the same two hops over
     // the Unix socket, with no database, guard or audit behind them.
@@ -307,6 +325,14 @@ pub fn small_query(t: &Target, plan: &Plan, report: &mut Report) -> Result<()> {
         plan.lookups as u64,
     );
     Ok(())
+}
+
+/// The calling thread's CPU time so far, in seconds.
+fn thread_cpu() -> f64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
+        .unwrap_or(f64::NAN)
 }
 
 /// One prepared lookup on a tokio-postgres client (direct or through a

@@ -1,8 +1,8 @@
 use crate::param::{to_values, ToParam};
 use crate::{wire, Error, Row};
 use iam_pgbroker_proto::{
-    Column, ErrorInfo, Identity, Op, OpenParams, Request, Response, DEFAULT_MAX_LINE_BYTES,
-    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    json_string, Column, ErrorInfo, Identity, Op, OpenParams, Request, Response,
+    DEFAULT_MAX_LINE_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use serde_json::Value;
 use std::fmt;
@@ -98,6 +98,27 @@ pub struct Connection {
     reach: Arc<Reach>,
     /// Where `notice` frames go; dropped without one.
     notices: Option<NoticeHandler>,
+    /// The last `columns` frame's bytes after its id, and what they
+    /// decoded to: the same statement's next frame is the same bytes, and
+    /// is not decoded again.
+    columns_cache: Option<(Vec<u8>, Arc<[Column]>)>,
+    /// The last statement text sent, and its JSON.
+    sql_cache: Option<(String, String)>,
+}
+
+/// The first frame of a query's answer.
+enum First {
+    Columns(Arc<[Column]>),
+    Frame(Box<Response>),
+}
+
+/// The bytes after the id of a `columns` frame for request `id`, as the
+/// broker writes it (`{"type":"columns","id":7,"columns":[…]}`).
+pub(crate) fn columns_tail(line: &[u8], id: u64) -> Option<&[u8]> {
+    let rest = line.strip_prefix(br#"{"type":"columns","id":"#)?;
+    let digits = rest.iter().position(|b| !b.is_ascii_digit())?;
+    let got: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    (got == id).then_some(&rest[digits..])
 }
 
 /// What [`Connection::set_notice_handler`] installs.
@@ -200,6 +221,8 @@ impl Connection {
                 write_timeout,
             }),
             notices: None,
+            columns_cache: None,
+            sql_cache: None,
             reader: hs.reader,
             next_id: hs.next_id,
             max_line_bytes: if max_line_bytes == 0 {
@@ -278,13 +301,16 @@ impl Connection {
             params: to_values(params),
         };
         let id = self.send(op)?;
-        let first = self.recv(id, "reading the answer to query")?;
-        let (columns, done) = match first {
-            Response::Columns { columns, .. } => (columns, None),
+        let (columns, done) = match self.recv_first(id, "reading the answer to query")? {
+            First::Columns(columns) => (columns, None),
             // A broker may skip the header for a statement without result
             // columns; the result is the same as an empty one.
-            Response::Done { rows, command, .. } => (Vec::new(), Some(Done { rows, command })),
-            other => return Err(self.violation(&other, "columns")),
+            First::Frame(frame) => match *frame {
+                Response::Done { rows, command, .. } => {
+                    (Vec::new().into(), Some(Done { rows, command }))
+                }
+                other => return Err(self.violation(&other, "columns")),
+            },
         };
         let finished = done.is_some();
         if !finished {
@@ -293,7 +319,7 @@ impl Connection {
         Ok(RowIter {
             conn: self,
             id,
-            columns: columns.into(),
+            columns,
             chunk: Vec::new().into_iter(),
             done,
             finished,
@@ -385,7 +411,19 @@ impl Connection {
         let id = self.next_id;
         self.next_id += 1;
         let name = op.name();
-        let line = Request { id, op }.encode();
+        let line = match &op {
+            Op::Query { sql, params } | Op::Execute { sql, params } => {
+                // A tool runs the same few texts again and again: their JSON
+                // is kept for the next time.
+                let cached = match &self.sql_cache {
+                    Some((text, json)) if text == sql => json,
+                    _ => &self.sql_cache.insert((sql.clone(), json_string(sql))).1,
+                };
+                Request::statement_line(id, name, cached, params)
+            }
+            _ => None,
+        }
+        .unwrap_or_else(|| Request { id, op }.encode());
         if line.len() > self.max_line_bytes {
             // Refused here, so the session stays usable; the broker would
             // answer bad_request anyway.
@@ -414,6 +452,37 @@ impl Connection {
                 continue;
             }
             return wire::answer(frame, id, doing).map_err(|e| self.broke(e));
+        }
+    }
+
+    /// The first frame of a query's answer: its columns, from the cache
+    /// when the frame's bytes are those of the last columns frame.
+    fn recv_first(&mut self, id: u64, doing: &str) -> Result<First, Error> {
+        loop {
+            let line = wire::read_raw(&mut self.reader, doing).map_err(|e| self.broke(e))?;
+            let tail = columns_tail(&line, id);
+            if let (Some(tail), Some((known, columns))) = (tail, &self.columns_cache) {
+                if tail == known.as_slice() {
+                    return Ok(First::Columns(columns.clone()));
+                }
+            }
+            let frame = wire::decode(&line).map_err(|e| self.broke(e))?;
+            if let Response::Notice { notice, .. } = &frame {
+                if let Some(handler) = self.notices.as_mut() {
+                    handler(notice);
+                }
+                continue;
+            }
+            return match wire::answer(frame, id, doing).map_err(|e| self.broke(e))? {
+                Response::Columns { columns, .. } => {
+                    let columns: Arc<[Column]> = columns.into();
+                    if let Some(tail) = tail {
+                        self.columns_cache = Some((tail.to_vec(), columns.clone()));
+                    }
+                    Ok(First::Columns(columns))
+                }
+                other => Ok(First::Frame(Box::new(other))),
+            };
         }
     }
 

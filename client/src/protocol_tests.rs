@@ -444,3 +444,31 @@ fn errors_and_connections_can_cross_threads() {
     send::<crate::Connection>();
     send_sync::<crate::Row>();
 }
+
+#[test]
+fn a_columns_frame_is_known_by_its_bytes_after_the_id() {
+    use crate::connection::columns_tail;
+    let line = br#"{"type":"columns","id":17,"columns":[{"name":"n","type":"int8","oid":20}]}"#;
+    assert_eq!(
+        columns_tail(line, 17),
+        Some(&br#","columns":[{"name":"n","type":"int8","oid":20}]}"#[..])
+    );
+    // Another request's frame, another frame, another form: not from the
+    // cache (the full decode decides).
+    assert_eq!(columns_tail(line, 1), None);
+    assert_eq!(
+        columns_tail(br#"{"type":"rows","id":17,"rows":[]}"#, 17),
+        None
+    );
+    assert_eq!(
+        columns_tail(br#"{"id":17,"type":"columns","columns":[]}"#, 17),
+        None
+    );
+    assert_eq!(
+        columns_tail(
+            br#"{"type":"columns","id":99999999999999999999999,"columns":[]}"#,
+            17
+        ),
+        None
+    );
+}

@@ -8,6 +8,11 @@ use std::io::{self, BufRead, Read};
 /// Reads one frame. `doing` names what the client was waiting for, for the
 /// error message.
 pub(crate) fn read_frame(reader: &mut impl BufRead, doing: &str) -> Result<Response, Error> {
+    decode(&read_raw(reader, doing)?)
+}
+
+/// Reads one frame's line, undecoded (without its newline).
+pub(crate) fn read_raw(reader: &mut impl BufRead, doing: &str) -> Result<Vec<u8>, Error> {
     let mut line = Vec::new();
     match read_line(reader, &mut line, MAX_FRAME_BYTES) {
         Ok(true) => {}
@@ -24,7 +29,12 @@ pub(crate) fn read_frame(reader: &mut impl BufRead, doing: &str) -> Result<Respo
         }
         Err(LineError::Io(e)) => return Err(Error::io(doing, e)),
     }
-    Response::decode(&line).map_err(|e| {
+    Ok(line)
+}
+
+/// Decodes one frame's line.
+pub(crate) fn decode(line: &[u8]) -> Result<Response, Error> {
+    Response::decode(line).map_err(|e| {
         let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
         Error::protocol(format!("cannot decode a frame ({e}): {shown}"))
     })

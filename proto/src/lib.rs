@@ -35,7 +35,7 @@ pub use approval::{
     StatementSpec, SubmitParams,
 };
 pub use error::{DecodeError, ErrorCode, ErrorInfo};
-pub use request::{Op, OpenParams, Request};
+pub use request::{json_string, Op, OpenParams, Request};
 pub use response::{Column, Identity, Opened, Response};
 
 /// The protocol version this crate speaks. A broker answers `hello` with

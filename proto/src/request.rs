@@ -240,6 +240,12 @@ const OPS: &[&str] = &[
     "copy_fail",
 ];
 
+/// `text` as a JSON string, quotes included.
+pub fn json_string(text: &str) -> String {
+    // Serializing a string does not fail.
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
 impl Request {
     /// Decodes one line (with or without its trailing newline).
     ///
@@ -280,6 +286,24 @@ impl Request {
         let op = serde_json::from_value::<Op>(Value::Object(map))
             .map_err(|e| DecodeError::InvalidField(e.to_string()))?;
         Ok(Request { id, op })
+    }
+
+    /// A `query` or `execute` line (`op`), with the statement text given
+    /// as JSON already ([`json_string`]): what [`Request::encode`] makes
+    /// of it. A client sending the same text again can keep its JSON.
+    /// `None` only if the parameters did not serialize (they always do).
+    pub fn statement_line(id: u64, op: &str, sql_json: &str, params: &[Value]) -> Option<String> {
+        let mut line = String::with_capacity(sql_json.len() + 64);
+        line.push_str("{\"id\":");
+        line.push_str(&id.to_string());
+        line.push_str(",\"op\":\"");
+        line.push_str(op);
+        line.push_str("\",\"sql\":");
+        line.push_str(sql_json);
+        line.push_str(",\"params\":");
+        line.push_str(&serde_json::to_string(params).ok()?);
+        line.push_str("}\n");
+        Some(line)
     }
 
     /// The common lines, `query` and `execute`, decoded in one pass
@@ -333,22 +357,8 @@ impl Request {
             _ => None,
         };
         if let Some((op, sql, params)) = statement {
-            let mut line = Vec::with_capacity(sql.len() + 64);
-            line.extend_from_slice(b"{\"id\":");
-            line.extend_from_slice(self.id.to_string().as_bytes());
-            line.extend_from_slice(b",\"op\":\"");
-            line.extend_from_slice(op.as_bytes());
-            line.extend_from_slice(b"\",\"sql\":");
-            // Strings and JSON values serialize without failing.
-            let written = serde_json::to_writer(&mut line, sql).and_then(|()| {
-                line.extend_from_slice(b",\"params\":");
-                serde_json::to_writer(&mut line, params)
-            });
-            if written.is_ok() {
-                line.extend_from_slice(b"}\n");
-                if let Ok(text) = String::from_utf8(line) {
-                    return text;
-                }
+            if let Some(line) = Request::statement_line(self.id, op, &json_string(sql), params) {
+                return line;
             }
         }
         // Serializing plain data into a String cannot fail.
