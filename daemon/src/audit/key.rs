@@ -109,10 +109,8 @@ impl AuditKey {
     pub fn hash_hex_into(&self, value: &[u8], out: &mut Vec<u8>) {
         let mut mac = self.mac.clone();
         mac.update(value);
-        let mut hex = [0u8; 64];
-        // 32 bytes always fit 64 hex digits.
-        let _ = hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex);
-        out.extend_from_slice(&hex);
+        let digest: [u8; 32] = mac.finalize().into_bytes().into();
+        out.extend_from_slice(&super::hex32(&digest));
     }
 }
 

@@ -841,7 +841,7 @@ fn push_line(out: &mut Vec<u8>, body: &[u8], prev_hex: &[u8; 64]) {
     // `body` is a JSON object with at least "event": drop its braces.
     let inner = &body[1..body.len() - 1];
     out.extend_from_slice(b"{\"time\":\"");
-    timefmt::write_utc(time::OffsetDateTime::now_utc(), out);
+    timefmt::write_now(out);
     out.extend_from_slice(b"\",");
     out.extend_from_slice(inner);
     out.extend_from_slice(b",\"prev\":\"");
@@ -1073,8 +1073,5 @@ fn rotated_name(path: &Path) -> PathBuf {
 }
 
 fn hex_of(hash: &ChainHash) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    // 32 bytes always fit 64 hex digits.
-    let _ = hex::encode_to_slice(hash.0, &mut out);
-    out
+    super::hex32(&hash.0)
 }

@@ -45,7 +45,7 @@ pub use key::AuditKey;
 pub use log::AuditLog;
 pub use peer::{AuditPeer, AuditTarget, ProcessInfo};
 pub(crate) use record::{mentions_password, statement_fields};
-pub use record::{AuditEvent, AuditRecord, CloseWhy, Outcome, SessionMode, SessionParts};
+pub use record::{AuditEvent, AuditRecord, CloseWhy, Grant, Outcome, SessionMode, SessionParts};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -74,7 +74,7 @@ impl ChainHash {
 
     /// 64 lower-case hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        String::from_utf8(hex32(&self.0).to_vec()).unwrap_or_default()
     }
 
     /// Whether this is [`ChainHash::ZERO`].
@@ -167,5 +167,44 @@ impl AuditError {
             self,
             AuditError::Open { .. } | AuditError::Write { .. } | AuditError::Sync { .. }
         )
+    }
+}
+
+/// 32 bytes as 64 lowercase hex digits, a byte pair at a time (two of
+/// these per statement: the chain's head and a parameter's HMAC).
+pub(crate) fn hex32(bytes: &[u8; 32]) -> [u8; 64] {
+    const PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut pairs = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            pairs[i] = [DIGITS[i >> 4], DIGITS[i & 0x0f]];
+            i += 1;
+        }
+        pairs
+    };
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&PAIRS[usize::from(*b)]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod hex_tests {
+    #[test]
+    fn hex32_is_hex() {
+        let mut bytes = [0u8; 32];
+        for round in 0..16u8 {
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = (i as u8)
+                    .wrapping_mul(37)
+                    .wrapping_add(round.wrapping_mul(16));
+            }
+            assert_eq!(
+                super::hex32(&bytes).to_vec(),
+                hex::encode(bytes).into_bytes()
+            );
+        }
     }
 }

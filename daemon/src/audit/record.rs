@@ -338,26 +338,75 @@ pub struct AuditRecord<'a> {
     pub parts: Option<&'a SessionParts>,
 }
 
-/// A session's `peer` (the short form statement records carry) and
-/// `target` as JSON, serialized when the session opens: the larger part of
-/// every statement and result record, escaped once instead of twice per
-/// statement. The bytes are exactly what serializing them per record
-/// gives.
+/// What every record of a session repeats — its id, the `peer` (the short
+/// form statement records carry), the `target`, and the grant (`mode`,
+/// `reason`, `rule`) — as JSON, serialized when the session opens: the
+/// larger part of every statement and result record, escaped once instead
+/// of twice per statement. The bytes are exactly what serializing them
+/// per record gives; a record whose own values differ (a guard's rule on
+/// `statement_refused`) has them serialized as given.
 #[derive(Debug, Default)]
 pub struct SessionParts {
+    session: String,
+    session_json: Vec<u8>,
     peer: Option<Box<RawValue>>,
     target: Option<Box<RawValue>>,
+    mode: Option<SessionMode>,
+    reason: Option<String>,
+    rule: String,
+    /// `"mode":…[,"reason":…],"rule":…`.
+    grant_json: Vec<u8>,
+}
+
+/// The grant of a session, as [`SessionParts::of`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    /// Read or write.
+    pub mode: SessionMode,
+    /// The reason given at `open`.
+    pub reason: Option<&'a str>,
+    /// The rule that allowed it.
+    pub rule: &'a str,
 }
 
 impl SessionParts {
-    /// The parts of records by `peer` on `target`.
-    pub fn of(peer: &AuditPeer, target: &AuditTarget) -> SessionParts {
+    /// The parts of the records of `session` by `peer` on `target`.
+    pub fn of(
+        session: &str,
+        peer: &AuditPeer,
+        target: &AuditTarget,
+        grant: Grant<'_>,
+    ) -> SessionParts {
+        let mut session_json = Vec::with_capacity(session.len() + 2);
+        write_json_str(&mut session_json, session);
+        let mut grant_json = Vec::new();
+        let mut o = Obj {
+            out: &mut grant_json,
+            first: true,
+        };
+        o.str("mode", grant.mode.as_str());
+        o.opt_str("reason", grant.reason);
+        o.str("rule", grant.rule);
         // Serializing plain strings and numbers does not fail; if it ever
         // did, records would serialize them themselves.
         SessionParts {
+            session: session.to_owned(),
+            session_json,
             peer: serde_json::value::to_raw_value(&PeerView::of(peer, false)).ok(),
             target: serde_json::value::to_raw_value(target).ok(),
+            mode: Some(grant.mode),
+            reason: grant.reason.map(str::to_owned),
+            rule: grant.rule.to_owned(),
+            grant_json,
         }
+    }
+
+    /// Whether `rec`'s grant fields are this session's.
+    fn same_grant(&self, rec: &AuditRecord<'_>) -> bool {
+        rec.mode.is_some()
+            && rec.mode == self.mode
+            && rec.reason == self.reason.as_deref()
+            && rec.rule == Some(self.rule.as_str())
     }
 }
 
@@ -412,7 +461,11 @@ pub(crate) fn write_body(
     out: &mut Vec<u8>,
 ) {
     let mut o = Obj::new(out);
-    o.str("event", rec.event.as_str());
+    // Event names are plain snake_case words (a test checks): no escaping.
+    o.key("event");
+    o.out.push(b'"');
+    o.out.extend_from_slice(rec.event.as_str().as_bytes());
+    o.out.push(b'"');
     o.opt_str(
         "why",
         rotated
@@ -428,7 +481,13 @@ pub(crate) fn write_body(
         o.int(u64::from(std::process::id()));
         o.out.push(b'}');
     }
-    o.opt_str("session", rec.session);
+    match (rec.session, rec.parts) {
+        (Some(s), Some(parts)) if s == parts.session => {
+            o.key("session");
+            o.out.extend_from_slice(&parts.session_json);
+        }
+        _ => o.opt_str("session", rec.session),
+    }
     o.opt_u64("request", rec.request);
     if let Some(p) = rec.peer {
         let full = rec.event.full_peer();
@@ -445,9 +504,14 @@ pub(crate) fn write_body(
             None => o.serde(t),
         }
     }
-    o.opt_str("mode", rec.mode.map(SessionMode::as_str));
-    o.opt_str("reason", rec.reason);
-    o.opt_str("rule", rec.rule);
+    match rec.parts {
+        Some(parts) if parts.same_grant(rec) => o.fields(&parts.grant_json),
+        _ => {
+            o.opt_str("mode", rec.mode.map(SessionMode::as_str));
+            o.opt_str("reason", rec.reason);
+            o.opt_str("rule", rec.rule);
+        }
+    }
     match (rec.statement_fields, rec.sql) {
         (Some(fields), Some(_)) => o.fields(fields),
         (_, Some(sql)) => match rec.shape {
@@ -1007,7 +1071,16 @@ mod tests {
         let secret_shape = Shape::of("ALTER ROLE x PASSWORD $1");
         let secret_fields = statement_fields("ALTER ROLE x PASSWORD $1", &secret_shape);
         for who in [&p, &redacted_peer] {
-            let parts = SessionParts::of(who, &target);
+            let parts = SessionParts::of(
+                "0123456789abcdef",
+                who,
+                &target,
+                Grant {
+                    mode: SessionMode::Write,
+                    reason: Some("INC-1 é \\ /"),
+                    rule: "rule \"r\"",
+                },
+            );
             let base = |event| AuditRecord {
                 session: Some("0123456789abcdef"),
                 request: Some(u64::MAX),
@@ -1052,6 +1125,19 @@ mod tests {
                     outcome: Some(Outcome::error(&denied, None)),
                     parts: Some(&parts),
                     ..base(AuditEvent::StatementRefused)
+                },
+                AuditRecord {
+                    sql: Some("SELECT 1"),
+                    rule: Some("guard: no \"functions\""),
+                    session: Some("another"),
+                    parts: Some(&parts),
+                    ..base(AuditEvent::StatementRefused)
+                },
+                AuditRecord {
+                    reason: None,
+                    mode: Some(SessionMode::Read),
+                    parts: Some(&parts),
+                    ..base(AuditEvent::Commit)
                 },
                 AuditRecord {
                     outcome: Some(Outcome::ok(Some(3), Some(Duration::from_micros(1234)))),
@@ -1109,7 +1195,16 @@ mod tests {
             }
         }
         p.user = None;
-        let parts = SessionParts::of(&p, &target);
+        let parts = SessionParts::of(
+            "s2",
+            &p,
+            &target,
+            Grant {
+                mode: SessionMode::Read,
+                reason: None,
+                rule: "r",
+            },
+        );
         let rec = AuditRecord {
             peer: Some(&p),
             parts: Some(&parts),
@@ -1123,6 +1218,45 @@ mod tests {
         write_body(&rec, &render, None, &mut fast);
         write_body_serde(&rec, &render, None, &mut reference);
         assert_eq!(fast, reference);
+    }
+
+    #[test]
+    fn event_names_need_no_escaping() {
+        use AuditEvent as E;
+        for e in [
+            E::BrokerStart,
+            E::BrokerStop,
+            E::SessionOpen,
+            E::SessionRefused,
+            E::SessionClose,
+            E::Statement,
+            E::StatementRefused,
+            E::Commit,
+            E::Rollback,
+            E::Result,
+            E::Rotated,
+            E::RequestSubmit,
+            E::RequestDryRun,
+            E::RequestApprove,
+            E::RequestExecute,
+            E::RequestReject,
+            E::RequestCancel,
+            E::RequestExpire,
+            E::RequestRefused,
+            E::RequestRecover,
+            E::RequestRemove,
+            E::SessionCancel,
+            E::SessionTerminate,
+            E::Refused,
+            E::RefusalSummary,
+        ] {
+            let name = e.as_str();
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
+            assert_eq!(serde_json::to_value(e).unwrap(), name);
+        }
     }
 
     #[test]

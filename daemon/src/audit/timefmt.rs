@@ -55,6 +55,56 @@ pub(crate) fn write_utc(t: OffsetDateTime, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends the current time as a record's time stamp.
+pub(crate) fn write_now(out: &mut Vec<u8>) {
+    write_at(std::time::SystemTime::now(), out);
+}
+
+/// Appends `t` as a record's time stamp: the date and the whole seconds
+/// are formatted once per second (and thread) and reused, only the
+/// microseconds each time — every record needs one.
+pub(crate) fn write_at(t: std::time::SystemTime, out: &mut Vec<u8>) {
+    use std::cell::Cell;
+    thread_local! {
+        // The second, and `YYYY-MM-DDTHH:MM:SS.` for it.
+        static SECOND: Cell<Option<(u64, [u8; 20])>> = const { Cell::new(None) };
+    }
+    let Ok(since) = t.duration_since(std::time::UNIX_EPOCH) else {
+        return write_utc(OffsetDateTime::from(t), out);
+    };
+    let (secs, micros) = (since.as_secs(), since.subsec_micros());
+    let prefix = match SECOND.get() {
+        Some((s, prefix)) if s == secs => prefix,
+        _ => {
+            let mut stamp = Vec::with_capacity(27);
+            let Ok(whole) = i64::try_from(secs).map(OffsetDateTime::from_unix_timestamp) else {
+                return write_utc(OffsetDateTime::from(t), out);
+            };
+            match whole {
+                Ok(whole) => write_utc(whole, &mut stamp),
+                Err(_) => return write_utc(OffsetDateTime::from(t), out),
+            }
+            let Some(prefix) = stamp.get(..20).and_then(|p| <[u8; 20]>::try_from(p).ok()) else {
+                return write_utc(OffsetDateTime::from(t), out);
+            };
+            if stamp.len() != 27 {
+                return write_utc(OffsetDateTime::from(t), out);
+            }
+            SECOND.set(Some((secs, prefix)));
+            prefix
+        }
+    };
+    out.extend_from_slice(&prefix);
+    let mut digits = [b'0'; 6];
+    let mut n = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
+}
+
 /// Parses a `--since`/`--until` bound, relative to `now`:
 ///
 /// - a date or time in UTC: `2026-11-20`, `2026-11-20 14:30`,
@@ -123,6 +173,24 @@ fn parse_age(text: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn stamps_of_the_second_reused_are_the_full_stamps() {
+        let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
+        let mut t = start;
+        for i in 0..5_000u64 {
+            let (mut quick, mut full) = (Vec::new(), Vec::new());
+            write_at(t, &mut quick);
+            write_utc(OffsetDateTime::from(t), &mut full);
+            assert_eq!(
+                String::from_utf8(quick).unwrap(),
+                String::from_utf8(full).unwrap()
+            );
+            // Several stamps per second, across many seconds and days.
+            t += std::time::Duration::from_nanos(123_456_789 + i * 7_919_000);
+        }
+        assert!(t > start + std::time::Duration::from_secs(86_400));
+    }
 
     #[test]
     fn hand_written_stamps_are_the_format_descriptions() {

@@ -82,7 +82,16 @@ pub async fn open(conn: &mut ClientConnection, id: u64, params: OpenParams) -> R
             return Err(error.into());
         }
     };
-    let parts = crate::audit::SessionParts::of(&conn.audit_peer, &audit_target);
+    let parts = crate::audit::SessionParts::of(
+        &session_id,
+        &conn.audit_peer,
+        &audit_target,
+        crate::audit::Grant {
+            mode: crate::audit::SessionMode::of_readonly(session.readonly()),
+            reason: params.reason.as_deref(),
+            rule: &rule.name,
+        },
+    );
     let open = OpenSession {
         parts,
         id: session_id,
