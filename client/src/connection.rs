@@ -1,4 +1,4 @@
-use crate::param::{to_values, ToParam};
+use crate::param::{write_params, ToParam};
 use crate::{wire, Error, Row};
 use iam_pgbroker_proto::{
     json_string, Column, ErrorInfo, Identity, Op, OpenParams, Request, Response,
@@ -104,6 +104,10 @@ pub struct Connection {
     columns_cache: Option<(Vec<u8>, Arc<[Column]>)>,
     /// The last statement text sent, and its JSON.
     sql_cache: Option<(String, String)>,
+    /// The frame being read, its buffer reused from frame to frame.
+    line: Vec<u8>,
+    /// The parameters of the request being sent, as JSON, likewise.
+    params_json: Vec<u8>,
 }
 
 /// The first frame of a query's answer.
@@ -223,6 +227,8 @@ impl Connection {
             notices: None,
             columns_cache: None,
             sql_cache: None,
+            line: Vec::new(),
+            params_json: Vec::new(),
             reader: hs.reader,
             next_id: hs.next_id,
             max_line_bytes: if max_line_bytes == 0 {
@@ -296,11 +302,7 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub fn query_iter(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<RowIter<'_>, Error> {
-        let op = Op::Query {
-            sql: sql.to_owned(),
-            params: to_values(params),
-        };
-        let id = self.send(op)?;
+        let id = self.send_statement("query", sql, params)?;
         let (columns, done) = match self.recv_first(id, "reading the answer to query")? {
             First::Columns(columns) => (columns, None),
             // A broker may skip the header for a statement without result
@@ -343,11 +345,7 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub fn execute(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, Error> {
-        let op = Op::Execute {
-            sql: sql.to_owned(),
-            params: to_values(params),
-        };
-        let id = self.send(op)?;
+        let id = self.send_statement("execute", sql, params)?;
         match self.recv(id, "reading the answer to execute")? {
             Response::Done { rows, .. } => Ok(rows),
             other => Err(self.violation(&other, "done")),
@@ -402,6 +400,36 @@ impl Connection {
 
     /// Sends one request and returns its id.
     fn send(&mut self, op: Op) -> Result<u64, Error> {
+        let id = self.next_request()?;
+        let name = op.name();
+        let line = Request { id, op }.encode();
+        self.write_request(name, line.as_bytes())?;
+        Ok(id)
+    }
+
+    /// Sends a `query` or `execute` (`op`) of `sql` without making an
+    /// [`Op`] of it: a tool runs the same few texts again and again, and
+    /// the JSON of the last one is kept for the next time.
+    fn send_statement(
+        &mut self,
+        op: &'static str,
+        sql: &str,
+        params: &[&dyn ToParam],
+    ) -> Result<u64, Error> {
+        let id = self.next_request()?;
+        let json = match &self.sql_cache {
+            Some((text, json)) if text == sql => json,
+            _ => &self.sql_cache.insert((sql.to_owned(), json_string(sql))).1,
+        };
+        write_params(params, &mut self.params_json);
+        let line = Request::statement_line_raw(id, op, json, &self.params_json);
+        self.write_request(op, &line)?;
+        Ok(id)
+    }
+
+    /// The id of the next request, once the connection is ready for one
+    /// (not broken, the rest of a forgotten result read).
+    fn next_request(&mut self) -> Result<u64, Error> {
         if let Some(why) = &self.broken {
             return Err(Error::closed(why));
         }
@@ -410,20 +438,11 @@ impl Connection {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let name = op.name();
-        let line = match &op {
-            Op::Query { sql, params } | Op::Execute { sql, params } => {
-                // A tool runs the same few texts again and again: their JSON
-                // is kept for the next time.
-                let cached = match &self.sql_cache {
-                    Some((text, json)) if text == sql => json,
-                    _ => &self.sql_cache.insert((sql.clone(), json_string(sql))).1,
-                };
-                Request::statement_line(id, name, cached, params)
-            }
-            _ => None,
-        }
-        .unwrap_or_else(|| Request { id, op }.encode());
+        Ok(id)
+    }
+
+    /// Writes a request's line (`name` for errors).
+    fn write_request(&mut self, name: &str, line: &[u8]) -> Result<(), Error> {
         if line.len() > self.max_line_bytes {
             // Refused here, so the session stays usable; the broker would
             // answer bad_request anyway.
@@ -433,9 +452,9 @@ impl Connection {
                 self.max_line_bytes
             )));
         }
-        let written = self.reader.get_mut().write_all(line.as_bytes());
+        let written = self.reader.get_mut().write_all(line);
         written.map_err(|e| self.broke(Error::io(&format!("sending {name}"), e)))?;
-        Ok(id)
+        Ok(())
     }
 
     /// Reads the next frame of the answer to `id`. An `error` frame becomes
@@ -443,7 +462,11 @@ impl Connection {
     /// connection broken.
     fn recv(&mut self, id: u64, doing: &str) -> Result<Response, Error> {
         loop {
-            let frame = wire::read_frame(&mut self.reader, doing).map_err(|e| self.broke(e))?;
+            let read = wire::read_raw(&mut self.reader, &mut self.line, doing);
+            read.map_err(|e| self.broke(e))?;
+            let frame = wire::decode(&self.line);
+            self.keep_line();
+            let frame = frame.map_err(|e| self.broke(e))?;
             if let Response::Notice { notice, .. } = &frame {
                 // Notices belong to the answer being read; they never end it.
                 if let Some(handler) = self.notices.as_mut() {
@@ -459,14 +482,23 @@ impl Connection {
     /// when the frame's bytes are those of the last columns frame.
     fn recv_first(&mut self, id: u64, doing: &str) -> Result<First, Error> {
         loop {
-            let line = wire::read_raw(&mut self.reader, doing).map_err(|e| self.broke(e))?;
+            let read = wire::read_raw(&mut self.reader, &mut self.line, doing);
+            read.map_err(|e| self.broke(e))?;
+            let line = std::mem::take(&mut self.line);
             let tail = columns_tail(&line, id);
             if let (Some(tail), Some((known, columns))) = (tail, &self.columns_cache) {
                 if tail == known.as_slice() {
-                    return Ok(First::Columns(columns.clone()));
+                    let columns = columns.clone();
+                    self.line = line;
+                    self.keep_line();
+                    return Ok(First::Columns(columns));
                 }
             }
-            let frame = wire::decode(&line).map_err(|e| self.broke(e))?;
+            let frame = wire::decode(&line);
+            let tail = tail.map(<[u8]>::to_vec);
+            self.line = line;
+            self.keep_line();
+            let frame = frame.map_err(|e| self.broke(e))?;
             if let Response::Notice { notice, .. } = &frame {
                 if let Some(handler) = self.notices.as_mut() {
                     handler(notice);
@@ -477,12 +509,20 @@ impl Connection {
                 Response::Columns { columns, .. } => {
                     let columns: Arc<[Column]> = columns.into();
                     if let Some(tail) = tail {
-                        self.columns_cache = Some((tail.to_vec(), columns.clone()));
+                        self.columns_cache = Some((tail, columns.clone()));
                     }
                     Ok(First::Columns(columns))
                 }
                 other => Ok(First::Frame(Box::new(other))),
             };
+        }
+    }
+
+    /// Keeps the frame buffer for the next frame, unless a huge result
+    /// grew it.
+    fn keep_line(&mut self) {
+        if self.line.capacity() > 1 << 20 {
+            self.line = Vec::new();
         }
     }
 

@@ -33,11 +33,25 @@ use serde_json::Value;
 pub trait ToParam {
     /// The JSON value sent to the broker for this parameter.
     fn to_param(&self) -> Value;
+
+    /// Appends the JSON of [`ToParam::to_param`] to `out`. The default
+    /// makes the value and serializes it; strings write themselves
+    /// without the intermediate value.
+    fn write_param(&self, out: &mut Vec<u8>) {
+        // A JSON value serializes without failing.
+        if serde_json::to_writer(&mut *out, &self.to_param()).is_err() {
+            out.extend_from_slice(b"null");
+        }
+    }
 }
 
 impl<T: ToParam + ?Sized> ToParam for &T {
     fn to_param(&self) -> Value {
         (**self).to_param()
+    }
+
+    fn write_param(&self, out: &mut Vec<u8>) {
+        (**self).write_param(out);
     }
 }
 
@@ -57,11 +71,22 @@ impl ToParam for str {
     fn to_param(&self) -> Value {
         Value::String(self.to_owned())
     }
+
+    fn write_param(&self, out: &mut Vec<u8>) {
+        // A string serializes without failing.
+        if serde_json::to_writer(&mut *out, self).is_err() {
+            out.extend_from_slice(b"null");
+        }
+    }
 }
 
 impl ToParam for String {
     fn to_param(&self) -> Value {
         Value::String(self.clone())
+    }
+
+    fn write_param(&self, out: &mut Vec<u8>) {
+        self.as_str().write_param(out);
     }
 }
 
@@ -141,10 +166,46 @@ pub(crate) fn to_values(params: &[&dyn ToParam]) -> Vec<Value> {
     params.iter().map(|p| p.to_param()).collect()
 }
 
+/// The parameters as the JSON array a request carries, into `out`
+/// (cleared first): the bytes serializing [`to_values`] gives.
+pub(crate) fn write_params(params: &[&dyn ToParam], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(b'[');
+    for (i, p) in params.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        p.write_param(out);
+    }
+    out.push(b']');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn written_params_are_the_serialized_values() {
+        let name = String::from("Jiří \"Dvořák\"\n\u{1}");
+        let v = json!({"a": [1, null]});
+        let params: [&dyn ToParam; 9] = [
+            &"admin",
+            &name,
+            &&name,
+            &3i64,
+            &f64::NAN,
+            &Some("x"),
+            &None::<i32>,
+            &vec!["a", "b c"],
+            &v,
+        ];
+        let mut out = Vec::new();
+        write_params(&params, &mut out);
+        assert_eq!(out, serde_json::to_vec(&to_values(&params)).unwrap());
+        write_params(&[], &mut out);
+        assert_eq!(out, b"[]");
+    }
 
     #[test]
     fn values_on_the_wire() {

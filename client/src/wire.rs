@@ -8,13 +8,19 @@ use std::io::{self, BufRead, Read};
 /// Reads one frame. `doing` names what the client was waiting for, for the
 /// error message.
 pub(crate) fn read_frame(reader: &mut impl BufRead, doing: &str) -> Result<Response, Error> {
-    decode(&read_raw(reader, doing)?)
+    let mut line = Vec::new();
+    read_raw(reader, &mut line, doing)?;
+    decode(&line)
 }
 
-/// Reads one frame's line, undecoded (without its newline).
-pub(crate) fn read_raw(reader: &mut impl BufRead, doing: &str) -> Result<Vec<u8>, Error> {
-    let mut line = Vec::new();
-    match read_line(reader, &mut line, MAX_FRAME_BYTES) {
+/// Reads one frame's line into `line`, undecoded (without its newline):
+/// a connection reuses one buffer for all of them.
+pub(crate) fn read_raw(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    doing: &str,
+) -> Result<(), Error> {
+    match read_line(reader, line, MAX_FRAME_BYTES) {
         Ok(true) => {}
         Ok(false) => {
             return Err(Error::io(
@@ -29,7 +35,7 @@ pub(crate) fn read_raw(reader: &mut impl BufRead, doing: &str) -> Result<Vec<u8>
         }
         Err(LineError::Io(e)) => return Err(Error::io(doing, e)),
     }
-    Ok(line)
+    Ok(())
 }
 
 /// Decodes one frame's line.

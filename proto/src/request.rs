@@ -292,18 +292,36 @@ impl Request {
     /// as JSON already ([`json_string`]): what [`Request::encode`] makes
     /// of it. A client sending the same text again can keep its JSON.
     /// `None` only if the parameters did not serialize (they always do).
-    pub fn statement_line(id: u64, op: &str, sql_json: &str, params: &[Value]) -> Option<String> {
-        let mut line = String::with_capacity(sql_json.len() + 64);
-        line.push_str("{\"id\":");
-        line.push_str(&id.to_string());
-        line.push_str(",\"op\":\"");
-        line.push_str(op);
-        line.push_str("\",\"sql\":");
-        line.push_str(sql_json);
-        line.push_str(",\"params\":");
-        line.push_str(&serde_json::to_string(params).ok()?);
-        line.push_str("}\n");
-        Some(line)
+    pub fn statement_line(id: u64, op: &str, sql_json: &str, params: &[Value]) -> Option<Vec<u8>> {
+        let params = serde_json::to_vec(params).ok()?;
+        Some(Request::statement_line_raw(id, op, sql_json, &params))
+    }
+
+    /// [`Request::statement_line`] with the parameters' JSON array given as
+    /// bytes (`[…]`), for a client that writes them itself.
+    pub fn statement_line_raw(id: u64, op: &str, sql_json: &str, params_json: &[u8]) -> Vec<u8> {
+        let mut line = Vec::with_capacity(sql_json.len() + params_json.len() + 48);
+        line.extend_from_slice(b"{\"id\":");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = id;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        line.extend_from_slice(&digits[at..]);
+        line.extend_from_slice(b",\"op\":\"");
+        line.extend_from_slice(op.as_bytes());
+        line.extend_from_slice(b"\",\"sql\":");
+        line.extend_from_slice(sql_json.as_bytes());
+        line.extend_from_slice(b",\"params\":");
+        line.extend_from_slice(params_json);
+        line.extend_from_slice(b"}\n");
+        line
     }
 
     /// The common lines, `query` and `execute`, decoded in one pass
@@ -357,7 +375,9 @@ impl Request {
             _ => None,
         };
         if let Some((op, sql, params)) = statement {
-            if let Some(line) = Request::statement_line(self.id, op, &json_string(sql), params) {
+            let line = Request::statement_line(self.id, op, &json_string(sql), params);
+            // Made of strings and JSON: UTF-8.
+            if let Some(Ok(line)) = line.map(String::from_utf8) {
                 return line;
             }
         }

@@ -711,6 +711,24 @@ fn an_audit_file_that_cannot_be_written_refuses_everything_with_audit_unavailabl
     );
 }
 
+/// How often the broker's watch of the audit folder has seen the file's
+/// name change (its debug line).
+fn watch_saw(broker: &BrokerProcess) -> usize {
+    broker
+        .log()
+        .matches("the audit file's name changed in its folder")
+        .count()
+}
+
+/// Waits until the watch has seen a change more than `seen` times.
+fn wait_for_watch(broker: &BrokerProcess, seen: usize) {
+    assert!(
+        eventually(Duration::from_secs(10), || watch_saw(broker) > seen),
+        "the broker's watch did not see the audit file renamed:\n{}",
+        broker.log()
+    );
+}
+
 #[test]
 fn statements_are_refused_while_the_audit_is_unwritable_and_run_again_after() {
     let app = Appliance::get();
@@ -737,8 +755,13 @@ fn statements_are_refused_while_the_audit_is_unwritable_and_run_again_after() {
     assert_eq!(f[0]["rows"], 1, "{f:?}");
 
     // The path now names a full disk; the old file keeps its records.
+    let seen = watch_saw(&broker);
     std::fs::rename(&path, &before).expect("move the audit file");
     std::os::unix::fs::symlink("/dev/full", &path).expect("symlink to /dev/full");
+    // The broker learns of it from its watch of the folder (inotify), a
+    // moment later; a record written in that moment goes to the renamed
+    // file (docs/audit.md).
+    wait_for_watch(&broker, seen);
 
     let f = raw.call(json!({"id": 3, "op": "execute",
         "sql": format!("UPDATE {table} SET note = 'second' WHERE id = 1")}));
@@ -1041,9 +1064,11 @@ fn sighup_rotation_keeps_the_chain_across_files() {
     // Out of order, the link is broken.
     assert_eq!(verify(&[&path, &first]).code, 1);
 
-    // Renamed without SIGHUP: the next record notices and continues the
-    // chain in a new file all the same.
+    // Renamed without SIGHUP: once the folder's watch has seen it, the next
+    // record notices and continues the chain in a new file all the same.
+    let seen = watch_saw(&broker);
     std::fs::rename(&path, &second).expect("rename");
+    wait_for_watch(&broker, seen);
     let ran = run(iam_pg(READER, &broker).args(["-c", "SELECT 'unsignalled' AS w"]));
     assert_eq!(ran.code, 0, "{ran:?}");
     let newest = parse_lines(&path);

@@ -21,6 +21,10 @@ const WATCH_RETRY: Duration = Duration::from_secs(60);
 /// How long the watch thread waits for events before it checks whether its
 /// log still exists.
 const WATCH_POLL_MS: u16 = 1000;
+/// What the watch logs (at debug) when the file's name changed in its
+/// folder; tests wait for it.
+const WATCH_SAW: &str =
+    "the audit file's name changed in its folder; the next record checks the path";
 /// How often an ongoing outage is logged again.
 const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Buffers larger than this are not kept for reuse after a huge record.
@@ -933,6 +937,7 @@ fn watch_folder(
                     }
                     if e.name.as_deref() == Some(name) {
                         watch.changed.store(true, Ordering::Release);
+                        tracing::debug!(mask = ?e.mask, "{WATCH_SAW}");
                     }
                 }
             }
