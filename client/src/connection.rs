@@ -110,6 +110,17 @@ pub struct Connection {
     params_json: Vec<u8>,
 }
 
+/// A frame read by `Connection::recv_with`. Returned once per frame and
+/// taken apart at once: boxing the frame would cost an allocation per
+/// frame to save a move.
+#[allow(clippy::large_enum_variant)]
+enum Answer<T> {
+    /// Taken from its bytes without decoding.
+    Known(T),
+    /// Decoded.
+    Frame(Response),
+}
+
 /// The first frame of a query's answer.
 enum First {
     Columns(Arc<[Column]>),
@@ -121,8 +132,11 @@ enum First {
 pub(crate) fn columns_tail(line: &[u8], id: u64) -> Option<&[u8]> {
     let rest = line.strip_prefix(br#"{"type":"columns","id":"#)?;
     let digits = rest.iter().position(|b| !b.is_ascii_digit())?;
-    let got: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-    (got == id).then_some(&rest[digits..])
+    let mut got: u64 = 0;
+    for d in &rest[..digits] {
+        got = got.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    (digits > 0 && got == id).then_some(&rest[digits..])
 }
 
 /// What [`Connection::set_notice_handler`] installs.
@@ -461,12 +475,51 @@ impl Connection {
     /// `Err`; anything that leaves the socket out of step marks the
     /// connection broken.
     fn recv(&mut self, id: u64, doing: &str) -> Result<Response, Error> {
+        match self.recv_with(id, doing, |_, _| None::<std::convert::Infallible>)? {
+            Answer::Frame(frame) => Ok(frame),
+            Answer::Known(never) => match never {},
+        }
+    }
+
+    /// The first frame of a query's answer: its columns, from the cache
+    /// when the frame's bytes are those of the last columns frame.
+    fn recv_first(&mut self, id: u64, doing: &str) -> Result<First, Error> {
+        let known = |conn: &Connection, line: &[u8]| {
+            let tail = columns_tail(line, id)?;
+            let (bytes, columns) = conn.columns_cache.as_ref()?;
+            (tail == bytes.as_slice()).then(|| columns.clone())
+        };
+        Ok(match self.recv_with(id, doing, known)? {
+            Answer::Known(columns) => First::Columns(columns),
+            Answer::Frame(Response::Columns { columns, .. }) => {
+                let columns: Arc<[Column]> = columns.into();
+                if let Some(tail) = columns_tail(&self.line, id) {
+                    self.columns_cache = Some((tail.to_vec(), columns.clone()));
+                }
+                First::Columns(columns)
+            }
+            Answer::Frame(other) => First::Frame(Box::new(other)),
+        })
+    }
+
+    /// Reads frames until one that is not a notice (notices go to the
+    /// handler) and returns it as the answer to `id`, or what `known`
+    /// makes of its bytes before they are decoded. The frame's bytes stay
+    /// in `self.line` until the next read.
+    fn recv_with<T>(
+        &mut self,
+        id: u64,
+        doing: &str,
+        known: impl Fn(&Connection, &[u8]) -> Option<T>,
+    ) -> Result<Answer<T>, Error> {
         loop {
             let read = wire::read_raw(&mut self.reader, &mut self.line, doing);
             read.map_err(|e| self.broke(e))?;
-            let frame = wire::decode(&self.line);
+            if let Some(answer) = known(self, &self.line) {
+                return Ok(Answer::Known(answer));
+            }
+            let frame = wire::decode(&self.line).map_err(|e| self.broke(e))?;
             self.keep_line();
-            let frame = frame.map_err(|e| self.broke(e))?;
             if let Response::Notice { notice, .. } = &frame {
                 // Notices belong to the answer being read; they never end it.
                 if let Some(handler) = self.notices.as_mut() {
@@ -474,47 +527,9 @@ impl Connection {
                 }
                 continue;
             }
-            return wire::answer(frame, id, doing).map_err(|e| self.broke(e));
-        }
-    }
-
-    /// The first frame of a query's answer: its columns, from the cache
-    /// when the frame's bytes are those of the last columns frame.
-    fn recv_first(&mut self, id: u64, doing: &str) -> Result<First, Error> {
-        loop {
-            let read = wire::read_raw(&mut self.reader, &mut self.line, doing);
-            read.map_err(|e| self.broke(e))?;
-            let line = std::mem::take(&mut self.line);
-            let tail = columns_tail(&line, id);
-            if let (Some(tail), Some((known, columns))) = (tail, &self.columns_cache) {
-                if tail == known.as_slice() {
-                    let columns = columns.clone();
-                    self.line = line;
-                    self.keep_line();
-                    return Ok(First::Columns(columns));
-                }
-            }
-            let frame = wire::decode(&line);
-            let tail = tail.map(<[u8]>::to_vec);
-            self.line = line;
-            self.keep_line();
-            let frame = frame.map_err(|e| self.broke(e))?;
-            if let Response::Notice { notice, .. } = &frame {
-                if let Some(handler) = self.notices.as_mut() {
-                    handler(notice);
-                }
-                continue;
-            }
-            return match wire::answer(frame, id, doing).map_err(|e| self.broke(e))? {
-                Response::Columns { columns, .. } => {
-                    let columns: Arc<[Column]> = columns.into();
-                    if let Some(tail) = tail {
-                        self.columns_cache = Some((tail, columns.clone()));
-                    }
-                    Ok(First::Columns(columns))
-                }
-                other => Ok(First::Frame(Box::new(other))),
-            };
+            return wire::answer(frame, id, doing)
+                .map(Answer::Frame)
+                .map_err(|e| self.broke(e));
         }
     }
 
