@@ -1053,6 +1053,15 @@ pub(crate) fn columns_json(statement: &tokio_postgres::Statement) -> Arc<str> {
         .into()
 }
 
+/// Starts a frame written by hand: `{"type":"TYPE","id":ID` (the fields
+/// in the order `Response`'s serde form has them).
+fn frame_head(out: &mut Vec<u8>, frame_type: &str, id: u64) {
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(frame_type.as_bytes());
+    out.extend_from_slice(b"\",\"id\":");
+    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+}
+
 /// A `columns` frame from its list serialized before ([`columns_json`]):
 /// the bytes `Response::Columns` encodes to.
 async fn send_columns<W: AsyncWrite + Unpin>(
@@ -1061,8 +1070,7 @@ async fn send_columns<W: AsyncWrite + Unpin>(
     columns: &str,
 ) -> std::io::Result<()> {
     let mut line = Vec::with_capacity(columns.len() + 48);
-    line.extend_from_slice(b"{\"type\":\"columns\",\"id\":");
-    line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    frame_head(&mut line, "columns", id);
     line.extend_from_slice(b",\"columns\":");
     line.extend_from_slice(columns.as_bytes());
     line.extend_from_slice(b"}\n");
@@ -1232,7 +1240,7 @@ impl AnyWriter {
 /// bytes, and the result's limits (`max_result_rows`, `max_result_bytes`)
 /// are checked after every row.
 struct RowsFrames {
-    prefix: String,
+    prefix: Vec<u8>,
     chunk: Vec<u8>,
     in_chunk: usize,
     total: u64,
@@ -1249,10 +1257,9 @@ impl RowsFrames {
         chunk.reserve(limits.bytes + 1024);
         RowsFrames {
             prefix: {
-                let mut p = String::with_capacity(40);
-                p.push_str("{\"type\":\"rows\",\"id\":");
-                p.push_str(itoa::Buffer::new().format(id));
-                p.push_str(",\"rows\":[");
+                let mut p = Vec::with_capacity(40);
+                frame_head(&mut p, "rows", id);
+                p.extend_from_slice(b",\"rows\":[");
                 p
             },
             chunk,
@@ -1265,7 +1272,7 @@ impl RowsFrames {
 
     fn begin_row(&mut self) {
         if self.in_chunk == 0 {
-            self.chunk.extend_from_slice(self.prefix.as_bytes());
+            self.chunk.extend_from_slice(&self.prefix);
         } else {
             self.chunk.push(b',');
         }
@@ -1334,8 +1341,7 @@ async fn send_done<W: AsyncWrite + Unpin>(
     command: &str,
 ) -> Result<(), Failure> {
     let mut line = Vec::with_capacity(64);
-    line.extend_from_slice(b"{\"type\":\"done\",\"id\":");
-    line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    frame_head(&mut line, "done", id);
     line.extend_from_slice(b",\"rows\":");
     line.extend_from_slice(itoa::Buffer::new().format(rows).as_bytes());
     line.extend_from_slice(b",\"command\":");

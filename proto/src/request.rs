@@ -302,18 +302,7 @@ impl Request {
     pub fn statement_line_raw(id: u64, op: &str, sql_json: &str, params_json: &[u8]) -> Vec<u8> {
         let mut line = Vec::with_capacity(sql_json.len() + params_json.len() + 48);
         line.extend_from_slice(b"{\"id\":");
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = id;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        line.extend_from_slice(&digits[at..]);
+        line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
         line.extend_from_slice(b",\"op\":\"");
         line.extend_from_slice(op.as_bytes());
         line.extend_from_slice(b"\",\"sql\":");

@@ -23,15 +23,6 @@ pub(crate) fn write_utc(t: OffsetDateTime, out: &mut Vec<u8>) {
     // Every record has one: the digits by hand for years of four digits
     // (the format's own machinery costs more than the rest of the line).
     if (0..=9999).contains(&t.year()) {
-        let digits = |out: &mut Vec<u8>, n: u32, width: usize| {
-            let mut buf = [b'0'; 6];
-            let mut n = n;
-            for slot in buf[..width].iter_mut().rev() {
-                *slot = b'0' + (n % 10) as u8;
-                n /= 10;
-            }
-            out.extend_from_slice(&buf[..width]);
-        };
         digits(out, t.year() as u32, 4);
         out.push(b'-');
         digits(out, u32::from(u8::from(t.month())), 2);
@@ -95,14 +86,19 @@ pub(crate) fn write_at(t: std::time::SystemTime, out: &mut Vec<u8>) {
         }
     };
     out.extend_from_slice(&prefix);
-    let mut digits = [b'0'; 6];
-    let mut n = micros;
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (n % 10) as u8;
+    digits(out, micros, 6);
+    out.push(b'Z');
+}
+
+/// Appends `n` as exactly `width` (at most 6) decimal digits, zero-padded.
+fn digits(out: &mut Vec<u8>, n: u32, width: usize) {
+    let mut buf = [b'0'; 6];
+    let mut n = n;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    out.extend_from_slice(&digits);
-    out.push(b'Z');
+    out.extend_from_slice(&buf[..width]);
 }
 
 /// Parses a `--since`/`--until` bound, relative to `now`:
