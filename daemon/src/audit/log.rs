@@ -114,6 +114,8 @@ struct State {
     outage: Option<Outage>,
     /// Last time a failed size rotation was logged.
     rotate_warned: Option<Instant>,
+    /// Last time a failed write of deferred lines was logged.
+    deferred_warned: Option<Instant>,
     /// Tells when the path may name another file; `None` (not started,
     /// or blind): every record checks the path.
     watch: Option<Arc<PathWatch>>,
@@ -175,6 +177,7 @@ impl AuditLog {
                 line: Vec::new(),
                 outage: None,
                 rotate_warned: None,
+                deferred_warned: None,
                 watch: None,
                 watch_tried: None,
             }),
@@ -699,7 +702,15 @@ impl Inner {
             }
             Err(e) => {
                 self.undo_partial(&file, st.len);
-                warn!(path = %self.path.display(), cause = %e, "cannot write deferred audit records yet");
+                // The flush thread retries every interval: say it once a
+                // minute, as an outage is.
+                if st
+                    .deferred_warned
+                    .is_none_or(|t| t.elapsed() >= OUTAGE_LOG_EVERY)
+                {
+                    warn!(path = %self.path.display(), cause = %e, "cannot write deferred audit records yet");
+                    st.deferred_warned = Some(Instant::now());
+                }
                 false
             }
         }
