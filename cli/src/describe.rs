@@ -260,6 +260,19 @@ impl<'a> PatternVars<'a> {
 
 /// [`pattern_conditions`], with psql's complaint about a bad pattern as
 /// the command's error.
+/// psql's filter of system objects for `\dn` and `\du` without `S` and
+/// without a pattern: `condition` as the query's WHERE. Whether it began
+/// one.
+fn hide_system(sql: &mut String, system: bool, pattern: Option<&str>, condition: &str) -> bool {
+    if system || pattern.is_some() {
+        return false;
+    }
+    sql.push_str("WHERE ");
+    sql.push_str(condition);
+    sql.push('\n');
+    true
+}
+
 fn pattern_sql(pattern: Option<&str>, where_started: bool, vars: &PatternVars<'_>) -> Res<String> {
     pattern_conditions(pattern, where_started, vars).map_err(Failed::Said)
 }
@@ -542,11 +555,12 @@ impl Ctx<'_> {
             );
         }
         sql.push_str("\nFROM pg_catalog.pg_namespace n\n");
-        let mut where_started = false;
-        if !system && pattern.is_none() {
-            sql.push_str("WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'\n");
-            where_started = true;
-        }
+        let where_started = hide_system(
+            &mut sql,
+            system,
+            pattern,
+            "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'",
+        );
         sql.push_str(&pattern_sql(
             pattern,
             where_started,
@@ -718,11 +732,7 @@ impl Ctx<'_> {
             sql.push_str(",\n  pg_catalog.shobj_description(r.oid, 'pg_authid') AS description");
         }
         sql.push_str("\n, r.rolreplication\n, r.rolbypassrls\nFROM pg_catalog.pg_roles r\n");
-        let mut where_started = false;
-        if !system && pattern.is_none() {
-            sql.push_str("WHERE r.rolname !~ '^pg_'\n");
-            where_started = true;
-        }
+        let where_started = hide_system(&mut sql, system, pattern, "r.rolname !~ '^pg_'");
         sql.push_str(&pattern_sql(
             pattern,
             where_started,
