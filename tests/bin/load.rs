@@ -931,6 +931,35 @@ fn attack_hog(
     extra.insert("held_max".into(), json!(held_max));
 }
 
+/// A connection with the attacker's read session open (`--db`, `--user`),
+/// or `None` with why counted in `outcomes` (after a pause when the
+/// broker refused it).
+fn open_read_session(
+    opts: &Opts,
+    socket: &std::path::Path,
+    timeout: Duration,
+    outcomes: &mut BTreeMap<String, u64>,
+) -> Option<Raw> {
+    let Ok(mut raw) = Raw::connect(socket, timeout) else {
+        *outcomes.entry("connect_failed".into()).or_default() += 1;
+        return None;
+    };
+    let open = json!({"id": 1, "op": "open", "db": opts.get("db").unwrap_or("czechidm"),
+                      "user": opts.get("user").unwrap_or("czechidm"), "readonly": true});
+    match raw.call(open) {
+        Ok(f) if f["type"] == "opened" => Some(raw),
+        Ok(f) => {
+            *outcomes.entry(code_of(&f)).or_default() += 1;
+            std::thread::sleep(Duration::from_millis(200));
+            None
+        }
+        Err(_) => {
+            *outcomes.entry("open_failed".into()).or_default() += 1;
+            None
+        }
+    }
+}
+
 fn attack_nonreader(
     opts: &Opts,
     deadline: Instant,
@@ -945,25 +974,10 @@ fn attack_nonreader(
     let mut cut_off = Vec::new();
     while Instant::now() < deadline {
         *attempts += 1;
-        let Ok(mut raw) = Raw::connect(&socket, Duration::from_secs(60)) else {
-            *outcomes.entry("connect_failed".into()).or_default() += 1;
+        let Some(mut raw) = open_read_session(opts, &socket, Duration::from_secs(60), outcomes)
+        else {
             continue;
         };
-        match raw.call(
-            json!({"id": 1, "op": "open", "db": opts.get("db").unwrap_or("czechidm"),
-                              "user": opts.get("user").unwrap_or("czechidm"), "readonly": true}),
-        ) {
-            Ok(f) if f["type"] == "opened" => {}
-            Ok(f) => {
-                *outcomes.entry(code_of(&f)).or_default() += 1;
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            Err(_) => {
-                *outcomes.entry("open_failed".into()).or_default() += 1;
-                continue;
-            }
-        }
         let line = format!("{}\n", json!({"id": 2, "op": "query", "sql": sql}));
         if raw.send(line.as_bytes()).is_err() {
             continue;
@@ -1080,21 +1094,10 @@ fn attack_tempfile(
         "SELECT count(*) FROM (SELECT g::text AS t FROM generate_series(1, 3000000) g ORDER BY 1) s",
     );
     while Instant::now() < deadline {
-        let Ok(mut raw) = Raw::connect(&socket, Duration::from_secs(120)) else {
-            *outcomes.entry("connect_failed".into()).or_default() += 1;
+        let Some(mut raw) = open_read_session(opts, &socket, Duration::from_secs(120), outcomes)
+        else {
             continue;
         };
-        let opened = raw.call(json!({"id": 1, "op": "open", "db": opts.get("db").unwrap_or("czechidm"),
-                                     "user": opts.get("user").unwrap_or("czechidm"), "readonly": true}));
-        match opened {
-            Ok(f) if f["type"] == "opened" => {}
-            Ok(f) => {
-                *outcomes.entry(code_of(&f)).or_default() += 1;
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            Err(_) => continue,
-        }
         while Instant::now() < deadline {
             *attempts += 1;
             match raw.call(json!({"id": 2, "op": "query", "sql": sql})) {
