@@ -308,7 +308,7 @@ impl AuditLog {
     /// file's name change (or there is no working watch). Tests wait for
     /// it after renaming the file under the log.
     #[cfg(test)]
-    pub(crate) fn path_check_due(&self) -> bool {
+    pub(crate) fn watch_noticed(&self) -> bool {
         let Some(inner) = &self.inner else {
             return false;
         };

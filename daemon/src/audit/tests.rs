@@ -40,7 +40,7 @@ fn lines(path: &Path) -> Vec<Value> {
 /// that the next record checks the path.
 fn noticed(log: &AuditLog) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !log.path_check_due() {
+    while !log.watch_noticed() {
         assert!(std::time::Instant::now() < until, "the watch saw nothing");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

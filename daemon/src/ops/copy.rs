@@ -68,7 +68,9 @@ fn checked(
     let record = AuditRecord {
         request: Some(id),
         sql: Some(sql),
-        shape: audit.is_enabled().then(|| checked.analysis.shape(sql)),
+        statement_fields: audit
+            .is_enabled()
+            .then(|| checked.analysis.audit_fields(sql)),
         kind: Some(checked.verdict.kind),
         writes: Some(checked.verdict.writes || checked.verdict.ddl),
         ..open.record(audit_peer, AuditEvent::Statement)

@@ -76,7 +76,6 @@ pub async fn run(
     let record = AuditRecord {
         request: Some(id),
         sql: Some(sql),
-        shape: audit.is_enabled().then(|| checked.analysis.shape(sql)),
         statement_fields: audit
             .is_enabled()
             .then(|| checked.analysis.audit_fields(sql)),
