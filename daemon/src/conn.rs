@@ -271,14 +271,13 @@ pub fn record_refusal(
 
 /// The request that was running when shutdown began: its statement is
 /// cancelled (again every half second, since a cancel that reaches the
-/// server between two statements is ignored), and after `limit` it is given
+/// server between two statements is ignored), and at `deadline` it is given
 /// up on — a client that reads nothing would otherwise keep it forever.
 async fn in_flight_at_shutdown(
     mut dispatch: std::pin::Pin<&mut impl std::future::Future<Output = Next>>,
     cancel: Option<tokio_postgres::CancelToken>,
-    limit: std::time::Duration,
+    deadline: tokio::time::Instant,
 ) -> Next {
-    let deadline = tokio::time::Instant::now() + limit;
     if cancel.is_some() {
         info!("shutting down: cancelling the running statement");
     }
@@ -305,14 +304,17 @@ impl ClientConnection {
         mut lines: LineReader<OwnedReadHalf>,
         shutdown: &mut broadcast::Receiver<()>,
     ) {
-        let mut stopping = false;
+        // Set at shutdown: until when the connection may still write to its
+        // client (a client that reads nothing must not keep the session
+        // from being rolled back and recorded within the grace period).
+        let mut stopping: Option<tokio::time::Instant> = None;
         // One wait for the shutdown for the whole connection: a wait made
         // anew for every request registers and unregisters each time.
         let stop = shutdown.recv();
         tokio::pin!(stop);
         loop {
-            if stopping {
-                self.shut_down().await;
+            if let Some(until) = stopping {
+                self.shut_down_by(until).await;
                 return;
             }
             let timeouts = {
@@ -332,7 +334,7 @@ impl ClientConnection {
             let line = tokio::select! {
                 line = lines.next_line_timed(timeouts) => line,
                 _ = &mut stop => {
-                    self.shut_down().await;
+                    self.shut_down_by(self.shutdown_deadline()).await;
                     return;
                 }
                 _ = terminated => {
@@ -443,18 +445,24 @@ impl ClientConnection {
                 tokio::select! {
                     next = &mut dispatch => next,
                     _ = &mut stop => {
-                        stopping = true;
+                        let until = tokio::time::Instant::now() + grace / 2;
+                        stopping = Some(until);
                         // A client that reads nothing keeps the answer from
                         // being written: give up on it after half the grace
                         // period, so that the session is still rolled back
                         // and recorded before the broker exits.
-                        in_flight_at_shutdown(dispatch, cancel, grace / 2).await
+                        in_flight_at_shutdown(dispatch, cancel, until).await
                     }
                 }
             };
-            if stopping && matches!(next, Next::Close) {
-                self.closing = Some(CloseReason::Shutdown);
-                return;
+            if stopping.is_some() {
+                // What is queued goes out with the shutdown's frame, within
+                // the same bound.
+                if matches!(next, Next::Close) {
+                    self.closing = Some(CloseReason::Shutdown);
+                    return;
+                }
+                continue;
             }
             match next {
                 Next::Continue => {}
@@ -473,6 +481,24 @@ impl ClientConnection {
 
     /// Tells the client the broker is shutting down; `finish` then rolls
     /// back and closes its session.
+    /// Until when a connection that sees the shutdown now may still write
+    /// to its client: half the grace period.
+    fn shutdown_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.broker.config().server.shutdown_grace / 2
+    }
+
+    /// [`ClientConnection::shut_down`], given up at `until` (the client
+    /// reads nothing); the session is rolled back and recorded either way.
+    async fn shut_down_by(&mut self, until: tokio::time::Instant) {
+        if tokio::time::timeout_at(until, self.shut_down())
+            .await
+            .is_err()
+        {
+            warn!("shutting down: the client reads nothing; closing the connection");
+            self.closing = Some(CloseReason::Shutdown);
+        }
+    }
+
     async fn shut_down(&mut self) {
         let rolled_back = self
             .session
