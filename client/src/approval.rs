@@ -7,6 +7,7 @@
 //! [`Change`] itself.
 
 use crate::param::{to_values, ToParam};
+use crate::socket::Socket;
 use crate::{wire, Config, Error};
 use iam_pgbroker_proto::{
     ApprovalRequest, Op, Request, Response, StatementSpec, SubmitParams, DEFAULT_DB,
@@ -14,7 +15,6 @@ use iam_pgbroker_proto::{
 };
 use std::fmt;
 use std::io::{BufReader, Write};
-use std::os::unix::net::UnixStream;
 
 /// A change to submit for approval: statements that run in one
 /// transaction, as one database user, once another person approves.
@@ -113,7 +113,7 @@ pub struct RequestList {
 /// # Ok(()) }
 /// ```
 pub struct Approvals {
-    reader: BufReader<UnixStream>,
+    reader: BufReader<Socket>,
     next_id: u64,
     broken: Option<String>,
 }
@@ -133,7 +133,7 @@ impl Config {
     /// client name are.
     pub fn approvals(&self) -> Result<Approvals, Error> {
         let path = self.socket_path();
-        let stream = UnixStream::connect(&path).map_err(|e| Error::connect(&path, e))?;
+        let mut stream = Socket::connect(&path).map_err(|e| Error::connect(&path, e))?;
         let (read, write) = self.timeouts();
         stream
             .set_read_timeout(read)

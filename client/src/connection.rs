@@ -1,4 +1,5 @@
 use crate::param::{write_params, ToParam};
+use crate::socket::Socket;
 use crate::{wire, Error, Row};
 use iam_pgbroker_proto::{
     json_string, Column, ErrorInfo, Identity, Op, OpenParams, Request, Response,
@@ -7,7 +8,6 @@ use iam_pgbroker_proto::{
 use serde_json::Value;
 use std::fmt;
 use std::io::{BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +83,7 @@ pub struct SessionInfo {
 /// # }
 /// ```
 pub struct Connection {
-    reader: BufReader<UnixStream>,
+    reader: BufReader<Socket>,
     next_id: u64,
     max_line_bytes: usize,
     info: SessionInfo,
@@ -164,7 +164,7 @@ impl fmt::Debug for Connection {
 
 /// The socket before the session is open: `hello` and `open`.
 struct Handshake {
-    reader: BufReader<UnixStream>,
+    reader: BufReader<Socket>,
     next_id: u64,
 }
 
@@ -195,7 +195,7 @@ impl Connection {
         read_timeout: Option<Duration>,
         write_timeout: Option<Duration>,
     ) -> Result<Connection, Error> {
-        let stream = UnixStream::connect(path).map_err(|e| Error::connect(path, e))?;
+        let mut stream = Socket::connect(path).map_err(|e| Error::connect(path, e))?;
         stream
             .set_read_timeout(read_timeout)
             .and_then(|()| stream.set_write_timeout(write_timeout))
@@ -398,7 +398,7 @@ impl Connection {
     /// Changes the read timeout (`None`: wait as long as the broker takes).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         self.reader
-            .get_ref()
+            .get_mut()
             .set_read_timeout(timeout.filter(|t| !t.is_zero()))
             .map_err(|e| Error::io("setting the read timeout", e))
     }
@@ -588,7 +588,7 @@ impl Drop for Connection {
         // Best effort and bounded: a stuck broker must not hang the caller
         // (possibly unwinding from a panic). Errors are ignored; the broker
         // rolls back on disconnect anyway.
-        let stream = self.reader.get_ref();
+        let stream = self.reader.get_mut();
         let _ = stream.set_read_timeout(Some(DROP_TIMEOUT));
         let _ = stream.set_write_timeout(Some(DROP_TIMEOUT));
         if self.expect_ok(Op::Rollback).is_ok() {
@@ -748,7 +748,7 @@ impl CancelHandle {
     /// running.
     pub fn cancel(&self) -> Result<(), Error> {
         let path = &self.reach.path;
-        let stream = UnixStream::connect(path).map_err(|e| Error::connect(path, e))?;
+        let mut stream = Socket::connect(path).map_err(|e| Error::connect(path, e))?;
         let timeout = Some(
             self.reach
                 .write_timeout

@@ -132,6 +132,7 @@ mod error;
 mod param;
 pub mod pgtypes;
 mod row;
+mod socket;
 mod wire;
 
 #[cfg(test)]
