@@ -5,13 +5,13 @@ use crate::audit::{
     AuditEvent, AuditPeer, AuditRecord, AuditTarget, ProcessInfo, SessionMode, SessionParts,
 };
 use crate::broker::Broker;
+use crate::client_socket::{self, ClientRead, ClientWrite};
 use crate::frame::{FrameWriter, LineError, LineReader, ReadTimeouts};
 use crate::ops;
 use crate::peer::{Credentials, PeerIdentity};
 use crate::session::Session;
 use iam_pgbroker_proto::{ErrorCode, ErrorInfo, Op, Request, Response};
 use std::sync::Arc;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn, Instrument};
@@ -74,7 +74,7 @@ pub struct ClientConnection {
     /// The open session, after a successful `open`.
     pub session: Option<OpenSession>,
     /// Where answers go.
-    pub out: FrameWriter<OwnedWriteHalf>,
+    pub out: FrameWriter<ClientWrite>,
     /// Why the connection is ending, once it is.
     pub closing: Option<CloseReason>,
     /// The protocol version agreed at `hello` (1 without one): version 2
@@ -163,7 +163,13 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>, mut shutdown: broadc
     );
     async move {
         debug!("client connected");
-        let (read, write) = stream.into_split();
+        let (read, write) = match client_socket::split(stream) {
+            Ok(halves) => halves,
+            Err(e) => {
+                warn!(cause = %e, "cannot register the connection with the runtime");
+                return;
+            }
+        };
         let slot = match broker.admit(peer.uid) {
             Ok(slot) => slot,
             Err(message) => {
@@ -301,7 +307,7 @@ async fn in_flight_at_shutdown(
 impl ClientConnection {
     async fn run(
         &mut self,
-        mut lines: LineReader<OwnedReadHalf>,
+        mut lines: LineReader<ClientRead>,
         shutdown: &mut broadcast::Receiver<()>,
     ) {
         // Set at shutdown: until when the connection may still write to its

@@ -16,6 +16,7 @@ pub mod analysis;
 pub mod approval;
 pub mod audit;
 pub mod broker;
+pub mod client_socket;
 pub mod config;
 pub mod conn;
 pub mod docker;
