@@ -231,3 +231,52 @@ def test_unasked_error_before_close_is_raised(close_first):
         conn.query("SELECT 1")
     assert conn.closed
     broker.close()
+
+
+def test_waiting_for_an_answer_is_not_woken_by_the_broker_reading_the_request(tmp_path):
+    """The library's socket waits for input in poll(): the broker reading a
+    request does not wake the thread waiting for its answer (a blocking
+    recv() is woken then, and sleeps again)."""
+    import os
+    import threading
+    import time
+
+    from iam_lib_pgconnect.connection import _connect_socket
+
+    path = str(tmp_path / "broker.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    rounds = 20
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            for _ in range(rounds):
+                time.sleep(0.003)
+                conn.recv(1)
+                time.sleep(0.003)
+                conn.sendall(b"a")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+
+    def sleeps():
+        with open("/proc/thread-self/status") as f:
+            return sum(int(line.split()[1]) for line in f
+                       if line.startswith("voluntary_ctxt_switches"))
+
+    sock = _connect_socket(path)
+    try:
+        before = sleeps()
+        for _ in range(rounds):
+            sock.sendall(b"q")
+            assert sock.recv(1) == b"a"
+        slept = sleeps() - before
+    finally:
+        sock.close()
+        thread.join()
+        server.close()
+        os.unlink(path)
+    # One sleep per round (the answer); two with a blocking recv().
+    assert slept < rounds * 1.5, "%d sleeps in %d rounds" % (slept, rounds)

@@ -96,6 +96,15 @@ def _refuse_moved_settings(password_provider, host, port):
         )
 
 
+# A thread blocked in recv() on a Unix stream socket is woken each time the
+# broker reads what it sent (the kernel announces the freed room to every
+# waiter), then sleeps again until the answer: a wake-up for nothing per
+# statement, paid by both processes. With a timeout set, Python waits in
+# poll() for input first, which only input wakes. The timeout is as long as
+# poll() takes (24 days), so no statement ever meets it: "no timeout".
+_WAIT_FOR_INPUT = 24 * 24 * 3600
+
+
 def _connect_socket(path):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -117,6 +126,9 @@ def _connect_socket(path):
         raise ServiceUnavailable(
             "cannot connect to the iam-pgbroker socket %s: %s" % (path, e)
         ) from e
+    # After connect(): a blocking connect waits for a full backlog to drain,
+    # a connect with a timeout would fail at once (EAGAIN).
+    sock.settimeout(_WAIT_FOR_INPUT)
     return sock
 
 
