@@ -533,9 +533,22 @@ fn sigterm_rolls_back_tells_clients_records_why_and_a_new_broker_serves() {
         .arg(&broker.socket)
         .args(["--sql", "SELECT * FROM idm_identity_bench"]);
     let mut stuck = Spawned::new(&mut cmd);
-    stuck.wait_for("HOLD");
+    let held = stuck.wait_for("HOLD");
+    let held = held.trim_start_matches("HOLD ").trim().to_owned();
     let Spawned { child, .. } = stuck;
     let stuck = KillOnDrop(child);
+    // Stuck for sure only once the client's socket is full: the broker then
+    // stops reading PostgreSQL, whose backend waits to write to it.
+    assert!(
+        eventually(Duration::from_secs(10), || app.psql(
+            "czechidm",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' \
+                 AND application_name LIKE 'pgbroker {held}%'"
+            )
+        ) == "1"),
+        "the held session's backend waits to write"
+    );
     let sessions: Vec<String> = broker
         .audit_records()
         .iter()
