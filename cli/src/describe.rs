@@ -258,8 +258,6 @@ impl<'a> PatternVars<'a> {
     }
 }
 
-/// [`pattern_conditions`], with psql's complaint about a bad pattern as
-/// the command's error.
 /// psql's filter of system objects for `\dn` and `\du` without `S` and
 /// without a pattern: `condition` as the query's WHERE. Whether it began
 /// one.
@@ -273,6 +271,8 @@ fn hide_system(sql: &mut String, system: bool, pattern: Option<&str>, condition:
     true
 }
 
+/// [`pattern_conditions`], with psql's complaint about a bad pattern as
+/// the command's error.
 fn pattern_sql(pattern: Option<&str>, where_started: bool, vars: &PatternVars<'_>) -> Res<String> {
     pattern_conditions(pattern, where_started, vars).map_err(Failed::Said)
 }
