@@ -275,6 +275,13 @@ pub fn record_refusal(
     let _ = broker.audit().record(&record);
 }
 
+/// Until when a connection that sees the shutdown now may still write to
+/// its client: half the grace period (the rest is for rolling back and
+/// recording).
+fn shutdown_deadline(grace: std::time::Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + grace / 2
+}
+
 /// The request that was running when shutdown began: its statement is
 /// cancelled (again every half second, since a cancel that reaches the
 /// server between two statements is ignored), and at `deadline` it is given
@@ -340,7 +347,8 @@ impl ClientConnection {
             let line = tokio::select! {
                 line = lines.next_line_timed(timeouts) => line,
                 _ = &mut stop => {
-                    self.shut_down_by(self.shutdown_deadline()).await;
+                    let grace = self.broker.config().server.shutdown_grace;
+                    self.shut_down_by(shutdown_deadline(grace)).await;
                     return;
                 }
                 _ = terminated => {
@@ -451,7 +459,7 @@ impl ClientConnection {
                 tokio::select! {
                     next = &mut dispatch => next,
                     _ = &mut stop => {
-                        let until = tokio::time::Instant::now() + grace / 2;
+                        let until = shutdown_deadline(grace);
                         stopping = Some(until);
                         // A client that reads nothing keeps the answer from
                         // being written: give up on it after half the grace
@@ -485,14 +493,6 @@ impl ClientConnection {
         }
     }
 
-    /// Tells the client the broker is shutting down; `finish` then rolls
-    /// back and closes its session.
-    /// Until when a connection that sees the shutdown now may still write
-    /// to its client: half the grace period.
-    fn shutdown_deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + self.broker.config().server.shutdown_grace / 2
-    }
-
     /// [`ClientConnection::shut_down`], given up at `until` (the client
     /// reads nothing); the session is rolled back and recorded either way.
     async fn shut_down_by(&mut self, until: tokio::time::Instant) {
@@ -505,6 +505,8 @@ impl ClientConnection {
         }
     }
 
+    /// Tells the client the broker is shutting down; `finish` then rolls
+    /// back and closes its session.
     async fn shut_down(&mut self) {
         let rolled_back = self
             .session
