@@ -653,13 +653,8 @@ impl Inner {
                 source,
             });
         }
-        let end = st.line.len();
-        st.head = ChainHash::of(&st.line[start..end - 1]);
-        st.head_hex = hex_of(&st.head);
-        st.len += end as u64;
-        st.seq += 1;
-        st.lines += 1;
-        st.since_anchor += 1;
+        st.len += st.line.len() as u64;
+        chain_from(st, start);
         st.line.clear();
         if st.line.capacity() > KEEP_BUFFER_BYTES {
             st.line = Vec::new();
@@ -676,12 +671,7 @@ impl Inner {
         }
         let start = st.line.len();
         push_line(&mut st.line, body, &st.head_hex);
-        let end = st.line.len();
-        st.head = ChainHash::of(&st.line[start..end - 1]);
-        st.head_hex = hex_of(&st.head);
-        st.seq += 1;
-        st.lines += 1;
-        st.since_anchor += 1;
+        chain_from(st, start);
     }
 
     /// Writes the deferred lines, if any. `false` when they could not be
@@ -849,6 +839,17 @@ fn flush_every(weak: Weak<Inner>, every: Duration) {
             None => return,
         }
     }
+}
+
+/// Makes the line that starts at `start` in `st.line` (the last one, its
+/// newline included) the head of the chain, and counts it.
+fn chain_from(st: &mut State, start: usize) {
+    let end = st.line.len();
+    st.head = ChainHash::of(&st.line[start..end - 1]);
+    st.head_hex = hex_of(&st.head);
+    st.seq += 1;
+    st.lines += 1;
+    st.since_anchor += 1;
 }
 
 /// Appends `{"time":…,<body>,"prev":…}\n` to `out`.
