@@ -492,10 +492,13 @@ impl Inner {
         }
         if st.watch_tried.is_none_or(|t| t.elapsed() >= WATCH_RETRY) {
             st.watch_tried = Some(Instant::now());
-            st.watch = PathWatch::start(&self.path);
-            if st.watch.is_none() {
-                warn!(path = %self.path.display(), "cannot watch the audit file's folder (inotify); every record checks the path instead");
-            }
+            st.watch = match PathWatch::start(&self.path) {
+                Ok(watch) => Some(watch),
+                Err(e) => {
+                    warn!(path = %self.path.display(), cause = %e, "cannot watch the audit file's folder (inotify); every record checks the path instead");
+                    None
+                }
+            };
         }
         true
     }
@@ -885,26 +888,28 @@ struct PathWatch {
 }
 
 impl PathWatch {
-    fn start(path: &Path) -> Option<Arc<PathWatch>> {
+    /// A watch of `path`'s folder, or why there is none.
+    fn start(path: &Path) -> std::io::Result<Arc<PathWatch>> {
         use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify};
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let name = path.file_name()?.to_os_string();
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-        inotify
-            .add_watch(
-                dir,
-                F::IN_CREATE
-                    | F::IN_DELETE
-                    | F::IN_MOVED_FROM
-                    | F::IN_MOVED_TO
-                    | F::IN_DELETE_SELF
-                    | F::IN_MOVE_SELF
-                    | F::IN_ONLYDIR,
-            )
-            .ok()?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other("the path names no file"))?
+            .to_os_string();
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
+        inotify.add_watch(
+            dir,
+            F::IN_CREATE
+                | F::IN_DELETE
+                | F::IN_MOVED_FROM
+                | F::IN_MOVED_TO
+                | F::IN_DELETE_SELF
+                | F::IN_MOVE_SELF
+                | F::IN_ONLYDIR,
+        )?;
         let watch = Arc::new(PathWatch {
             changed: AtomicBool::new(false),
             blind: AtomicBool::new(false),
@@ -912,9 +917,8 @@ impl PathWatch {
         let weak = Arc::downgrade(&watch);
         std::thread::Builder::new()
             .name("audit-watch".into())
-            .spawn(move || watch_folder(&inotify, &name, &weak))
-            .ok()?;
-        Some(watch)
+            .spawn(move || watch_folder(&inotify, &name, &weak))?;
+        Ok(watch)
     }
 }
 
