@@ -63,31 +63,22 @@ pub(crate) fn write_at(t: std::time::SystemTime, out: &mut Vec<u8>) {
     let Ok(since) = t.duration_since(std::time::UNIX_EPOCH) else {
         return write_utc(OffsetDateTime::from(t), out);
     };
-    let (secs, micros) = (since.as_secs(), since.subsec_micros());
-    let prefix = match SECOND.get() {
-        Some((s, prefix)) if s == secs => prefix,
-        _ => {
-            let mut stamp = Vec::with_capacity(27);
-            let Ok(whole) = i64::try_from(secs).map(OffsetDateTime::from_unix_timestamp) else {
-                return write_utc(OffsetDateTime::from(t), out);
-            };
-            match whole {
-                Ok(whole) => write_utc(whole, &mut stamp),
-                Err(_) => return write_utc(OffsetDateTime::from(t), out),
-            }
-            let Some(prefix) = stamp.get(..20).and_then(|p| <[u8; 20]>::try_from(p).ok()) else {
-                return write_utc(OffsetDateTime::from(t), out);
-            };
-            if stamp.len() != 27 {
-                return write_utc(OffsetDateTime::from(t), out);
-            }
+    let secs = since.as_secs();
+    if let Some((_, prefix)) = SECOND.get().filter(|(s, _)| *s == secs) {
+        out.extend_from_slice(&prefix);
+        digits(out, since.subsec_micros(), 6);
+        out.push(b'Z');
+        return;
+    }
+    // A new second: the whole stamp, whose fixed-width head is kept.
+    let start = out.len();
+    write_utc(OffsetDateTime::from(t), out);
+    let stamp = &out[start..];
+    if stamp.len() == 27 {
+        if let Ok(prefix) = <[u8; 20]>::try_from(&stamp[..20]) {
             SECOND.set(Some((secs, prefix)));
-            prefix
         }
-    };
-    out.extend_from_slice(&prefix);
-    digits(out, micros, 6);
-    out.push(b'Z');
+    }
 }
 
 /// Appends `n` as exactly `width` (at most 6) decimal digits, zero-padded.
