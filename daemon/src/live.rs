@@ -147,6 +147,7 @@ impl LiveSession {
     pub fn view(&self) -> Value {
         let s = lock(&self.state);
         let opened = time::OffsetDateTime::from(self.opened);
+        let running = s.statement.as_ref().filter(|_| s.running);
         json!({
             "session": self.id,
             "uid": self.peer.uid,
@@ -168,18 +169,14 @@ impl LiveSession {
             "mode": self.mode,
             "rule": self.rule,
             "opened": crate::audit::timefmt::format_utc(opened),
-            "state": match (s.statement.as_ref().filter(|_| s.running), s.txn_since) {
+            "state": match (running, s.txn_since) {
                 (Some(_), _) => "active",
                 (None, Some(_)) => "idle in transaction",
                 (None, None) => "idle",
             },
             "transaction_age_ms": s.txn_since.map(|t| t.elapsed().as_millis() as u64),
-            "statement": s.statement.as_ref().filter(|_| s.running).map(|(text, _)| text),
-            "statement_ms": s
-                .statement
-                .as_ref()
-                .filter(|_| s.running)
-                .map(|(_, at)| at.elapsed().as_millis() as u64),
+            "statement": running.map(|(text, _)| text),
+            "statement_ms": running.map(|(_, at)| at.elapsed().as_millis() as u64),
             "backend_pid": self.backend_pid,
         })
     }
