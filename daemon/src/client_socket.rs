@@ -30,14 +30,7 @@ pub fn split(stream: tokio::net::UnixStream) -> io::Result<(ClientRead, ClientWr
     // SAFETY: the stream owns its descriptor, open and the same for as
     // long as it lives, which is as long as the registration.
     let fd = Arc::new(unsafe { AsyncFd::register_with_interest(std, Interest::READABLE) }?);
-    Ok((
-        ClientRead(Arc::clone(&fd)),
-        ClientWrite {
-            fd,
-            room: None,
-            shut: false,
-        },
-    ))
+    Ok((ClientRead(Arc::clone(&fd)), ClientWrite { fd, room: None }))
 }
 
 /// The reading half.
@@ -50,7 +43,6 @@ pub struct ClientWrite {
     /// Watches for room in the client's buffer, while a write is waiting
     /// for it (registered for output only; dropped after the next flush).
     room: Option<AsyncFd<OwnedFd>>,
-    shut: bool,
 }
 
 /// `read(2)` into memory that may not be initialized.
@@ -144,16 +136,15 @@ impl AsyncWrite for ClientWrite {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.room = None;
-        self.shut = true;
         Poll::Ready(self.fd.get_ref().shutdown(Shutdown::Write))
     }
 }
 
 impl Drop for ClientWrite {
     fn drop(&mut self) {
-        if !self.shut {
-            let _ = self.fd.get_ref().shutdown(Shutdown::Write);
-        }
+        // After `poll_shutdown` too: shutting a side down again changes
+        // nothing.
+        let _ = self.fd.get_ref().shutdown(Shutdown::Write);
     }
 }
 
