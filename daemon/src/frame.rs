@@ -113,16 +113,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                         step = self.step() => Some(step),
                         () = timer.0.as_mut() => None,
                     };
-                    let fired = step.is_none();
-                    if fired && tokio::time::Instant::now() < deadline {
-                        // Fired for an earlier deadline: wait on.
+                    // Fired for an earlier deadline: wait on.
+                    let early = step.is_none() && tokio::time::Instant::now() < deadline;
+                    if early {
                         timer.0.as_mut().reset(deadline);
                         timer.1 = deadline;
                     }
                     self.timer = Some(timer);
                     match step {
                         Some(step) => step,
-                        None if tokio::time::Instant::now() < deadline => continue,
+                        None if early => continue,
                         None if partial => return Err(LineError::Incomplete(timeouts.request)),
                         None => return Err(LineError::Idle(timeouts.idle.unwrap_or_default())),
                     }
