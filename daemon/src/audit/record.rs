@@ -380,10 +380,7 @@ impl SessionParts {
         let mut session_json = Vec::with_capacity(session.len() + 2);
         write_json_str(&mut session_json, session);
         let mut grant_json = Vec::new();
-        let mut o = Obj {
-            out: &mut grant_json,
-            first: true,
-        };
+        let mut o = Obj::inside(&mut grant_json);
         o.str("mode", grant.mode.as_str());
         o.opt_str("reason", grant.reason);
         o.str("rule", grant.rule);
@@ -583,10 +580,7 @@ pub(crate) fn write_body(
 /// statement text and handed back in [`AuditRecord::statement_fields`].
 pub(crate) fn statement_fields(sql: &str, shape: &Shape) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 * sql.len() + 64);
-    let mut o = Obj {
-        out: &mut out,
-        first: true,
-    };
+    let mut o = Obj::inside(&mut out);
     StatementShape::known(sql, shape).write(&mut o);
     out
 }
@@ -614,6 +608,12 @@ struct Obj<'o> {
 impl<'o> Obj<'o> {
     fn new(out: &'o mut Vec<u8>) -> Obj<'o> {
         out.push(b'{');
+        Obj::inside(out)
+    }
+
+    /// Fields without the braces, for an object written elsewhere
+    /// ([`Obj::fields`]).
+    fn inside(out: &'o mut Vec<u8>) -> Obj<'o> {
         Obj { out, first: true }
     }
 
