@@ -39,9 +39,14 @@ fn lines(path: &Path) -> Vec<Value> {
 /// it (the kernel's event reaches the watch thread a moment later), so
 /// that the next record checks the path.
 fn noticed(log: &AuditLog) {
+    wait_until("the watch saw nothing", || log.watch_noticed());
+}
+
+/// Polls `done` for up to ten seconds; fails with `failed` after that.
+fn wait_until(failed: &str, done: impl Fn() -> bool) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !log.watch_noticed() {
-        assert!(std::time::Instant::now() < until, "the watch saw nothing");
+    while !done() {
+        assert!(std::time::Instant::now() < until, "{failed}");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
@@ -456,14 +461,9 @@ fn deferred_records_ride_with_the_next_write_and_keep_the_chain() {
     assert_eq!(report.records, 3);
     // Alone, it reaches the file with the next flush.
     result(&log, 2);
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while events(&cfg.file).len() < 4 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the deferred record was not written"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("the deferred record was not written", || {
+        events(&cfg.file).len() >= 4
+    });
     // Before a rotation too: it stays in the file it was chained in.
     result(&log, 3);
     let old = dir.join("log/audit.jsonl.1");
